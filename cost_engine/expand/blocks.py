@@ -1,0 +1,3 @@
+"""Imports every module that registers block expanders."""
+
+from cost_engine.expand import basic  # noqa: F401

@@ -1,0 +1,250 @@
+"""Builds an op list by closed-form shape inference, mirroring what the built module runs.
+
+Block expanders call these methods in the order their built module executes; each method
+computes output shapes and appends one canonical :class:`Op`. Views (reshape, flatten,
+transpose without a copy) append nothing but keep tensor identity, so liveness stays right.
+
+A primitive given ``name`` is recorded as run by a leaf module of that attribute name (and the
+``nn`` class the builders use for it); without ``name`` it is recorded as run functionally in the
+current scope's ``forward``. Builders must follow the same structure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import NamedTuple
+
+from cost_engine.ops import Attrs, Op, Shape, make_attrs
+
+#: The ``nn`` class that runs each op kind when it is a leaf module.
+LEAF_TYPES: dict[str, str] = {
+    "conv2d": "Conv2d",
+    "linear": "Linear",
+    "batch_norm": "BatchNorm2d",
+    "layer_norm": "LayerNorm",
+    "relu": "ReLU",
+    "relu6": "ReLU6",
+    "silu": "SiLU",
+    "gelu": "GELU",
+    "sigmoid": "Sigmoid",
+    "hardswish": "Hardswish",
+    "hardsigmoid": "Hardsigmoid",
+    "tanh": "Tanh",
+    "max_pool2d": "MaxPool2d",
+    "avg_pool2d": "AvgPool2d",
+    "adaptive_avg_pool2d": "AdaptiveAvgPool2d",
+    "softmax": "Softmax",
+}
+
+
+class T(NamedTuple):
+    """A symbolic tensor: a storage id (shared by views) and a shape."""
+
+    id: int
+    shape: Shape
+
+
+class Emitter:
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self._next_id = 0
+        self._scope: list[tuple[str, str]] = []
+
+    # -- tensors and scopes -------------------------------------------------------------
+    def tensor(self, shape: Sequence[int]) -> T:
+        self._next_id += 1
+        return T(self._next_id, tuple(shape))
+
+    def view(self, x: T, shape: Sequence[int]) -> T:
+        return T(x.id, tuple(shape))
+
+    @contextmanager
+    def scope(self, name: str | int, module_type: str) -> Iterator[None]:
+        """Enter a submodule (attribute ``name``, class ``module_type``)."""
+        self._scope.append((str(name), module_type))
+        try:
+            yield
+        finally:
+            self._scope.pop()
+
+    @property
+    def module(self) -> str:
+        return ".".join(n for n, _ in self._scope if n)
+
+    @property
+    def module_type(self) -> str:
+        return self._scope[-1][1] if self._scope else ""
+
+    # -- the generic op ------------------------------------------------------------------
+    def op(
+        self,
+        kind: str,
+        inputs: Sequence[T],
+        outputs: Sequence[Shape],
+        weights: Sequence[Shape] = (),
+        buffers: Sequence[Shape] = (),
+        attrs: Attrs = (),
+        inplace: bool = False,
+        name: str | None = None,
+        module_type: str | None = None,
+    ) -> list[T]:
+        if name is not None:
+            with self.scope(name, module_type or LEAF_TYPES[kind]):
+                return self.op(kind, inputs, outputs, weights, buffers, attrs, inplace)
+        outs = [T(inputs[0].id, tuple(s)) for s in outputs] if inplace else [self.tensor(s) for s in outputs]
+        self.ops.append(
+            Op(
+                kind=kind,
+                inputs=tuple(t.shape for t in inputs),
+                outputs=tuple(t.shape for t in outs),
+                weights=tuple(tuple(w) for w in weights),
+                buffers=tuple(tuple(b) for b in buffers),
+                attrs=attrs,
+                module=self.module,
+                module_type=self.module_type,
+                input_ids=tuple(t.id for t in inputs),
+                output_ids=tuple(t.id for t in outs),
+            )
+        )
+        return outs
+
+    # -- primitives with closed-form shapes ----------------------------------------------
+    def conv2d(self, x: T, out_channels: int, kernel_size: int | tuple[int, int], stride: int = 1,
+               padding: int | tuple[int, int] | None = None, dilation: int = 1, groups: int = 1,
+               bias: bool = False, name: str | None = "conv") -> T:
+        """``padding=None`` is "same"-style: ``dilation * (k - 1) // 2``."""
+        n, c, h, w = x.shape
+        kh, kw = _pair(kernel_size)
+        dh, dw = _pair(dilation)
+        if padding is None:
+            padding = ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
+        ph, pw = _pair(padding)
+        sh, sw = _pair(stride)
+        ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        weights: list[Shape] = [(out_channels, c // groups, kh, kw)]
+        if bias:
+            weights.append((out_channels,))
+        attrs = make_attrs(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups)
+        return self.op("conv2d", [x], [(n, out_channels, ho, wo)], weights, attrs=attrs, name=name)[0]
+
+    def linear(self, x: T, out_features: int, bias: bool = True, name: str | None = "fc") -> T:
+        """A linear layer on ``[..., in]``; recorded flattened to 2-D, returned unflattened."""
+        *lead, in_features = x.shape
+        rows = _prod(lead)
+        weights: list[Shape] = [(out_features, in_features)]
+        if bias:
+            weights.append((out_features,))
+        y = self.op("linear", [self.view(x, (rows, in_features))], [(rows, out_features)], weights,
+                    name=name)[0]
+        return self.view(y, (*lead, out_features))
+
+    def matmul(self, a: T, b: T) -> T:
+        """``a[..., m, k] @ b[..., k, n]``, recorded as a batched 3-D matmul."""
+        *lead, m, k = a.shape
+        n = b.shape[-1]
+        batch = _prod(lead)
+        y = self.op("matmul", [self.view(a, (batch, m, k)), self.view(b, (batch, k, n))], [(batch, m, n)])[0]
+        return self.view(y, (*lead, m, n))
+
+    def batch_norm(self, x: T, affine: bool = True, name: str | None = "bn") -> T:
+        c = x.shape[1]
+        weights = [(c,), (c,)] if affine else []
+        return self.op("batch_norm", [x], [x.shape], weights, buffers=[(c,), (c,)], name=name)[0]
+
+    def layer_norm(self, x: T, affine: bool = True, name: str | None = "norm",
+                   module_type: str | None = None) -> T:
+        """LayerNorm over the last dim (channels-last)."""
+        c = x.shape[-1]
+        weights = [(c,), (c,)] if affine else []
+        return self.op("layer_norm", [x], [x.shape], weights, name=name, module_type=module_type)[0]
+
+    def act(self, x: T, kind: str, name: str | None = "act") -> T:
+        """An activation; ``kind="none"`` is the identity and records nothing."""
+        if kind == "none":
+            return x
+        return self.op(kind, [x], [x.shape], name=name)[0]
+
+    def binary(self, kind: str, a: T, b: T | None = None, weight: Shape | None = None) -> T:
+        """Functional elementwise add/mul/...: ``b`` an activation operand, ``weight`` a learnable one."""
+        inputs = [a] if b is None else [a, b]
+        other = b.shape if b is not None else (weight or ())
+        out = _broadcast(a.shape, other)
+        return self.op(kind, inputs, [out], [weight] if weight is not None else [])[0]
+
+    def avg_pool2d(self, x: T, kernel_size: int, stride: int | None = None, padding: int = 0,
+                   name: str | None = "pool") -> T:
+        return self._pool("avg_pool2d", x, kernel_size, stride, padding, name)
+
+    def max_pool2d(self, x: T, kernel_size: int, stride: int | None = None, padding: int = 0,
+                   name: str | None = "pool") -> T:
+        return self._pool("max_pool2d", x, kernel_size, stride, padding, name)
+
+    def _pool(self, kind: str, x: T, kernel_size: int, stride: int | None, padding: int,
+              name: str | None) -> T:
+        n, c, h, w = x.shape
+        k = kernel_size
+        s = stride or kernel_size
+        ho = (h + 2 * padding - k) // s + 1
+        wo = (w + 2 * padding - k) // s + 1
+        attrs = make_attrs(kernel_size=(k, k), stride=(s, s), padding=(padding, padding))
+        return self.op(kind, [x], [(n, c, ho, wo)], attrs=attrs, name=name)[0]
+
+    def global_avg_pool(self, x: T, name: str | None = "pool") -> T:
+        """``nn.AdaptiveAvgPool2d(1)``: [N,C,H,W] -> [N,C,1,1]."""
+        n, c, _, _ = x.shape
+        return self.op("adaptive_avg_pool2d", [x], [(n, c, 1, 1)], attrs=make_attrs(output_size=(1, 1)),
+                       name=name)[0]
+
+    def mean(self, x: T, dims: tuple[int, ...], keepdim: bool = False) -> T:
+        """Functional ``x.mean(dims, keepdim)``."""
+        rank = len(x.shape)
+        dims = tuple(sorted(d % rank for d in dims))
+        if keepdim:
+            out = tuple(1 if i in dims else s for i, s in enumerate(x.shape))
+        else:
+            out = tuple(s for i, s in enumerate(x.shape) if i not in dims)
+        return self.op("mean", [x], [out], attrs=make_attrs(dims=dims, keepdim=keepdim))[0]
+
+    def softmax(self, x: T, dim: int = -1) -> T:
+        """Functional ``x.softmax(dim)``."""
+        return self.op("softmax", [x], [x.shape], attrs=make_attrs(dim=dim % len(x.shape)))[0]
+
+    def copy(self, x: T, shape: Sequence[int] | None = None) -> T:
+        """A materializing copy (``contiguous()``/``clone()``), optionally of a permuted view."""
+        return self.op("copy", [x], [tuple(shape) if shape is not None else x.shape])[0]
+
+    def concat(self, xs: Sequence[T], dim: int = 1) -> T:
+        d = dim % len(xs[0].shape)
+        out = list(xs[0].shape)
+        out[d] = sum(x.shape[d] for x in xs)
+        return self.op("concat", list(xs), [tuple(out)], attrs=make_attrs(dim=d))[0]
+
+    def split(self, x: T, sizes: Sequence[int], dim: int = 1) -> list[T]:
+        """A view: the parts share the input's storage."""
+        d = dim % len(x.shape)
+        shapes = []
+        for size in sizes:
+            s = list(x.shape)
+            s[d] = size
+            shapes.append(tuple(s))
+        return self.op("split", [x], shapes, attrs=make_attrs(dim=d, sizes=tuple(sizes)), inplace=True)
+
+
+def _prod(dims: Sequence[int]) -> int:
+    out = 1
+    for d in dims:
+        out *= d
+    return out
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _broadcast(a: Shape, b: Shape) -> Shape:
+    n = max(len(a), len(b))
+    a2 = (1,) * (n - len(a)) + tuple(a)
+    b2 = (1,) * (n - len(b)) + tuple(b)
+    return tuple(max(x, y) for x, y in zip(a2, b2, strict=True))

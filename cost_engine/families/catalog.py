@@ -1,0 +1,1 @@
+"""Imports every family module, registering the built-in names."""

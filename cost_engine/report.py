@@ -1,0 +1,118 @@
+"""The cost report of one candidate in one context, and its JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cost_engine.ops import Shape
+from cost_engine.summary import Summary
+
+#: Bump when any formula, expansion or convention changes: cached rows of another version are
+#: never served.
+COST_MODEL_VERSION = "1"
+
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+
+@dataclass
+class CostReport:
+    """Every static cost of a candidate. Memory figures are in bytes of ``dtype``.
+
+    ``blocks`` keeps each block's own summary so the per-module breakdown is assembled only
+    when a caller asks for it.
+    """
+
+    candidate: str
+    batch_size: int
+    input_shape: Shape
+    output_shape: Shape
+    dtype: str
+    summary: Summary
+    blocks: list[tuple[str, Summary]] = field(default_factory=list)
+
+    @property
+    def itemsize(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def params(self) -> int:
+        return self.summary.totals.params
+
+    @property
+    def buffers(self) -> int:
+        return self.summary.totals.buffers
+
+    @property
+    def macs(self) -> int:
+        return self.summary.totals.macs
+
+    @property
+    def flops(self) -> int:
+        return self.summary.totals.flops
+
+    @property
+    def memory_access_elements(self) -> int:
+        return self.summary.totals.read + self.summary.totals.written
+
+    @property
+    def memory_access_bytes(self) -> int:
+        return self.memory_access_elements * self.itemsize
+
+    @property
+    def memory_access_bytes_fused(self) -> int:
+        return self.summary.fused_access * self.itemsize
+
+    @property
+    def peak_activation_bytes(self) -> int:
+        return self.summary.peak_elements * self.itemsize
+
+    @property
+    def activations(self) -> int:
+        return self.summary.activations
+
+    @property
+    def arithmetic_intensity(self) -> float:
+        return self.flops / self.memory_access_bytes if self.memory_access_bytes else 0.0
+
+    @property
+    def unknown_ops(self) -> dict[str, int]:
+        return dict(self.summary.unknown)
+
+    def by_module(self) -> dict[str, dict[str, int]]:
+        if self.blocks:
+            merged = Summary()
+            for prefix, block in self.blocks:
+                merged.merge(block, prefix)
+            modules = merged.by_module
+        else:
+            modules = self.summary.by_module
+        return {m: c.to_dict(self.itemsize) for m, c in modules.items()}
+
+    def by_op_type(self) -> dict[str, dict[str, int]]:
+        return {k: c.to_dict(self.itemsize) for k, c in sorted(self.summary.by_kind.items())}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "batch_size": self.batch_size,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "dtype": self.dtype,
+            "params": self.params,
+            "buffers": self.buffers,
+            "macs": self.macs,
+            "flops": self.flops,
+            "memory_access_elements": self.memory_access_elements,
+            "memory_access_bytes": self.memory_access_bytes,
+            "memory_access_bytes_fused": self.memory_access_bytes_fused,
+            "peak_activation_bytes": self.peak_activation_bytes,
+            "activations": self.activations,
+            "arithmetic_intensity": self.arithmetic_intensity,
+            "op_count": self.summary.totals.ops,
+            "unknown_ops": self.unknown_ops,
+            "by_op_type": self.by_op_type(),
+            "by_module": self.by_module(),
+            "views": {tool: dict(v) for tool, v in sorted(self.summary.views.items())},
+            "cost_model_version": COST_MODEL_VERSION,
+        }

@@ -1,0 +1,192 @@
+"""Adds up an op list: totals, breakdowns, liveness peak and the fused memory-access view.
+
+The same function summarizes an expanded block and a traced module, so the two paths can only
+disagree through their op lists, never through their arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+
+from cost_engine.formulas import MAC_OPS, UnknownOpError, op_cost
+from cost_engine.ops import Op, numel
+
+#: ops that a fused conv/linear + BN + activation kernel absorbs after the producer
+_FUSABLE_NORMS = frozenset({"batch_norm"})
+_FUSABLE_ACTS = frozenset({"relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid", "tanh"})
+
+
+@dataclass(slots=True)
+class Counts:
+    """Additive counts; memory in elements."""
+
+    ops: int = 0
+    macs: int = 0
+    flops: int = 0
+    params: int = 0
+    buffers: int = 0
+    read: int = 0
+    written: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.ops += other.ops
+        self.macs += other.macs
+        self.flops += other.flops
+        self.params += other.params
+        self.buffers += other.buffers
+        self.read += other.read
+        self.written += other.written
+
+    def to_dict(self, itemsize: int) -> dict[str, int]:
+        return {
+            "ops": self.ops,
+            "macs": self.macs,
+            "flops": self.flops,
+            "params": self.params,
+            "memory_access_bytes": (self.read + self.written) * itemsize,
+        }
+
+
+@dataclass(slots=True)
+class Summary:
+    totals: Counts = field(default_factory=Counts)
+    fused_access: int = 0  # elements read + written with conv/linear+BN+act fused
+    activations: int = 0  # output elements of conv and linear ops
+    peak_elements: int = 0  # most activation elements alive at once
+    by_kind: dict[str, Counts] = field(default_factory=dict)
+    by_module: dict[str, Counts] = field(default_factory=dict)
+    unknown: dict[str, int] = field(default_factory=dict)  # kind -> occurrences
+    views: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def merge(self, other: Summary, prefix: str = "", modules: bool = True) -> None:
+        """Add a later block's summary; the peak of a chain of blocks is the max of their peaks.
+
+        ``modules=False`` skips the per-module breakdown, the one part whose size grows with the
+        network (a report builds it only when asked for).
+        """
+        self.totals.add(other.totals)
+        self.fused_access += other.fused_access
+        self.activations += other.activations
+        self.peak_elements = max(self.peak_elements, other.peak_elements)
+        for kind, c in other.by_kind.items():
+            self.by_kind.setdefault(kind, Counts()).add(c)
+        for module, c in other.by_module.items() if modules else ():
+            key = (f"{prefix}.{module}" if module else prefix) if prefix else module
+            self.by_module.setdefault(key, Counts()).add(c)
+        for kind, n in other.unknown.items():
+            self.unknown[kind] = self.unknown.get(kind, 0) + n
+        for tool, counts in other.views.items():
+            mine = self.views.setdefault(tool, {})
+            for k, v in counts.items():
+                mine[k] = mine.get(k, 0) + v
+
+
+def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,)) -> Summary:
+    """Sum an op list. ``input_ids`` are the tensors alive before the first op (the input)."""
+    from cost_engine.views import views_of  # views re-weight the same per-op records
+
+    s = Summary()
+    for op in ops:
+        try:
+            cost = op_cost(op)
+        except UnknownOpError:
+            s.unknown[op.kind] = s.unknown.get(op.kind, 0) + 1
+            continue
+        c = Counts(1, cost.macs, cost.flops, cost.params, cost.buffers, cost.read, cost.written)
+        s.totals.add(c)
+        s.by_kind.setdefault(op.kind, Counts()).add(c)
+        s.by_module.setdefault(op.module, Counts()).add(c)
+        if op.kind in MAC_OPS and op.kind != "matmul":
+            s.activations += numel(op.outputs[0])
+    s.fused_access = _fused_access(ops)
+    s.peak_elements = _peak(ops, input_ids)
+    s.views = views_of(ops)
+    return s
+
+
+def _consumers(ops: list[Op] | tuple[Op, ...]) -> dict[int, int]:
+    uses: dict[int, int] = defaultdict(int)
+    for op in ops:
+        for i in op.input_ids:
+            uses[i] += 1
+    return uses
+
+
+def _fused_access(ops: list[Op] | tuple[Op, ...]) -> int:
+    """Memory traffic when each conv/linear runs as one kernel with the BN and activation that
+    follow it (BN folded into the weights and a bias): the intermediates never touch memory."""
+    uses = _consumers(ops)
+    total = 0
+    i = 0
+    n = len(ops)
+    while i < n:
+        op = ops[i]
+        try:
+            cost = op_cost(op)
+        except UnknownOpError:
+            i += 1
+            continue
+        if op.kind not in ("conv2d", "linear"):
+            total += cost.read + cost.written
+            i += 1
+            continue
+        read = cost.read
+        last = op
+        j = i + 1
+        folded_bn = False
+        for allowed in (_FUSABLE_NORMS, _FUSABLE_ACTS):
+            if j < n and ops[j].kind in allowed and _feeds(last, ops[j], uses):
+                folded_bn = folded_bn or ops[j].kind in _FUSABLE_NORMS
+                last = ops[j]
+                j += 1
+        if folded_bn and len(op.weights) == 1:
+            read += op.outputs[0][1]  # the folded BN becomes a bias of C_out
+        total += read + sum(numel(s) for s in last.outputs)
+        i = j
+    return total
+
+
+def _feeds(producer: Op, consumer: Op, uses: dict[int, int]) -> bool:
+    if not producer.output_ids or len(consumer.input_ids) != 1:
+        return False
+    out = producer.output_ids[0]
+    return consumer.input_ids[0] == out and uses[out] == 1
+
+
+def _peak(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...]) -> int:
+    """Most activation elements alive at once, each storage freed right after its last use."""
+    size: dict[int, int] = {}
+    born: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i in input_ids:
+        born[i] = -1
+        last[i] = -1
+    for idx, op in enumerate(ops):
+        for t, shape in zip(op.input_ids, op.inputs, strict=False):
+            size[t] = max(size.get(t, 0), numel(shape))
+            last[t] = idx
+            born.setdefault(t, -1)
+        for t, shape in zip(op.output_ids, op.outputs, strict=False):
+            size[t] = max(size.get(t, 0), numel(shape))
+            born.setdefault(t, idx)
+            last[t] = max(last.get(t, idx), idx)
+    if not ops:
+        return 0
+    # the final output stays alive to the end
+    for t in ops[-1].output_ids:
+        last[t] = len(ops) - 1
+    delta = [0] * (len(ops) + 2)
+    for t, s in size.items():
+        b = max(born[t], 0)
+        delta[b] += s
+        delta[last[t] + 1] -= s
+    peak = alive = 0
+    for d in delta:
+        alive += d
+        peak = max(peak, alive)
+    return peak
+
+
+def counts_fields() -> list[str]:
+    return [f.name for f in fields(Counts)]
