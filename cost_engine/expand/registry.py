@@ -50,7 +50,8 @@ def expand_into(spec: Spec, em: Emitter, x: T) -> T:
 @functools.lru_cache(maxsize=65536)
 def expand_block(spec: Spec, input_shape: Shape) -> tuple[tuple[Op, ...], int, Shape]:
     """The op list of one block run standalone on ``input_shape`` (module paths relative to the
-    block, tensor ids local), its output tensor id (1 is the input) and shape. Memoized: the key is the frozen spec and shape.
+    block, tensor ids local), its output tensor id (1 is the input) and shape.
+    Memoized: the key is the frozen spec and the shape.
     """
     em = Emitter()
     x = em.tensor(input_shape)

@@ -14,7 +14,7 @@ import math
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 #: Hard bounds that keep any single spec affordable to analyze and build.
