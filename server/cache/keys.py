@@ -1,0 +1,46 @@
+"""Cache keys: sha256 of the canonical JSON of (normalized spec, context, cost-model version).
+
+Why canonical JSON and never serialized protobuf: protobuf bytes are not canonical (field order,
+default-value elision, unknown fields and map ordering vary between library versions and
+languages), so the same candidate could get two keys. JSON with sorted keys, fixed separators,
+ASCII escapes and ``repr`` floats is one byte string per value, in any Python and any process.
+
+What makes two requests the same is decided *before* this function: spec dicts come from
+``cost_engine.spec.to_dict`` (every field, defaults included, float fields written as floats, so
+``expand_ratio=6`` and ``expand_ratio=6.0`` are one key). The cost-model version is part of the
+hashed material, so a new cost model can never be served a row computed by an old one.
+
+Entries of different kinds (costs, latency measurements, calibrations) share one table, so their
+contexts must differ: a latency context carries the device fingerprint and measurement settings,
+which a cost context never has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["cache_key", "canonical_json"]
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON text of ``value``: sorted keys, no whitespace, ASCII only, finite numbers only.
+
+    Raises ``ValueError`` for NaN or infinity (they have no JSON form, and a key must not depend
+    on how a library spells them) and ``TypeError`` for values JSON cannot represent.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def cache_key(spec_dict: Mapping[str, Any], context: Mapping[str, Any], version: str) -> str:
+    """sha256 hex digest (64 characters) of the canonical JSON of ``{"spec", "context", "version"}``."""
+    if not isinstance(spec_dict, Mapping):
+        raise TypeError(f"spec_dict must be a mapping (from cost_engine.spec.to_dict), got {type(spec_dict).__name__}")
+    if not isinstance(context, Mapping):
+        raise TypeError(f"context must be a mapping, got {type(context).__name__}")
+    if not isinstance(version, str) or not version:
+        raise TypeError(f"version must be a non-empty string, got {version!r}")
+    material = canonical_json({"spec": spec_dict, "context": context, "version": version})
+    return hashlib.sha256(material.encode("ascii")).hexdigest()

@@ -1,0 +1,539 @@
+"""``CostCache``: the persistent, shared, crash-safe store of computed costs and measurements.
+
+Rows are immutable: a key is a hash of everything that determines its payload (see
+:mod:`server.cache.keys`), so a row, once written, is never updated. That one property gives
+the rest of the design:
+
+* **Writes** are ``INSERT ... ON CONFLICT (key) DO NOTHING``, one transaction per row or per
+  batch. Two writers racing on a key both succeed, one row survives, and neither ever sees an
+  error. Batches are inserted in key order, so two PostgreSQL writers with overlapping batches
+  take row locks in the same order and cannot deadlock.
+* **A row is either complete or absent**, including when a writer is SIGKILLed at any moment.
+  This rests on transactional atomicity, not on care in this module: in SQLite's WAL mode a
+  transaction becomes visible only when its commit frame is in the WAL, and frames carry a
+  cumulative checksum chain, so frames of a transaction that was cut short are ignored on the
+  next open; ``synchronous=NORMAL`` keeps committed frames in the OS page cache, so a killed
+  *process* loses nothing it committed (only an OS crash or power loss can drop the last few
+  commits — which then roll back whole, never half). In PostgreSQL a client's open transaction
+  is aborted when its connection drops. On top of that every row carries a sha256 checksum over
+  key, kind, version and payload, verified on every read from the database: it catches what
+  transactions cannot (a database file copied without its ``-wal``, manual edits, bit rot, a
+  buggy future writer). A row that fails it is served as a miss, counted, and deleted so the
+  next write of that key can store a good one.
+* **Reads are fast** because rows never change: an in-process LRU (bounded in bytes) in front
+  of the database serves repeated keys without a query, and is never stale. Misses are not
+  remembered, since another process may write the row a moment later. A read from the database
+  uses a pooled connection and a statement compiled once (SQLAlchemy's compiled cache, sqlite3's
+  statement cache, psycopg's automatic server-side prepare).
+* **Concurrency**: one engine with a connection pool serves many threads; SQLite runs in WAL
+  mode (readers never block the writer and vice versa) with a busy timeout so concurrent writers
+  from several processes on one host wait for each other instead of failing. PostgreSQL is the
+  choice for a cache shared by servers on several hosts (SQLite's WAL needs shared memory).
+* **Versions**: the cost-model version is hashed into the key, so a new version never reads an
+  old row; it is also stored, so rows of old versions can be counted and pruned.
+
+Payloads are stored as canonical JSON text and decoded afresh on every read: each caller gets
+its own dict and may mutate it without touching what the next caller sees.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from sqlalchemy import bindparam, create_engine, delete, event, func, select, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from server.cache.schema import CACHE_TABLE, SCHEMA_VERSION, cache_table
+
+__all__ = ["DB_URL_ENV", "CacheRow", "CostCache", "default_sqlite_path", "resolve_url", "row_checksum"]
+
+log = logging.getLogger("server.cache")
+
+#: Environment variable naming the cache database (an SQLAlchemy URL or a file path).
+DB_URL_ENV = "COST_ORACLE_DB_URL"
+
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
+_MAX_KIND = 32
+_MAX_VERSION = 64
+#: Rows per write transaction in put_many: bounds how long one batch holds SQLite's write lock.
+_WRITE_CHUNK = 1000
+#: Keys per SELECT ... IN (...): well under SQLite's bound-parameter limit.
+_READ_CHUNK = 500
+#: SQLSTATEs of PostgreSQL failures that succeed when retried (serialization failure, deadlock).
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+#: Constant for pg_advisory_xact_lock while creating the schema ("COSTORAC" as an int).
+_PG_SCHEMA_LOCK = 0x434F53544F524143 & 0x7FFFFFFFFFFFFFFF
+
+
+class CacheRow(NamedTuple):
+    """One row to write: ``kind`` is "cost", "latency", "calibration", ...; ``version`` the cost-model version."""
+
+    key: str
+    kind: str
+    payload: Mapping[str, Any]
+    version: str
+
+
+def default_sqlite_path() -> Path:
+    """``<user cache dir>/cost-oracle/cache.sqlite`` (platformdirs), e.g. ``~/.cache/cost-oracle/``."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("cost-oracle")) / "cache.sqlite"
+
+
+def resolve_url(url: str | None = None) -> URL:
+    """The database URL: ``url``, else ``$COST_ORACLE_DB_URL``, else the default SQLite file.
+
+    A value without ``://`` is a file path for SQLite. ``postgresql://`` and ``postgres://``
+    select the psycopg 3 driver. The parent directory of an SQLite file is created.
+    """
+    raw = url if url else os.environ.get(DB_URL_ENV) or None
+    if raw is None:
+        raw = str(default_sqlite_path())
+    raw = raw.strip()
+    if raw in (":memory:", "sqlite:", "sqlite://"):
+        return make_url("sqlite://")
+    if "://" not in raw:
+        raw = "sqlite:///" + str(Path(raw).expanduser().resolve())
+    elif raw.startswith("postgres://"):
+        raw = "postgresql+psycopg://" + raw[len("postgres://"):]
+    elif raw.startswith("postgresql://"):
+        raw = "postgresql+psycopg://" + raw[len("postgresql://"):]
+    try:
+        parsed = make_url(raw)
+    except Exception as exc:  # sqlalchemy.exc.ArgumentError
+        raise ValueError(f"db_url: not a database URL or file path: {raw!r} ({exc})") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"db_url: unsupported backend {backend!r}; use a SQLite file path or postgresql://...")
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return parsed
+
+
+def row_checksum(key: str, kind: str, version: str, payload_json: str) -> str:
+    """sha256 hex over the row's identity and its payload bytes: a row moved or torn fails it."""
+    h = hashlib.sha256()
+    h.update(f"{key}\n{kind}\n{version}\n".encode("ascii", "backslashreplace"))
+    h.update(payload_json.encode("utf-8"))
+    return h.hexdigest()
+
+
+def _payload_json(payload: Mapping[str, Any]) -> str:
+    if not isinstance(payload, Mapping):
+        raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _check_row(row: CacheRow) -> None:
+    if not isinstance(row.key, str) or not _KEY_RE.fullmatch(row.key):
+        raise ValueError(f"key must be 64 lowercase hex characters (a sha256), got {row.key!r}")
+    if not isinstance(row.kind, str) or not 0 < len(row.kind) <= _MAX_KIND:
+        raise ValueError(f"kind must be a non-empty string of at most {_MAX_KIND} characters, got {row.kind!r}")
+    if not isinstance(row.version, str) or not 0 < len(row.version) <= _MAX_VERSION:
+        raise ValueError(f"version must be a non-empty string of at most {_MAX_VERSION} characters, "
+                         f"got {row.version!r}")
+
+
+def _as_row(item: CacheRow | tuple | Mapping[str, Any]) -> CacheRow:
+    if isinstance(item, CacheRow):
+        return item
+    if isinstance(item, Mapping):
+        return CacheRow(item["key"], item["kind"], item["payload"], item["version"])
+    return CacheRow(*item)
+
+
+class _LRU:
+    """A byte-bounded LRU of payload JSON texts; safe for many threads (one short lock)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._data: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: str) -> None:
+        size = len(value)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.bytes -= len(old)
+            self._data[key] = value
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, dropped = self._data.popitem(last=False)
+                self.bytes -= len(dropped)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
+_LIVE: weakref.WeakSet[CostCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Pooled connections belong to the parent: never reuse them in a forked child. The pool is
+    # replaced (without closing the parent's sockets/files); locks held at fork time are renewed.
+    for cache in list(_LIVE):
+        cache._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class CostCache:
+    """The persistent cache (see the module docstring for the guarantees and why they hold).
+
+    ``url``: an SQLAlchemy URL (``postgresql+psycopg://user@host/db``, ``sqlite:////abs/path``),
+    a plain file path for SQLite, or None for ``$COST_ORACLE_DB_URL`` or else the default file
+    under the user's cache directory. ``memory_bytes`` bounds the in-process LRU (0 disables it).
+    ``busy_timeout_s`` is how long an SQLite writer waits for another process's write lock.
+    """
+
+    def __init__(self, url: str | None = None, *, memory_bytes: int = 64 << 20, busy_timeout_s: float = 60.0,
+                 pool_size: int | None = None, max_overflow: int | None = None):
+        self.url: URL = resolve_url(url)
+        self.backend: str = self.url.get_backend_name()
+        self._memory_db = self.backend == "sqlite" and self.url.database in (None, "", ":memory:")
+        self._busy_timeout_s = busy_timeout_s
+        self.engine: Engine = self._make_engine(pool_size, max_overflow)
+        # one connection shared by all threads (in-memory SQLite only) needs serializing
+        self._serial: Any = threading.RLock() if self._memory_db else contextlib.nullcontext()
+        self._lru = _LRU(memory_bytes)
+        self._counts = collections.Counter()  # hits, misses, memory_hits, corrupt, written, duplicate
+        self._count_lock = threading.Lock()
+        self._closed = False
+
+        t = cache_table
+        self._select_one = select(t.c.kind, t.c.cost_model_version, t.c.payload, t.c.checksum).where(
+            t.c.key == bindparam("key"))
+        self._select_many = select(t.c.key, t.c.kind, t.c.cost_model_version, t.c.payload, t.c.checksum).where(
+            t.c.key.in_(bindparam("keys", expanding=True)))
+        if self.backend == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        dialect = self.engine.dialect
+        self._select_one_sql = str(self._select_one.compile(dialect=dialect))
+        self._positional = bool(dialect.positional)
+        self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
+        self._insert = insert(t).on_conflict_do_nothing(index_elements=[t.c.key]).returning(t.c.key)
+        self._delete_bad = delete(t).where(t.c.key == bindparam("key"), t.c.checksum == bindparam("checksum"))
+        self._create_schema()
+        _LIVE.add(self)
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _make_engine(self, pool_size: int | None, max_overflow: int | None) -> Engine:
+        if self.backend == "postgresql":
+            return create_engine(self.url, pool_size=pool_size or 8, max_overflow=max_overflow or 24,
+                                 pool_timeout=60, pool_recycle=3600)
+        if self._memory_db:
+            return create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+        engine = create_engine(self.url, pool_size=pool_size or 16, max_overflow=max_overflow or 64, pool_timeout=60,
+                               connect_args={"timeout": self._busy_timeout_s, "check_same_thread": False})
+        busy_ms = int(self._busy_timeout_s * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+                mode = cur.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("SQLite cache %s is not in WAL mode (journal_mode=%s)", self.url.database, mode)
+                cur.execute("PRAGMA synchronous=NORMAL")
+            finally:
+                cur.close()
+
+        return engine
+
+    def _create_schema(self) -> None:
+        def create(conn: Connection) -> None:
+            if self.backend == "postgresql":
+                # CREATE ... IF NOT EXISTS races between servers in PostgreSQL (catalog unique
+                # violations): serialize schema creation with a transaction-scoped advisory lock.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
+            conn.execute(CreateTable(cache_table, if_not_exists=True))
+            for index in sorted(cache_table.indexes, key=lambda i: str(i.name)):
+                conn.execute(CreateIndex(index, if_not_exists=True))
+
+        self._write_tx(create)
+
+    def _after_fork(self) -> None:
+        self.engine.dispose(close=False)
+        self._lru.after_fork()
+        self._count_lock = threading.Lock()
+        if self._memory_db:
+            self._serial = threading.RLock()
+
+    # -- retries ------------------------------------------------------------------------------
+    def _retry(self, fn: Any, *, attempts: int = 6) -> Any:
+        """Run ``fn`` again on transient failures: a dropped connection, a PostgreSQL deadlock or
+        serialization failure, or SQLite still locked after its busy timeout."""
+        self._check_open()
+        delay = 0.01
+        for attempt in range(attempts):
+            try:
+                with self._serial:
+                    return fn()
+            except DBAPIError as exc:
+                if attempt == attempts - 1 or not self._transient(exc):
+                    raise
+                log.info("cache: retrying after transient database error: %s", exc.orig)
+                time.sleep(delay)
+                delay = min(delay * 4, 1.0)
+        raise AssertionError("unreachable")
+
+    def _transient(self, exc: DBAPIError) -> bool:
+        if exc.connection_invalidated:
+            return True
+        if getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES:
+            return True
+        return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()
+
+    def _write_tx(self, fn: Any) -> Any:
+        def run() -> Any:
+            with self.engine.begin() as conn:
+                return fn(conn)
+
+        return self._retry(run)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the cost cache is closed")
+
+    # -- reads --------------------------------------------------------------------------------
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The payload stored under ``key`` (a fresh dict), or None."""
+        self._check_open()
+        cached = self._lru.get(key)
+        if cached is not None:
+            self._count(hits=1, memory_hits=1)
+            return json.loads(cached)
+
+        row = self._read_one(key)
+        if row is None:
+            self._count(misses=1)
+            return None
+        kind, version, payload, checksum = row
+        if not self._verified(key, kind, version, payload, checksum):
+            self._count(misses=1)
+            return None
+        self._lru.put(key, payload)
+        self._count(hits=1)
+        return json.loads(payload)
+
+    def _read_one(self, key: str) -> Any:
+        """One row by key on a pooled DBAPI connection with the statement compiled once.
+
+        This skips SQLAlchemy's per-execute bookkeeping (about 4x faster on SQLite); any driver
+        error invalidates that connection and falls back to the retrying Core path.
+        """
+        if not self._memory_db:
+            raw = self.engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                try:
+                    cur.execute(self._select_one_sql, (key,) if self._positional else {"key": key})
+                    return cur.fetchone()
+                finally:
+                    cur.close()
+            except self._driver_error:
+                raw.invalidate()
+            finally:
+                raw.close()
+
+        def read() -> Any:
+            with self.engine.connect() as conn:
+                return conn.execute(self._select_one, {"key": key}).first()
+
+        return self._retry(read)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{key: payload}`` for every key that is stored; absent keys are simply missing."""
+        out: dict[str, dict[str, Any]] = {}
+        todo: list[str] = []
+        memory_hits = 0
+        for key in dict.fromkeys(keys):
+            cached = self._lru.get(key)
+            if cached is not None:
+                out[key] = json.loads(cached)
+                memory_hits += 1
+            else:
+                todo.append(key)
+        db_hits = 0
+        for start in range(0, len(todo), _READ_CHUNK):
+            chunk = todo[start:start + _READ_CHUNK]
+
+            def read(chunk: list[str] = chunk) -> list[Any]:
+                with self.engine.connect() as conn:
+                    return list(conn.execute(self._select_many, {"keys": chunk}))
+
+            for key, kind, version, payload, checksum in self._retry(read):
+                if self._verified(key, kind, version, payload, checksum):
+                    self._lru.put(key, payload)
+                    out[key] = json.loads(payload)
+                    db_hits += 1
+        self._count(hits=memory_hits + db_hits, memory_hits=memory_hits, misses=len(todo) - db_hits)
+        return out
+
+    def _verified(self, key: str, kind: str, version: str, payload: str, checksum: str) -> bool:
+        if row_checksum(key, kind, version, payload) == checksum:
+            return True
+        self._count(corrupt=1)
+        log.error("cache: row %s failed its checksum; treating it as a miss and deleting it", key)
+        with contextlib.suppress(DBAPIError):
+            self._write_tx(lambda conn: conn.execute(self._delete_bad, {"key": key, "checksum": checksum}))
+        return False
+
+    # -- writes -------------------------------------------------------------------------------
+    def put(self, key: str, kind: str, payload: Mapping[str, Any], version: str) -> bool:
+        """Store one row; True if this call wrote it, False if the key was already stored."""
+        return self.put_many([CacheRow(key, kind, payload, version)]) == 1
+
+    def put_many(self, rows: Iterable[CacheRow | tuple | Mapping[str, Any]]) -> int:
+        """Store rows (``CacheRow``s, ``(key, kind, payload, version)`` tuples or dicts with
+        those names); returns how many were new. Each chunk of rows is one transaction; rows
+        whose key is already stored are left as they are (the first writer wins)."""
+        params: dict[str, dict[str, Any]] = {}
+        now = time.time()
+        for item in rows:
+            row = _as_row(item)
+            _check_row(row)
+            if row.key in params:
+                continue
+            payload = _payload_json(row.payload)
+            params[row.key] = {"key": row.key, "kind": row.kind, "cost_model_version": row.version,
+                               "payload": payload, "checksum": row_checksum(row.key, row.kind, row.version, payload),
+                               "created_at": now}
+        ordered = [params[k] for k in sorted(params)]  # one lock order for every writer: no deadlocks
+        written = 0
+        for start in range(0, len(ordered), _WRITE_CHUNK):
+            chunk = ordered[start:start + _WRITE_CHUNK]
+            inserted = self._write_tx(lambda conn, chunk=chunk: {r[0] for r in conn.execute(self._insert, chunk)})
+            for p in chunk:
+                if p["key"] in inserted:
+                    # only rows this call wrote: after a lost race the stored row is the truth
+                    self._lru.put(p["key"], p["payload"])
+            written += len(inserted)
+        self._count(written=written, duplicate=len(ordered) - written)
+        return written
+
+    # -- statistics and lifecycle -------------------------------------------------------------
+    def _count(self, **deltas: int) -> None:
+        with self._count_lock:
+            self._counts.update(deltas)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for ``cost-oracle cache stats`` and the CacheStats RPC.
+
+        Keys: ``backend`` ("sqlite" | "postgresql"), ``url`` (password hidden), ``table``,
+        ``schema_version``, ``rows`` (total), ``rows_by_kind``, ``rows_by_version``, ``size_bytes``
+        (database file + WAL, or the PostgreSQL table with indexes; None when unknown), and this
+        process's counters since opening: ``hits``, ``misses``, ``memory_hits`` (hits served by
+        the in-process LRU), ``memory_entries``, ``memory_bytes``, ``written``, ``duplicate``
+        (writes that found the key already stored), ``corrupt`` (rows that failed their checksum).
+        """
+        t = cache_table
+
+        def read() -> tuple[list[Any], list[Any], int | None]:
+            with self.engine.connect() as conn:
+                by_kind = list(conn.execute(select(t.c.kind, func.count()).group_by(t.c.kind)))
+                by_version = list(conn.execute(select(t.c.cost_model_version, func.count())
+                                               .group_by(t.c.cost_model_version)))
+                return by_kind, by_version, self._size_bytes(conn)
+
+        by_kind, by_version, size = self._retry(read)
+        with self._count_lock:
+            counts = dict(self._counts)
+        return {
+            "backend": self.backend,
+            "url": self.url.render_as_string(hide_password=True),
+            "table": CACHE_TABLE,
+            "schema_version": SCHEMA_VERSION,
+            "rows": sum(n for _, n in by_kind),
+            "rows_by_kind": {k: n for k, n in sorted(by_kind)},
+            "rows_by_version": {v: n for v, n in sorted(by_version)},
+            "size_bytes": size,
+            "hits": counts.get("hits", 0),
+            "misses": counts.get("misses", 0),
+            "memory_hits": counts.get("memory_hits", 0),
+            "memory_entries": len(self._lru),
+            "memory_bytes": self._lru.bytes,
+            "written": counts.get("written", 0),
+            "duplicate": counts.get("duplicate", 0),
+            "corrupt": counts.get("corrupt", 0),
+        }
+
+    def _size_bytes(self, conn: Connection) -> int | None:
+        if self.backend == "postgresql":
+            return int(conn.execute(text("SELECT pg_total_relation_size(:t)"), {"t": CACHE_TABLE}).scalar_one())
+        if self._memory_db:
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            return int(pages) * int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+        path = Path(str(self.url.database))
+        return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+    def iter_rows(self, kind: str | None = None, batch: int = 1000) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+        """Every verified row as (key, kind, version, payload), for maintenance and checks."""
+        t = cache_table
+        stmt = select(t.c.key, t.c.kind, t.c.cost_model_version, t.c.payload, t.c.checksum).order_by(t.c.key)
+        if kind is not None:
+            stmt = stmt.where(t.c.kind == kind)
+        last = ""
+        while True:
+            def read(last: str = last) -> list[Any]:
+                with self.engine.connect() as conn:
+                    return list(conn.execute(stmt.where(t.c.key > last).limit(batch)))
+
+            rows = self._retry(read)
+            for key, k, version, payload, checksum in rows:
+                if self._verified(key, k, version, payload, checksum):
+                    yield key, k, version, json.loads(payload)
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    def close(self) -> None:
+        """Release every pooled connection (SQLite checkpoints its WAL when the last one closes)."""
+        if not self._closed:
+            self._closed = True
+            self.engine.dispose()
+            _LIVE.discard(self)
+
+    def __enter__(self) -> CostCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CostCache({self.url.render_as_string(hide_password=True)!r})"
