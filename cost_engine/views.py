@@ -1,9 +1,308 @@
-"""What other counting tools would print for the built module, derived from the op list."""
+"""What other counting tools would print for the built module, re-derived from the op list.
+
+Users arrive with a number from fvcore, thop, ptflops or torch's ``FlopCounterMode`` and ask
+why ours differs; these views answer "the number that tool would print", to the unit, so the
+difference is a convention and never a mystery. Each view is what that tool's installed source
+(fvcore 0.1.5.post20221221, ultralytics-thop 2.2.3, ptflops 0.7.5 pytorch backend, torch 2.13
+``torch.utils.flop_counter``) computes, written as a registry of small per-op functions exactly
+like ``flop_counter.py``'s: ``RULES[tool][op kind](op) -> int``. An op kind a tool has no rule
+for counts 0, because that is what the tool does with it. These are the tools' conventions, not
+ours: nothing here is a cost formula of the oracle (where a tool's count is a MAC count, the rule
+reuses :func:`cost_engine.formulas.op_cost`).
+
+Every view is a sum over ops, so block summaries add up (the report memoizes per block).
+
+Conventions the views rely on (what the built modules do; tests/test_views.py runs the real
+tools on every registered block kind to hold the builders to them):
+
+* Inference: the module is counted in eval mode. thop and ptflops call ``model.eval()``
+  themselves; fvcore traces whatever mode it is given (its training-mode BatchNorm rule is
+  ``5 * numel``), so ``fvcore`` here is ``FlopCountAnalysis(model.eval(), x).total()``.
+* Module-hook tools (thop, ptflops) see an op through the class of the innermost module that ran
+  it (``Op.module_type``); a module with a counting rule is a leaf that runs one counted op
+  (``LayerNorm2d``'s permutes are views). thop resolves rules through the class MRO
+  (``LayerNorm2d`` subclasses ``nn.LayerNorm``); ptflops needs the exact class.
+* ptflops also patches Python callables: ``F.relu/relu6/gelu/silu``, ``F.*pool*``, ``F.softmax``,
+  ``torch.matmul``, ``torch.add/mul`` and their ``Tensor`` methods. ``nn.ReLU``, ``nn.GELU``,
+  ``nn.SiLU``, the pools and ``nn.Softmax`` call those functionals inside ``forward``, so they
+  count twice there (hook + patch); ``nn.ReLU6`` calls ``F.hardtanh``, which is not patched.
+  Functional ops in a block's ``forward`` are written as operators and methods: ``x + y``,
+  ``x * s``, ``a @ b``, ``x.softmax(d)``, ``x.mean(d)`` (none patched), and activations, if any,
+  as ``F.<name>``.
+* Batch: counts are per batch like the rest of the report. fvcore, thop and FlopCounterMode run
+  the real input and are linear in the batch. ptflops builds its own batch-1 input and divides
+  its module-hook part by the batch it saw (but not its patched-functional part), so its printed
+  number is per image: the ``ptflops`` view is ``batch_size *`` that print (exactly what it
+  prints at batch 1).
+"""
 
 from __future__ import annotations
 
-from cost_engine.ops import Op
+from collections.abc import Callable
+
+from cost_engine.formulas import op_cost
+from cost_engine.ops import Op, numel
+
+Rule = Callable[[Op], int]
+
+#: tool -> the name of its headline number (the tools' own word: fvcore and torch say "flops"
+#: for what are MAC-based counts, thop and ptflops say "macs" for counts that include norms)
+COUNT_KEYS: dict[str, str] = {
+    "fvcore": "flops",
+    "thop": "macs",
+    "ptflops": "macs",
+    "flop_counter_mode": "flops",
+}
+#: tools that also report a parameter count (fvcore's ``parameter_count(model)[""]``)
+WITH_PARAMS: frozenset[str] = frozenset({"fvcore", "thop", "ptflops"})
+RULES: dict[str, dict[str, Rule]] = {tool: {} for tool in COUNT_KEYS}
+
+
+def rule(tool: str, *kinds: str) -> Callable[[Rule], Rule]:
+    """Register what ``tool`` counts for ops of ``kinds``."""
+
+    def register(fn: Rule) -> Rule:
+        for kind in kinds:
+            if kind in RULES[tool]:
+                raise ValueError(f"{tool} rule for {kind!r} registered twice")
+            RULES[tool][kind] = fn
+        return fn
+
+    return register
 
 
 def views_of(ops: list[Op] | tuple[Op, ...]) -> dict[str, dict[str, int]]:
-    return {}
+    """Each tool's numbers for this op list (a block or a whole network), per batch."""
+    params = sum(numel(w) for op in ops for w in op.weights)
+    out: dict[str, dict[str, int]] = {}
+    for tool, key in COUNT_KEYS.items():
+        rules = RULES[tool]
+        view = {key: sum(rules[op.kind](op) for op in ops if op.kind in rules)}
+        if tool in WITH_PARAMS:
+            view["params"] = params
+        out[tool] = view
+    return out
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _macs(op: Op) -> int:
+    return op_cost(op).macs
+
+
+def _in(op: Op) -> int:
+    return numel(op.inputs[0])
+
+
+def _out(op: Op) -> int:
+    return numel(op.outputs[0])
+
+
+def _affine(op: Op) -> bool:
+    return bool(op.weights)
+
+
+def _bias(op: Op) -> bool:
+    return len(op.weights) > 1
+
+
+# -- fvcore FlopCountAnalysis (jit trace; fvcore/nn/flop_count.py, jit_handles.py) ---------------
+@rule("fvcore", "conv2d", "linear", "matmul")
+def _fvcore_mac(op: Op) -> int:
+    """``conv_flop_jit``, ``linear_flop_jit``, ``matmul_flop_jit``: one "flop" per MAC, bias ignored."""
+    return _macs(op)
+
+
+@rule("fvcore", "batch_norm")
+def _fvcore_batch_norm(op: Op) -> int:
+    """``batchnorm_flop_jit`` in eval mode: ``numel * (2 if affine else 1)``."""
+    return _in(op) * (2 if _affine(op) else 1)
+
+
+@rule("fvcore", "layer_norm")
+def _fvcore_layer_norm(op: Op) -> int:
+    """``norm_flop_counter(2)``: ``numel * (5 if affine else 4)``."""
+    return _in(op) * (5 if _affine(op) else 4)
+
+
+@rule("fvcore", "adaptive_avg_pool2d")
+def _fvcore_adaptive_avg_pool(op: Op) -> int:
+    """``elementwise_flop_counter(1, 0)``: one per input element."""
+    return _in(op)
+
+
+# -- torch.utils.flop_counter.FlopCounterMode (aten dispatch) ------------------------------------
+@rule("flop_counter_mode", "conv2d", "linear", "matmul")
+def _fcm_mac(op: Op) -> int:
+    """``conv_flop``, ``addmm_flop``/``mm_flop``, ``bmm_flop``: 2 per MAC, bias ignored; nothing else."""
+    return 2 * _macs(op)
+
+
+# -- ultralytics-thop profile (module hooks + a TorchFunctionMode; thop/profile.py) --------------
+#: thop's counting rule of each module class our builders use, by name, resolved as thop does
+#: through the MRO (``LayerNorm2d`` -> ``nn.LayerNorm``). Classes not listed have no rule (or a
+#: zero one: ReLU, ReLU6, MaxPool2d, Identity, containers) and count 0 themselves.
+THOP_MODULE_RULES: dict[str, str] = {
+    "Conv2d": "conv",
+    "Linear": "linear",
+    "BatchNorm2d": "norm",
+    "LayerNorm": "norm",
+    "LayerNorm2d": "norm",
+    "Softmax": "softmax",
+    "AvgPool2d": "avg_pool",
+    "AdaptiveAvgPool2d": "adaptive_avg_pool",
+}
+
+
+def _thop_rule(op: Op) -> str | None:
+    return THOP_MODULE_RULES.get(op.module_type)
+
+
+@rule("thop", "conv2d")
+def _thop_conv(op: Op) -> int:
+    """``count_convNd``: out numel * (C_in / groups) * k_h * k_w, bias ignored; functional convs uncounted."""
+    return _macs(op) if _thop_rule(op) == "conv" else 0
+
+
+@rule("thop", "linear")
+def _thop_linear(op: Op) -> int:
+    """``count_linear`` (in_features * out numel), or the functional counter's ``F.linear`` rule
+    (out numel * in) outside any module with a rule of its own."""
+    return _macs(op) if _thop_rule(op) in ("linear", None) else 0
+
+
+@rule("thop", "matmul")
+def _thop_matmul(op: Op) -> int:
+    """``_count_matmul`` (``@``, ``torch.matmul``, ``bmm``) outside any module with a rule: out numel * k."""
+    return _macs(op) if _thop_rule(op) is None else 0
+
+
+@rule("thop", "batch_norm", "layer_norm")
+def _thop_norm(op: Op) -> int:
+    """``count_normalization``: ``2 * numel``, doubled when affine (eval; BN folds in inference)."""
+    if _thop_rule(op) != "norm":
+        return 0
+    return 2 * _in(op) * (2 if _affine(op) else 1)
+
+
+@rule("thop", "softmax")
+def _thop_softmax(op: Op) -> int:
+    """``count_softmax`` for ``nn.Softmax``: rows * (exp + (n - 1) adds + div); functional softmax uncounted."""
+    if _thop_rule(op) != "softmax":
+        return 0
+    shape = op.inputs[0]
+    features = shape[op.attr("dim", len(shape) - 1)]
+    rows = numel(shape) // features if features else 0
+    return rows * (features + max(features - 1, 0) + features)
+
+
+def _window_sum(size: int, out: int, kernel: int, stride: int, padding: int) -> int:
+    """Input elements ``count_avgpool`` charges along one axis (``count_include_pad=True``, the nn default)."""
+    lower, upper = -padding, size + padding
+    return sum(max(min(i * stride - padding + kernel, upper) - max(i * stride - padding, lower), 0)
+               for i in range(out))
+
+
+@rule("thop", "avg_pool2d")
+def _thop_avg_pool(op: Op) -> int:
+    """``count_avgpool``: one add per pooled input element (padding included), one divide per output."""
+    if _thop_rule(op) != "avg_pool":
+        return 0
+    n, c, h, w = op.inputs[0]
+    _, _, ho, wo = op.outputs[0]
+    (kh, kw), (sh, sw), (ph, pw) = op.attr("kernel_size"), op.attr("stride"), op.attr("padding")
+    windows = _window_sum(h, ho, kh, sh, ph) * _window_sum(w, wo, kw, sw, pw)
+    return n * c * windows + _out(op)
+
+
+@rule("thop", "adaptive_avg_pool2d")
+def _thop_adaptive_avg_pool(op: Op) -> int:
+    """``count_adap_avgpool``: the windows ``AdaptiveAvgPool`` slices (output j spans
+    ``[j*I//O, ceil((j+1)*I/O))``) summed per axis, times the untouched axes, plus one per output."""
+    if _thop_rule(op) != "adaptive_avg_pool":
+        return 0
+    pooled = 1
+    for i, o in zip(op.inputs[0], op.outputs[0], strict=True):
+        pooled *= o if i == o else sum(-(-(j + 1) * i // o) - j * i // o for j in range(o))
+    return pooled + _out(op)
+
+
+# -- ptflops get_model_complexity_info, pytorch backend (ptflops/pytorch_engine.py, pytorch_ops.py)
+#: leaf classes whose ``forward`` calls a functional that ptflops patches (so the op is counted by
+#: the patch as well as by any hook): nn.ReLU -> F.relu, nn.GELU -> F.gelu, nn.SiLU -> F.silu,
+#: pools -> F.*pool2d, nn.Softmax -> F.softmax. nn.ReLU6 calls F.hardtanh (not patched).
+PTFLOPS_PATCHED_FORWARDS: frozenset[str] = frozenset(
+    {"ReLU", "GELU", "SiLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Softmax"})
+#: op kinds a block's own ``forward`` runs through a patched callable (the functional convention
+#: of the module docstring: activations and pools as ``F.<name>``; operators, ``Tensor.softmax``
+#: and ``Tensor.mean`` are not patched)
+PTFLOPS_PATCHED_FUNCTIONALS: frozenset[str] = frozenset(
+    {"relu", "relu6", "gelu", "silu", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"})
+#: leaf classes of our builders that run one op ptflops knows (exact ``type`` match: no subclasses)
+PTFLOPS_LEAF_TYPES: dict[str, str] = {
+    "conv2d": "Conv2d", "linear": "Linear", "batch_norm": "BatchNorm2d", "layer_norm": "LayerNorm",
+    "relu": "ReLU", "relu6": "ReLU6", "gelu": "GELU", "max_pool2d": "MaxPool2d", "avg_pool2d": "AvgPool2d",
+    "adaptive_avg_pool2d": "AdaptiveAvgPool2d",
+}
+#: the ``nn`` leaf classes our builders use (an op run by any other class ran in a block's ``forward``)
+_NN_LEAVES: frozenset[str] = frozenset({
+    "Conv2d", "Linear", "BatchNorm2d", "LayerNorm", "LayerNorm2d", "ReLU", "ReLU6", "SiLU", "GELU", "Sigmoid",
+    "Hardswish", "Hardsigmoid", "Tanh", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Softmax"})
+
+
+def _pt_hooked(op: Op) -> bool:
+    """The op was run by the leaf module class ptflops registers a forward hook for."""
+    return PTFLOPS_LEAF_TYPES.get(op.kind) == op.module_type
+
+
+def _pt_patched(op: Op) -> bool:
+    """The op went through a functional ptflops patches (from a leaf's forward or a block's)."""
+    if op.module_type in _NN_LEAVES:
+        return op.module_type in PTFLOPS_PATCHED_FORWARDS
+    return op.kind in PTFLOPS_PATCHED_FUNCTIONALS
+
+
+@rule("ptflops", "conv2d")
+def _pt_conv(op: Op) -> int:
+    """``conv_flops_counter_hook``: MACs plus one add per output element when there is a bias."""
+    if not _pt_hooked(op):
+        return 0
+    return _macs(op) + (_out(op) if _bias(op) else 0)
+
+
+@rule("ptflops", "linear")
+def _pt_linear(op: Op) -> int:
+    """``linear_flops_counter_hook``: (in * out + out if bias) per row; ``F.linear`` is not patched."""
+    if not _pt_hooked(op):
+        return 0
+    return _macs(op) + (_out(op) if _bias(op) else 0)
+
+
+@rule("ptflops", "batch_norm")
+def _pt_batch_norm(op: Op) -> int:
+    """``bn_flops_counter_hook``: ``numel``, doubled when the module has ``affine``."""
+    return _in(op) * (2 if _affine(op) else 1) if _pt_hooked(op) else 0
+
+
+@rule("ptflops", "layer_norm")
+def _pt_layer_norm(op: Op) -> int:
+    """``bn_flops_counter_hook`` on ``nn.LayerNorm``: it has ``elementwise_affine``, not ``affine``,
+    so ``numel`` once; a ``LayerNorm2d`` subclass is no ``nn.LayerNorm`` to ptflops (0)."""
+    return _in(op) if _pt_hooked(op) else 0
+
+
+@rule("ptflops", "relu", "relu6", "gelu", "silu")
+def _pt_activation(op: Op) -> int:
+    """``relu_flops_counter_hook`` (output numel) and/or the patched functional (input numel)."""
+    return (_out(op) if _pt_hooked(op) else 0) + (_in(op) if _pt_patched(op) else 0)
+
+
+@rule("ptflops", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")
+def _pt_pool(op: Op) -> int:
+    """``pool_flops_counter_hook`` (input numel) and the patched ``F.*pool2d`` (input numel again)."""
+    return (_in(op) if _pt_hooked(op) else 0) + (_in(op) if _pt_patched(op) else 0)
+
+
+@rule("ptflops", "softmax")
+def _pt_softmax(op: Op) -> int:
+    """Only the patched ``F.softmax`` (input numel), which ``nn.Softmax`` calls; ``Tensor.softmax`` is not."""
+    return _in(op) if _pt_patched(op) else 0
