@@ -1,0 +1,131 @@
+"""Device ceilings for the roofline: peak FLOP/s, memory bandwidth and per-op overhead.
+
+Measured once per (fingerprint, dtype, threads) in a fresh worker process with the same
+environment as every measurement, and cached with the fingerprint. Peak FLOP/s is the best of a
+few large square matmuls in the measured dtype (the most efficient kernel the library has, so an
+upper bound on what a conv achieves). Bandwidth is a large copy (read + write, far beyond the
+last-level cache), and ``cache_bandwidth`` a copy small enough to stay in cache. The per-op
+overhead is the median time of tiny ops (dispatch, primitive lookup, kernel launch): at batch 1 a
+mobile network is hundreds of ops of a few microseconds of work each, and a roofline without
+this floor underestimates it several times over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cost_engine.latency.fingerprint import check_device, fingerprint
+from cost_engine.latency.keys import CACHE_VERSION, KIND_CALIBRATION, PROTOCOL_VERSION, entry_key
+from cost_engine.latency.protocol import Protocol
+from cost_engine.latency.settings import LatencySettings, canonical_dtype
+
+CALIBRATION_PROTOCOL = Protocol(warmup_s=0.2, min_warmup_calls=2, time_cap_s=0.5, min_runs=5, rel_ci=0.02)
+
+
+@dataclass
+class Calibration:
+    device: str
+    dtype: str
+    threads: int
+    peak_flops: float
+    bandwidth_bytes_per_s: float
+    cache_bandwidth_bytes_per_s: float
+    overhead_s_per_op: float
+    overhead_by_kind: dict[str, float] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    protocol_version: str = PROTOCOL_VERSION
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], cached: bool = False) -> Calibration:
+        data = dict(data)
+        data["cached"] = cached
+        return cls(**data)
+
+    def overhead(self, kind: str) -> float:
+        return self.overhead_by_kind.get(kind, self.overhead_s_per_op)
+
+
+def calibration_key(device: str, dtype: str, threads: int, fp: dict[str, Any]) -> str:
+    return entry_key(KIND_CALIBRATION, {"device": device}, {"dtype": dtype, "threads": threads, "fingerprint": fp})
+
+
+def calibrate(device: str = "cpu", dtype: str = "float32", threads: int | None = None, *, cache: Any = None,
+              refresh: bool = False) -> Calibration:
+    """The device's ceilings (cached with its fingerprint; measured on the first call)."""
+    from cost_engine.latency.worker import run_session
+
+    settings = LatencySettings(device=device, dtype=dtype, threads=threads).resolved()
+    check_device(settings.device)
+    fp = fingerprint(settings.device, settings.threads)
+    key = calibration_key(settings.device, settings.dtype, int(settings.threads or 1), fp)
+    if cache is not None and not refresh:
+        hit = cache.get(key)
+        if hit is not None:
+            return Calibration.from_dict(hit, cached=True)
+    job = {"settings": dataclasses.asdict(settings), "protocol": CALIBRATION_PROTOCOL.to_dict(), "items": [],
+           "canary": False, "calibrate": True}
+    raw = run_session(job)["calibration"]
+    cal = Calibration(device=settings.device, dtype=settings.dtype, threads=int(settings.threads or 1),
+                      fingerprint=fp, **raw)
+    if cache is not None:
+        cache.put(key, KIND_CALIBRATION, cal.to_dict() | {"cached": False}, CACHE_VERSION)
+    return cal
+
+
+def calibrate_in_worker(torch: Any, device: Any, dtype: str, protocol: Protocol) -> dict[str, Any]:
+    """Child side (inside a measurement worker): run the calibration kernels."""
+    from cost_engine.latency.protocol import time_call
+
+    dt = getattr(torch, canonical_dtype(dtype))
+    cuda = device if device.type == "cuda" else None
+    itemsize = torch.empty((), dtype=dt).element_size()
+
+    def median_s(fn: Any) -> float:
+        with torch.inference_mode():
+            return statistics.median(time_call(fn, protocol, cuda_device=cuda)["samples_ms"]) / 1e3
+
+    peak = 0.0
+    for n in ((2048, 4096, 8192) if cuda is not None else (256, 512, 1024)):
+        a = torch.randn(n, n, device=device, dtype=dt)
+        b = torch.randn(n, n, device=device, dtype=dt)
+        peak = max(peak, 2 * n**3 / median_s(lambda a=a, b=b: torch.mm(a, b)))
+        del a, b
+
+    def copy_bw(nbytes: int) -> float:
+        src = torch.randn(nbytes // itemsize, device=device, dtype=dt)
+        dst = torch.empty_like(src)
+        return 2 * src.numel() * itemsize / median_s(lambda: dst.copy_(src))
+
+    bandwidth = copy_bw((1 << 30) if cuda is not None else (256 << 20))
+    cache_bandwidth = copy_bw(256 << 10)
+
+    nn = torch.nn
+    x4 = torch.randn(1, 8, 4, 4, device=device, dtype=dt)
+    x2 = torch.randn(1, 8, device=device, dtype=dt)
+    tiny = {
+        "conv2d": (nn.Conv2d(8, 8, 1, bias=False), x4),
+        "batch_norm": (nn.BatchNorm2d(8), x4),
+        "relu": (nn.ReLU(), x4),
+        "add": (lambda t: t + t, x4),
+        "linear": (nn.Linear(8, 8), x2),
+        "adaptive_avg_pool2d": (nn.AdaptiveAvgPool2d(1), x4),
+    }
+    overhead_by_kind: dict[str, float] = {}
+    for kind, (mod, x) in tiny.items():
+        if isinstance(mod, nn.Module):
+            mod = mod.to(device=device, dtype=dt).eval()
+        overhead_by_kind[kind] = median_s(lambda mod=mod, x=x: mod(x))
+    return {
+        "peak_flops": peak,
+        "bandwidth_bytes_per_s": bandwidth,
+        "cache_bandwidth_bytes_per_s": cache_bandwidth,
+        "overhead_s_per_op": statistics.median(overhead_by_kind.values()),
+        "overhead_by_kind": overhead_by_kind,
+    }

@@ -1,0 +1,187 @@
+"""``measure``: time candidates on a device with the published protocol, through the cache.
+
+A measurement is several *sessions*, each one fresh worker process that times the canary, every
+requested item, and the canary again (see ``worker.py`` for why fresh processes). Several
+candidates are timed in the same sessions (``measure_many``), so the start-up of a process
+(importing torch, ~3 s here) is paid once per session, not once per candidate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cost_engine.expand.network import input_shape_of
+from cost_engine.families import resolve
+from cost_engine.latency.canary import canary_context
+from cost_engine.latency.fingerprint import check_device, fingerprint
+from cost_engine.latency.keys import CACHE_VERSION, KIND_BLOCK, KIND_CANARY, KIND_MEASURED, entry_key
+from cost_engine.latency.protocol import Protocol
+from cost_engine.latency.result import LatencyResult, combine_sessions
+from cost_engine.latency.settings import LatencySettings
+from cost_engine.latency.worker import MeasurementError, run_session
+from cost_engine.ops import Shape
+from cost_engine.spec.base import Spec, validate
+from cost_engine.spec.base import SpecError as _SpecError
+
+DEFAULT_SESSIONS = 3
+DEFAULT_TIME_CAP_S = 2.0
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to time: a network or a block, on an input shape, stored under ``key``."""
+
+    spec: Spec
+    input_shape: Shape
+    key: str
+    kind: str = KIND_MEASURED
+    label: str = ""
+
+
+def prepare(candidate: Spec | str, settings: LatencySettings) -> tuple[Spec, LatencySettings, Shape]:
+    """Resolve the candidate and settings; raises ``SpecError`` naming bad fields."""
+    resolved = settings.resolved()
+    spec = resolve(candidate)
+    errors = validate(spec)
+    if errors:
+        raise _SpecError(errors)
+    shape = input_shape_of(spec, resolved.batch_size, resolved.resolution, resolved.in_channels)
+    return spec, resolved, shape
+
+
+def latency_key(candidate: Spec | str, settings: LatencySettings, fp: dict[str, Any] | None = None) -> str:
+    """The cache key of a measured latency: spec, resolved settings, input shape, fingerprint,
+    protocol version (sha256 of canonical JSON, the cache's convention)."""
+    spec, resolved, shape = prepare(candidate, settings)
+    if fp is None:
+        fp = fingerprint(resolved.device, resolved.threads)
+    return _network_key(spec, resolved, shape, fp)
+
+
+def _network_key(spec: Spec, resolved: LatencySettings, shape: Shape, fp: dict[str, Any]) -> str:
+    return entry_key(KIND_MEASURED, spec.to_dict(), {"settings": resolved.to_dict(), "input_shape": list(shape),
+                                                     "fingerprint": fp})
+
+
+def block_key(spec: Spec, input_shape: Shape, resolved: LatencySettings, fp: dict[str, Any]) -> str:
+    """Key of a block timed in isolation (the lookup table's entries)."""
+    return entry_key(KIND_BLOCK, spec.to_dict(), {"settings": resolved.for_block(),
+                                                  "input_shape": list(input_shape), "fingerprint": fp})
+
+
+def _job_settings(resolved: LatencySettings) -> dict[str, Any]:
+    return dataclasses.asdict(resolved)
+
+
+def _cache_get_many(cache: Any, keys: list[str]) -> dict[str, dict[str, Any]]:
+    if cache is None or not keys:
+        return {}
+    if hasattr(cache, "get_many"):
+        return cache.get_many(keys)
+    out = {}
+    for key in keys:
+        hit = cache.get(key)
+        if hit is not None:
+            out[key] = hit
+    return out
+
+
+def measure(candidate: Spec | str, settings: LatencySettings | None = None, *, cache: Any = None,
+            sessions: int = DEFAULT_SESSIONS, time_cap_s: float | None = None, refresh: bool = False,
+            protocol: Protocol | None = None, allocator_fix: bool = True) -> LatencyResult:
+    """The measured latency of one candidate: served from ``cache`` when stored, else timed in
+    ``sessions`` fresh worker processes (blocking for seconds: never on a request thread)."""
+    return measure_many([candidate], settings, cache=cache, sessions=sessions, time_cap_s=time_cap_s,
+                        refresh=refresh, protocol=protocol, allocator_fix=allocator_fix)[0]
+
+
+def measure_many(candidates: list[Spec | str], settings: LatencySettings | None = None, *, cache: Any = None,
+                 sessions: int = DEFAULT_SESSIONS, time_cap_s: float | None = None, refresh: bool = False,
+                 protocol: Protocol | None = None, allocator_fix: bool = True) -> list[LatencyResult]:
+    """Measure several candidates in the same sessions; results in input order."""
+    settings = settings or LatencySettings()
+    resolved = settings.resolved()
+    check_device(resolved.device)
+    fp = fingerprint(resolved.device, resolved.threads)
+    items = []
+    for c in candidates:
+        spec, res, shape = prepare(c, settings)
+        items.append(Item(spec, shape, _network_key(spec, res, shape, fp), KIND_MEASURED,
+                          c if isinstance(c, str) else spec.kind))
+    return measure_items(items, resolved, fp, cache=cache, sessions=sessions, time_cap_s=time_cap_s,
+                         refresh=refresh, protocol=protocol, allocator_fix=allocator_fix)
+
+
+def measure_items(items: list[Item], resolved: LatencySettings, fp: dict[str, Any], *, cache: Any = None,
+                  sessions: int = DEFAULT_SESSIONS, time_cap_s: float | None = None, refresh: bool = False,
+                  protocol: Protocol | None = None, allocator_fix: bool = True) -> list[LatencyResult]:
+    """Time ``items`` (cached ones are served), storing each new result under its key/kind."""
+    if sessions < 1:
+        raise ValueError("sessions must be >= 1")
+    if protocol is None:
+        protocol = Protocol(time_cap_s=DEFAULT_TIME_CAP_S if time_cap_s is None else time_cap_s)
+    elif time_cap_s is not None:
+        protocol = dataclasses.replace(protocol, time_cap_s=time_cap_s)
+    hits = {} if refresh else _cache_get_many(cache, [it.key for it in items])
+    results: dict[str, LatencyResult] = {k: LatencyResult.from_dict(v, cached=True) for k, v in hits.items()}
+    todo = list(dict.fromkeys(it.key for it in items if it.key not in results))
+    by_key = {it.key: it for it in items}
+    if todo:
+        job = {
+            "settings": _job_settings(resolved),
+            "protocol": protocol.to_dict(),
+            "canary": True,
+            "items": [{"id": k, "spec": by_key[k].spec.to_dict(), "input_shape": list(by_key[k].input_shape)}
+                      for k in todo],
+        }
+        outputs = [run_session(job, allocator_fix=allocator_fix) for _ in range(sessions)]
+        canary = _canary(outputs, resolved, fp, cache)
+        for key in todo:
+            timings = []
+            for out in outputs:
+                entry = next(t for t in out["items"] if t["id"] == key)
+                if "error" in entry:
+                    raise MeasurementError(f"{by_key[key].label or 'candidate'}: {entry['error']}")
+                timings.append(entry)
+            threads = {t["threads"] for t in timings}
+            if threads != {resolved.threads}:
+                raise MeasurementError(f"worker ran with {sorted(threads)} threads, {resolved.threads} requested")
+            result = combine_sessions(
+                timings, settings=resolved.to_dict(), fingerprint=fp, canary=canary, threads=resolved.threads,
+                key=key, details={"worker_pids": [o["pid"] for o in outputs], "measured_at": time.time(),
+                                  "protocol": protocol.to_dict(), "allocator_env": outputs[0]["env"],
+                                  "input_shape": list(by_key[key].input_shape)})
+            results[key] = result
+            if cache is not None:
+                cache.put(key, by_key[key].kind, result.to_dict() | {"cached": False}, CACHE_VERSION)
+    return [results[it.key] for it in items]
+
+
+def _canary(outputs: list[dict[str, Any]], resolved: LatencySettings, fp: dict[str, Any],
+            cache: Any) -> dict[str, Any]:
+    """Canary medians of these sessions against the first canary ever stored for this
+    fingerprint and settings (the reference); drift = now / reference."""
+    medians = []
+    for out in outputs:
+        for name in ("canary_before", "canary_after"):
+            if name in out:
+                medians.append(statistics.median(out[name]["samples_ms"]))
+    now = statistics.median(medians)
+    ctx = canary_context()
+    key = entry_key(KIND_CANARY, ctx["spec"], {"input_shape": ctx["input_shape"], "settings": resolved.for_block(),
+                                               "fingerprint": fp})
+    reference = None
+    if cache is not None:
+        stored = cache.get(key)
+        if stored is None:
+            cache.put(key, KIND_CANARY, {"median_ms": now, "measured_at": time.time()}, CACHE_VERSION)
+            stored = cache.get(key) or {"median_ms": now}
+        reference = stored["median_ms"]
+    else:
+        reference = medians[0]
+    return {"median_ms": now, "reference_ms": reference, "drift": now / reference if reference else None,
+            "session_medians_ms": medians}
