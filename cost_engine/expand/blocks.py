@@ -1,3 +1,4 @@
 """Imports every module that registers block expanders."""
 
 from cost_engine.expand import basic  # noqa: F401
+from cost_engine.expand import mobile  # noqa: F401
