@@ -18,6 +18,7 @@ from cost_engine.spec.blocks import (
     TransformerBlockSpec,
 )
 from cost_engine.spec.network import NetworkSpec
+from cost_engine.spec.tokens import PatchEmbedSpec, TokenPoolSpec, TokensSpec
 
 __all__ = [
     "SPEC_KINDS",
@@ -31,6 +32,7 @@ __all__ = [
     "MBConvSpec",
     "NetworkSpec",
     "NormSpec",
+    "PatchEmbedSpec",
     "PoolSpec",
     "RegNetBlockSpec",
     "ResNetBasicSpec",
@@ -38,6 +40,8 @@ __all__ = [
     "ShuffleV2UnitSpec",
     "Spec",
     "SpecError",
+    "TokenPoolSpec",
+    "TokensSpec",
     "TransformerBlockSpec",
     "from_dict",
     "to_dict",
