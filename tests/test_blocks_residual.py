@@ -285,3 +285,19 @@ def test_attention_computes_softmax_attention():
         q, k, v = attn.qkv(x).reshape(2, 5, 3, 2, 4).permute(2, 0, 3, 1, 4)
         ref = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 5, 8)
         torch.testing.assert_close(attn(x), attn.proj(ref))
+
+
+# -- the tracer sees exactly the expansion --------------------------------------------------------
+ATTENTION_LAYOUTS = [(TransformerBlockSpec(heads=h), (n, length, 8 * h))
+                     for n, length, h in [(1, 5, 1), (1, 5, 2), (2, 5, 1), (2, 5, 2), (2, 1, 2), (1, 1, 1)]]
+
+
+@pytest.mark.parametrize(("spec", "shape"), CASES + ATTENTION_LAYOUTS, ids=lambda v: getattr(v, "kind", str(v)))
+def test_trace_of_the_built_block_equals_the_expansion(spec, shape):
+    trace = pytest.importorskip("cost_engine.trace")
+    expanded = _ops(spec, shape)
+    traced = trace.trace_ops(build(spec, shape), shape, strict=True)
+    assert [op.comparable() for op in traced] == [op.comparable() for op in expanded]
+    assert [(op.input_ids, op.output_ids) for op in traced] == [(op.input_ids, op.output_ids) for op in expanded]
+    a, b = summarize(expanded), summarize(traced)
+    assert (a.totals, a.peak_elements, a.fused_access) == (b.totals, b.peak_elements, b.fused_access)

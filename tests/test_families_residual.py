@@ -172,3 +172,16 @@ def test_families_scale_as_specified():
     assert tiny.params == EXACT_PARAMS["vit_tiny_patch16_224"] - 192 - 192  # no class token, one fewer position
     assert analyze("convnext_tiny", resolution=256).macs > analyze("convnext_tiny").macs
     assert analyze("vit_tiny_patch16_224", resolution=384).params > EXACT_PARAMS["vit_tiny_patch16_224"]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "regnet_y_400mf", "convnext_tiny", "vit_tiny_patch16_224"])
+def test_trace_of_the_built_network_equals_the_expansion(name):
+    trace = pytest.importorskip("cost_engine.trace")
+    from cost_engine.expand import expand
+
+    spec = resolve(name)
+    shape = (2, 3, 224, 224)
+    expanded = expand(spec, shape)
+    traced = trace.trace_ops(build(spec), shape, strict=True)
+    assert [op.comparable() for op in traced] == [op.comparable() for op in expanded]
+    assert [(op.input_ids, op.output_ids) for op in traced] == [(op.input_ids, op.output_ids) for op in expanded]
