@@ -174,6 +174,18 @@ def test_families_scale_as_specified():
     assert analyze("vit_tiny_patch16_224", resolution=384).params > EXACT_PARAMS["vit_tiny_patch16_224"]
 
 
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 2])
+def test_regnet_bottleneck_ratios_build(ratio):
+    """Group-compatible rounding keeps every bottleneck width a multiple of its group width."""
+    spec = regnet(24, 24.48, 2.54, 13, 16, ratio, 0.25)
+    for stage in spec.stages:
+        width = round(stage[0].out_channels * ratio)
+        assert width % min(stage[0].group_width, width) == 0
+    with torch.device("meta"):
+        module = build(spec)
+    assert sum(p.numel() for p in module.parameters()) == analyze(spec).params
+
+
 @pytest.mark.parametrize("name", ["resnet18", "regnet_y_400mf", "convnext_tiny", "vit_tiny_patch16_224"])
 def test_trace_of_the_built_network_equals_the_expansion(name):
     trace = pytest.importorskip("cost_engine.trace")

@@ -70,7 +70,8 @@ def regnet_stages(w0: int, wa: float, wm: float, depth: int, group_width: int, b
         w_b = max(1, int(w * bottleneck_ratio))
         g = min(group_width, w_b)
         if rounding == "pycls":
-            m = math.lcm(g, int(bottleneck_ratio)) if bottleneck_ratio > 1 and bottleneck_ratio.is_integer() else g
+            integral = bottleneck_ratio > 1 and float(bottleneck_ratio).is_integer()
+            m = math.lcm(g, int(bottleneck_ratio)) if integral else g
             w_b = max(m, round(w_b / m) * m)
         else:
             w_b = make_divisible(w_b, g)
