@@ -56,9 +56,14 @@ def calibration_key(device: str, dtype: str, threads: int, fp: dict[str, Any]) -
     return entry_key(KIND_CALIBRATION, {"device": device}, {"dtype": dtype, "threads": threads, "fingerprint": fp})
 
 
+class MissingCalibration(LookupError):
+    """No calibration is cached and measuring one was not allowed."""
+
+
 def calibrate(device: str = "cpu", dtype: str = "float32", threads: int | None = None, *, cache: Any = None,
-              refresh: bool = False) -> Calibration:
-    """The device's ceilings (cached with its fingerprint; measured on the first call)."""
+              refresh: bool = False, measure: bool = True) -> Calibration:
+    """The device's ceilings (cached with its fingerprint; measured on the first call, unless
+    ``measure`` is False: then :class:`MissingCalibration`)."""
     from cost_engine.latency.worker import run_session
 
     settings = LatencySettings(device=device, dtype=dtype, threads=threads).resolved()
@@ -69,6 +74,8 @@ def calibrate(device: str = "cpu", dtype: str = "float32", threads: int | None =
         hit = cache.get(key)
         if hit is not None:
             return Calibration.from_dict(hit, cached=True)
+    if not measure:
+        raise MissingCalibration(f"no calibration of {settings.device} / {settings.dtype} / {settings.threads} threads")
     job = {"settings": dataclasses.asdict(settings), "protocol": CALIBRATION_PROTOCOL.to_dict(), "items": [],
            "canary": False, "calibrate": True}
     raw = run_session(job)["calibration"]

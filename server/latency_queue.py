@@ -1,0 +1,347 @@
+"""The measurement queue: one worker thread per device, identical requests coalesced.
+
+Why a queue and not a call on the request thread: a measurement takes seconds (fresh worker
+processes, warm-up, sampling), and two timings on one device at once corrupt each other. So each
+device has exactly one worker thread that runs one job at a time (the worker processes it starts
+also take a cross-process lock on the device), gRPC handlers only ``submit`` and wait on a
+future, and:
+
+* a request for something already cached gets an already-completed future (no queueing);
+* a request identical to one pending or being measured (same cache key) gets *the same future*:
+  one measurement answers every client that asked (``coalesced`` counts them);
+* a job whose clients have all gone (``is_active()`` false) or whose deadlines cannot be met any
+  more is dropped before it starts, its future failing with :class:`MeasurementDropped`; a
+  request whose deadline cannot be met even now is refused at once the same way;
+* a full queue refuses with :class:`QueueFull` (RESOURCE_EXHAUSTED), a device this host lacks
+  with :class:`~cost_engine.latency.UnknownDevice` (FAILED_PRECONDITION), bad settings with
+  ``SpecError`` (INVALID_ARGUMENT).
+
+A job that has started runs to the end even if its clients leave: the result goes to the cache,
+so the next client asking for it is served instantly.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from cost_engine.latency import calibrate as _calibrate
+from cost_engine.latency import measure as _measure
+from cost_engine.latency.calibrate import calibration_key
+from cost_engine.latency.fingerprint import check_device, fingerprint
+from cost_engine.latency.keys import PROTOCOL_VERSION
+from cost_engine.latency.measure import DEFAULT_SESSIONS, DEFAULT_TIME_CAP_S, latency_key
+from cost_engine.latency.predict import METHODS, predict
+from cost_engine.latency.result import LatencyResult
+from cost_engine.latency.settings import LatencySettings
+
+__all__ = ["MeasurementDropped", "MeasurementQueue", "QueueFull"]
+
+#: seconds to start one worker process (import torch, build) on a loaded 2-core host, before
+#: the queue has timed any job of its own
+STARTUP_ESTIMATE_S = 8.0
+
+
+class QueueFull(RuntimeError):
+    """Too many distinct measurements pending (gRPC: RESOURCE_EXHAUSTED)."""
+
+    code = "RESOURCE_EXHAUSTED"
+    quota = "max_pending_measurements"
+
+
+class MeasurementDropped(RuntimeError):
+    """The job was dropped before it ran: ``reason`` "client_gone" (gRPC: CANCELLED) or
+    "deadline" (DEADLINE_EXCEEDED)."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        self.code = "CANCELLED" if reason == "client_gone" else "DEADLINE_EXCEEDED"
+        super().__init__(message)
+
+
+@dataclass
+class _Waiter:
+    deadline: float | None
+    is_active: Callable[[], bool] | None
+
+    def alive(self) -> bool:
+        if self.is_active is None:
+            return True
+        try:
+            return bool(self.is_active())
+        except Exception:  # a broken callback counts as a client that is gone
+            return False
+
+    def can_wait(self, finish_at: float) -> bool:
+        return self.deadline is None or finish_at <= self.deadline
+
+
+@dataclass
+class _Job:
+    key: str
+    device: str
+    kind: str
+    run: Callable[[], Any]
+    est_s: float
+    future: Future = field(default_factory=Future)
+    waiters: list[_Waiter] = field(default_factory=list)
+    started_at: float | None = None
+
+
+class MeasurementQueue:
+    """Serialized, coalescing, cache-first latency work per device (see the module docstring).
+
+    ``measure_fn(candidate, settings, *, cache, sessions, time_cap_s)`` defaults to
+    :func:`cost_engine.latency.measure`; tests inject a counting wrapper.
+    """
+
+    def __init__(self, cache: Any = None, *, max_pending: int = 64, sessions: int = DEFAULT_SESSIONS,
+                 time_cap_s: float | None = None, measure_fn: Callable[..., LatencyResult] | None = None,
+                 prune_interval_s: float = 0.5):
+        if max_pending < 1:
+            raise ValueError("max_pending must be >= 1")
+        self.cache = cache
+        self.max_pending = max_pending
+        self.sessions = sessions
+        self.time_cap_s = DEFAULT_TIME_CAP_S if time_cap_s is None else time_cap_s
+        self._measure_fn = measure_fn or _measure
+        self._prune_interval_s = prune_interval_s
+        self._cv = threading.Condition()
+        self._jobs: dict[str, _Job] = {}
+        self._pending: dict[str, collections.deque[_Job]] = {}
+        self._in_flight: dict[str, _Job | None] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._busy_s: dict[str, float] = collections.defaultdict(float)
+        self._duration_ema: dict[tuple[str, str], float] = {}
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._closed = False
+
+    # -- public ---------------------------------------------------------------------------------
+    def devices(self) -> list[str]:
+        from cost_engine.latency import available_devices
+
+        return available_devices()
+
+    def submit(self, candidate: Any, settings: LatencySettings, *, deadline: float | None = None,
+               is_active: Callable[[], bool] | None = None) -> Future:
+        """A future of the measured :class:`LatencyResult` of ``candidate`` under ``settings``."""
+        resolved = settings.resolved()
+        check_device(resolved.device)
+        key = latency_key(candidate, settings)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return self._done(LatencyResult.from_dict(hit, cached=True))
+        est = self._estimate("measure", resolved.device)
+
+        def run() -> LatencyResult:
+            return self._measure_fn(candidate, settings, cache=self.cache, sessions=self.sessions,
+                                    time_cap_s=self.time_cap_s)
+
+        return self._enqueue(_Job(key, resolved.device, "measure", run, est), _Waiter(deadline, is_active))
+
+    def submit_prediction(self, candidate: Any, settings: LatencySettings, method: str = "block_table", *,
+                          deadline: float | None = None, is_active: Callable[[], bool] | None = None) -> Future:
+        """A future of the predicted latency. Answered at once when everything it needs (the
+        calibration, the blocks of the table) is cached; otherwise the missing measurements run
+        on the device's worker like any measurement."""
+        resolved = settings.resolved()
+        check_device(resolved.device)
+        if method not in METHODS:
+            from cost_engine.spec.base import FieldError, SpecError
+
+            raise SpecError([FieldError("method", f"must be one of {', '.join(METHODS)}, got {method!r}")])
+        try:
+            return self._done(predict(candidate, settings, method=method, cache=self.cache, measure_missing=False))
+        except LookupError:
+            pass  # something must be timed first: queue it
+        key = f"predict:{method}:{latency_key(candidate, settings)}"
+
+        def run() -> LatencyResult:
+            return predict(candidate, settings, method=method, cache=self.cache)
+
+        return self._enqueue(_Job(key, resolved.device, "predict", run, self._estimate("predict", resolved.device)),
+                             _Waiter(deadline, is_active))
+
+    def submit_calibration(self, device: str = "cpu", dtype: str = "float32", threads: int | None = None, *,
+                           refresh: bool = False) -> Future:
+        """A future of the device's :class:`~cost_engine.latency.Calibration` (cached after the first)."""
+        resolved = LatencySettings(device=device, dtype=dtype, threads=threads).resolved()
+        check_device(resolved.device)
+        fp = fingerprint(resolved.device, resolved.threads)
+        key = calibration_key(resolved.device, resolved.dtype, int(resolved.threads or 1), fp)
+        if self.cache is not None and not refresh:
+            hit = self.cache.get(key)
+            if hit is not None:
+                from cost_engine.latency.calibrate import Calibration
+
+                return self._done(Calibration.from_dict(hit, cached=True))
+
+        def run() -> Any:
+            return _calibrate(resolved.device, resolved.dtype, resolved.threads, cache=self.cache, refresh=refresh)
+
+        return self._enqueue(_Job(f"calibrate:{key}", resolved.device, "calibrate", run,
+                                  self._estimate("calibrate", resolved.device)), _Waiter(None, None))
+
+    def stats(self) -> dict[str, Any]:
+        with self._cv:
+            devices = {}
+            for device in sorted(set(self._pending) | set(self._in_flight)):
+                job = self._in_flight.get(device)
+                devices[device] = {"pending": len(self._pending.get(device, ())), "in_flight": int(job is not None),
+                                   "busy_s": round(self._busy_s[device], 3)}
+            return {
+                "pending": sum(len(q) for q in self._pending.values()),
+                "in_flight": sum(1 for j in self._in_flight.values() if j is not None),
+                "done": self._counts["done"],
+                "failed": self._counts["failed"],
+                "coalesced": self._counts["coalesced"],
+                "dropped": self._counts["dropped"],
+                "cache_hits": self._counts["cache_hits"],
+                "max_pending": self.max_pending,
+                "protocol_version": PROTOCOL_VERSION,
+                "devices": devices,
+            }
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Stop the workers; pending jobs fail with ``MeasurementDropped`` (the one running finishes)."""
+        with self._cv:
+            self._closed = True
+            for queue in self._pending.values():
+                while queue:
+                    job = queue.popleft()
+                    self._jobs.pop(job.key, None)
+                    job.future.set_exception(MeasurementDropped("client_gone", "the server is shutting down"))
+            self._cv.notify_all()
+        for thread in list(self._threads.values()):
+            thread.join(timeout)
+
+    def __enter__(self) -> MeasurementQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------------
+    def _done(self, value: Any) -> Future:
+        with self._cv:
+            self._counts["cache_hits"] += 1
+        fut: Future = Future()
+        fut.set_result(value)
+        return fut
+
+    def _estimate(self, kind: str, device: str) -> float:
+        ema = self._duration_ema.get((kind, device))
+        if ema is not None:
+            return ema
+        per_session = STARTUP_ESTIMATE_S + 2 * self.time_cap_s + 1.0
+        return per_session * (self.sessions if kind == "measure" else 1)
+
+    def _wait_ahead_s(self, device: str, now: float) -> float:
+        ahead = sum(j.est_s for j in self._pending.get(device, ()))
+        running = self._in_flight.get(device)
+        if running is not None and running.started_at is not None:
+            ahead += max(0.0, running.est_s - (now - running.started_at))
+        return ahead
+
+    def _enqueue(self, job: _Job, waiter: _Waiter) -> Future:
+        with self._cv:
+            if self._closed:
+                raise QueueFull("the measurement queue is closed")
+            existing = self._jobs.get(job.key)
+            if existing is not None:
+                existing.waiters.append(waiter)
+                self._counts["coalesced"] += 1
+                return existing.future
+            now = time.time()
+            if not waiter.can_wait(now + self._wait_ahead_s(job.device, now) + job.est_s):
+                self._counts["dropped"] += 1
+                fut: Future = Future()
+                fut.set_exception(MeasurementDropped(
+                    "deadline", f"the deadline cannot be met: ~{self._wait_ahead_s(job.device, now) + job.est_s:.0f} s "
+                                "of measurement work is ahead of this request"))
+                return fut
+            if self._pending_count() >= self.max_pending:
+                self._prune_locked()
+            if self._pending_count() >= self.max_pending:
+                raise QueueFull(f"the measurement queue is full ({self.max_pending} measurements pending)")
+            job.waiters.append(waiter)
+            self._jobs[job.key] = job
+            self._pending.setdefault(job.device, collections.deque()).append(job)
+            self._in_flight.setdefault(job.device, None)
+            self._start_worker(job.device)
+            self._cv.notify_all()
+            return job.future
+
+    def _pending_count(self) -> int:
+        return sum(len(q) for q in self._pending.values())
+
+    def _start_worker(self, device: str) -> None:
+        thread = self._threads.get(device)
+        if thread is None or not thread.is_alive():
+            thread = threading.Thread(target=self._worker, args=(device,), name=f"latency-{device}", daemon=True)
+            self._threads[device] = thread
+            thread.start()
+
+    def _prune_locked(self) -> None:
+        now = time.time()
+        for device, queue in self._pending.items():
+            keep: collections.deque[_Job] = collections.deque()
+            ahead = 0.0
+            running = self._in_flight.get(device)
+            if running is not None and running.started_at is not None:
+                ahead = max(0.0, running.est_s - (now - running.started_at))
+            for job in queue:
+                alive = [w for w in job.waiters if w.alive()]
+                if alive and any(w.can_wait(now + ahead + job.est_s) for w in alive):
+                    job.waiters = alive
+                    keep.append(job)
+                    ahead += job.est_s
+                else:
+                    self._fail_dropped(job, "client_gone" if not alive else "deadline")
+            self._pending[device] = keep
+
+    def _fail_dropped(self, job: _Job, reason: str) -> None:
+        self._jobs.pop(job.key, None)
+        self._counts["dropped"] += 1
+        text = "every client that asked has gone" if reason == "client_gone" else "the deadline can no longer be met"
+        job.future.set_exception(MeasurementDropped(reason, f"measurement dropped before it started: {text}"))
+
+    def _worker(self, device: str) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and not self._pending.get(device):
+                    self._cv.wait(self._prune_interval_s)
+                    self._prune_locked()
+                if self._closed:
+                    return
+                self._prune_locked()
+                if not self._pending.get(device):
+                    continue
+                job = self._pending[device].popleft()
+                job.started_at = time.time()
+                self._in_flight[device] = job
+            t0 = time.perf_counter()
+            try:
+                result = job.run()
+            except Exception as exc:  # delivered to every waiting client
+                outcome: tuple[bool, Any] = (False, exc)
+            else:
+                outcome = (True, result)
+            elapsed = time.perf_counter() - t0
+            with self._cv:
+                self._in_flight[device] = None
+                self._jobs.pop(job.key, None)
+                self._busy_s[device] += elapsed
+                prev = self._duration_ema.get((job.kind, device))
+                self._duration_ema[(job.kind, device)] = elapsed if prev is None else 0.7 * prev + 0.3 * elapsed
+                self._counts["done" if outcome[0] else "failed"] += 1
+            if outcome[0]:
+                job.future.set_result(outcome[1])
+            else:
+                job.future.set_exception(outcome[1])
