@@ -228,7 +228,7 @@ class CostCache:
         # one connection shared by all threads (in-memory SQLite only) needs serializing
         self._serial: Any = threading.RLock() if self._memory_db else contextlib.nullcontext()
         self._lru = _LRU(memory_bytes)
-        self._counts = collections.Counter()  # hits, misses, memory_hits, corrupt, written, duplicate
+        self._counts: collections.Counter[str] = collections.Counter()  # see stats()
         self._count_lock = threading.Lock()
         self._closed = False
 
@@ -308,6 +308,7 @@ class CostCache:
                 if attempt == attempts - 1 or not self._transient(exc):
                     raise
                 log.info("cache: retrying after transient database error: %s", exc.orig)
+                self._count(retries=1)
                 time.sleep(delay)
                 delay = min(delay * 4, 1.0)
         raise AssertionError("unreachable")
@@ -366,8 +367,10 @@ class CostCache:
                     return cur.fetchone()
                 finally:
                     cur.close()
-            except self._driver_error:
+            except self._driver_error as exc:
+                log.info("cache: read failed (%s); reconnecting", exc)
                 raw.invalidate()
+                self._count(retries=1)
             finally:
                 raw.close()
 
@@ -460,7 +463,8 @@ class CostCache:
         (database file + WAL, or the PostgreSQL table with indexes; None when unknown), and this
         process's counters since opening: ``hits``, ``misses``, ``memory_hits`` (hits served by
         the in-process LRU), ``memory_entries``, ``memory_bytes``, ``written``, ``duplicate``
-        (writes that found the key already stored), ``corrupt`` (rows that failed their checksum).
+        (writes that found the key already stored), ``corrupt`` (rows that failed their checksum),
+        ``retries`` (operations repeated after a transient database error).
         """
         t = cache_table
 
@@ -491,6 +495,7 @@ class CostCache:
             "written": counts.get("written", 0),
             "duplicate": counts.get("duplicate", 0),
             "corrupt": counts.get("corrupt", 0),
+            "retries": counts.get("retries", 0),
         }
 
     def _size_bytes(self, conn: Connection) -> int | None:
