@@ -15,7 +15,10 @@ from cost_engine.spec import SpecError
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["BUILTINS", "COST_MODEL_VERSION", "CostReport", "SpecError", "analyze", "build", "resolve"]
+    from cost_engine.ops import Op
+
+__all__ = ["BUILTINS", "COST_MODEL_VERSION", "CostReport", "SpecError", "analyze", "analyze_module", "build", "resolve",
+           "trace_ops"]
 
 
 def build(candidate: Any, **kwargs: Any) -> nn.Module:
@@ -23,3 +26,17 @@ def build(candidate: Any, **kwargs: Any) -> nn.Module:
     from cost_engine.build import build as _build
 
     return _build(candidate, **kwargs)
+
+
+def trace_ops(module: nn.Module, input_shape: tuple[int, ...], **kwargs: Any) -> list[Op]:
+    """The canonical op list of any ``nn.Module``, traced on meta tensors (imports torch)."""
+    from cost_engine.trace import trace_ops as _trace_ops
+
+    return _trace_ops(module, input_shape, **kwargs)
+
+
+def analyze_module(module: nn.Module, input_shape: tuple[int, ...], **kwargs: Any) -> CostReport:
+    """The cost report of any ``nn.Module`` from its trace (imports torch)."""
+    from cost_engine.trace import analyze_module as _analyze_module
+
+    return _analyze_module(module, input_shape, **kwargs)
