@@ -57,16 +57,12 @@ def fasternet_widths(channels: int, n_div: int, mlp_ratio: float) -> tuple[int, 
 
 # -- shared pieces -------------------------------------------------------------------------------
 def _require_map(x: T, kind: str) -> tuple[int, int, int, int]:
+    """Every mobile block needs a feature map. (Its kernels are odd with "same" padding, so any
+    map of side >= 1 fits them: no kernel-size shape check is needed.)"""
     if len(x.shape) != 4:
         raise ShapeError("kind", f"{kind} needs an [N, C, H, W] input, got rank {len(x.shape)}")
     n, c, h, w = x.shape
     return n, c, h, w
-
-
-def _check_kernel(x: T, kernel_size: int) -> None:
-    pad = (kernel_size - 1) // 2
-    if x.shape[2] + 2 * pad < kernel_size or x.shape[3] + 2 * pad < kernel_size:
-        raise ShapeError("kernel_size", f"{kernel_size} exceeds the padded input")
 
 
 def conv_bn_act(em: Emitter, x: T, name: str, out_channels: int, kernel_size: int, stride: int = 1,
@@ -99,7 +95,6 @@ def _residual(em: Emitter, shortcut: T, y: T, use: bool) -> T:
 @expander(DepthwiseSeparableSpec, "DepthwiseSeparable")
 def dwsep(spec: DepthwiseSeparableSpec, em: Emitter, x: T) -> T:
     _, c, _, _ = _require_map(x, "dwsep")
-    _check_kernel(x, spec.kernel_size)
     y = conv_bn_act(em, x, "dw", c, spec.kernel_size, spec.stride, groups=c, act=spec.act)
     if spec.se_ratio > 0:
         y = squeeze_excite(em, y, se_channels(c, spec.se_ratio), spec.act)
@@ -110,7 +105,6 @@ def dwsep(spec: DepthwiseSeparableSpec, em: Emitter, x: T) -> T:
 @expander(MBConvSpec, "MBConv")
 def mbconv(spec: MBConvSpec, em: Emitter, x: T) -> T:
     _, c, _, _ = _require_map(x, "mbconv")
-    _check_kernel(x, spec.kernel_size)
     hidden = expanded_channels(c, spec.expand_ratio)
     y = x
     if spec.expand_ratio != 1:
@@ -127,7 +121,6 @@ def fused_mbconv(spec: FusedMBConvSpec, em: Emitter, x: T) -> T:
     """torchvision ``FusedMBConv``: at ratio 1 a single kxk conv-BN-act to the output width, else
     a kxk expand conv-BN-act and a 1x1 project conv-BN; SE (timm ``EdgeResidual``) after the kxk conv."""
     _, c, _, _ = _require_map(x, "fused_mbconv")
-    _check_kernel(x, spec.kernel_size)
     if spec.expand_ratio == 1:
         y = conv_bn_act(em, x, "conv", spec.out_channels, spec.kernel_size, spec.stride, act=spec.act)
         if spec.se_ratio > 0:
@@ -156,7 +149,6 @@ def fasternet(spec: FasterNetBlockSpec, em: Emitter, x: T) -> T:
     cp, hidden = fasternet_widths(c, spec.n_div, spec.mlp_ratio)
     if cp < 1:
         raise ShapeError("n_div", f"{spec.n_div} leaves no channel of {c} for the partial conv")
-    _check_kernel(x, spec.kernel_size)
     with em.scope("spatial_mixing", "PartialConv"):
         if spec.forward == "split_cat":
             x1, x2 = em.split(x, [cp, c - cp])
@@ -210,7 +202,6 @@ def channel_shuffle(em: Emitter, x: T, groups: int = 2) -> T:
 @expander(ShuffleV2UnitSpec, "ShuffleV2Unit")
 def shufflenet_v2(spec: ShuffleV2UnitSpec, em: Emitter, x: T) -> T:
     _, c, _, _ = _require_map(x, "shufflenet_v2")
-    _check_kernel(x, spec.kernel_size)
     half = spec.out_channels // 2
     if spec.stride == 1:
         if c != spec.out_channels:

@@ -171,14 +171,22 @@ class EfficientNetConfig:
             out.append(FieldError("divisor", f"must be >= 1, got {self.divisor}"))
         return out
 
+    def _block(self, args: BlockArgs, out_channels: int, stride: int) -> MBConvSpec:
+        return MBConvSpec(out_channels=out_channels, expand_ratio=args.expand_ratio, kernel_size=args.kernel_size,
+                          stride=stride, se_ratio=args.se_ratio, act=self.act, skip=args.skip)
+
     def network(self) -> NetworkSpec:
         errors = self.errors()
         stages_args: list[BlockArgs] = []
         for i, text in enumerate(self.blocks_args):
             try:
-                stages_args.append(decode_block_args(text, f"blocks_args[{i}]"))
+                args = decode_block_args(text, f"blocks_args[{i}]")
             except SpecError as exc:
                 errors.extend(exc.errors)
+                continue
+            stages_args.append(args)
+            probe = self._block(args, args.out_channels, args.stride)  # the stage's fields, once per stage
+            errors.extend(FieldError(f"blocks_args[{i}].{e.path}", e.reason) for e in validate(probe))
         if errors:
             raise SpecError(errors)
         w, d = self.width_coefficient, self.depth_coefficient
@@ -187,9 +195,7 @@ class EfficientNetConfig:
         stages = []
         for a in stages_args:
             out = round_filters(a.out_channels, w, self.divisor)
-            blocks = [MBConvSpec(out_channels=out, expand_ratio=a.expand_ratio, kernel_size=a.kernel_size,
-                                 stride=a.stride if i == 0 else 1, se_ratio=a.se_ratio, act=self.act, skip=a.skip)
-                      for i in range(round_repeats(a.repeats, d))]
+            blocks = [self._block(a, out, a.stride if i == 0 else 1) for i in range(round_repeats(a.repeats, d))]
             stages.append(tuple(blocks))
         head = (ConvSpec(out_channels=round_filters(self.head_channels, w, self.divisor), kernel_size=1,
                          act=self.act),

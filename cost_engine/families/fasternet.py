@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cost_engine.families import builtin
 from cost_engine.families.efficientnet import checked
-from cost_engine.spec.base import ACTIVATIONS, MAX_CHANNELS, FieldError, SpecError
+from cost_engine.spec.base import ACTIVATIONS, MAX_CHANNELS, FieldError, SpecError, validate
 from cost_engine.spec.blocks import ConvSpec, FasterNetBlockSpec, LinearSpec, PoolSpec
 from cost_engine.spec.network import NetworkSpec
 
@@ -40,9 +40,11 @@ def fasternet(embed_dim: int = 40, depths: tuple[int, ...] = (1, 2, 8, 2), n_div
         errors.append(FieldError("n_div", f"must be in [1, embed_dim={embed_dim}], got {n_div}"))
     if act not in ACTIVATIONS:
         errors.append(FieldError("act", f"must be one of {', '.join(ACTIVATIONS)}; got {act!r}"))
+    block = FasterNetBlockSpec(n_div=n_div, mlp_ratio=mlp_ratio, kernel_size=kernel_size, act=act, forward=forward)
+    # the block's fields are this function's parameters of the same names: report them once
+    errors.extend(e for e in validate(block) if e.path not in {x.path for x in errors})
     if errors:
         raise SpecError(errors)
-    block = FasterNetBlockSpec(n_div=n_div, mlp_ratio=mlp_ratio, kernel_size=kernel_size, act=act, forward=forward)
     stages = []
     for i, depth in enumerate(depths):
         merge = () if i == 0 else (ConvSpec(out_channels=embed_dim * 2**i, kernel_size=merge_size,

@@ -32,6 +32,8 @@ def shufflenet_v2(stages_out_channels: tuple[int, ...] = CHANNELS["x1_0"],
                                  f"got {len(stages_out_channels)}"))
     errors.extend(FieldError(f"stages_repeats[{i}]", f"must be >= 1, got {r}")
                   for i, r in enumerate(stages_repeats) if r < 1)
+    errors.extend(FieldError(f"stages_out_channels[{i}]", f"a ShuffleNetV2 stage width must be even, got {c}")
+                  for i, c in enumerate(stages_out_channels[1:-1], start=1) if c % 2)
     if errors:
         raise SpecError(errors)
     stem_c, *stage_cs, last_c = stages_out_channels
