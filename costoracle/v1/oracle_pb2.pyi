@@ -446,16 +446,18 @@ class EfficientNetCompoundSpace(_message.Message):
     def __init__(self, alpha: _Optional[_Iterable[float]] = ..., beta: _Optional[_Iterable[float]] = ..., gamma: _Optional[_Iterable[float]] = ..., phi: _Optional[_Iterable[float]] = ..., target: _Optional[float] = ..., tolerance: _Optional[float] = ...) -> None: ...
 
 class MultiplierSpace(_message.Message):
-    __slots__ = ("family", "width", "depth", "resolution")
+    __slots__ = ("family", "width", "depth", "resolution", "resolution_multiplier")
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
     family: str
     width: _containers.RepeatedScalarFieldContainer[float]
     depth: _containers.RepeatedScalarFieldContainer[float]
     resolution: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, family: _Optional[str] = ..., width: _Optional[_Iterable[float]] = ..., depth: _Optional[_Iterable[float]] = ..., resolution: _Optional[_Iterable[int]] = ...) -> None: ...
+    resolution_multiplier: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, family: _Optional[str] = ..., width: _Optional[_Iterable[float]] = ..., depth: _Optional[_Iterable[float]] = ..., resolution: _Optional[_Iterable[int]] = ..., resolution_multiplier: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Depths(_message.Message):
     __slots__ = ("depths",)

@@ -191,6 +191,16 @@ class LinearSpec(_message.Message):
     act: str
     def __init__(self, out_features: _Optional[int] = ..., bias: _Optional[bool] = ..., act: _Optional[str] = ...) -> None: ...
 
+class PatchEmbedSpec(_message.Message):
+    __slots__ = ("out_channels", "patch_size", "bias")
+    OUT_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    PATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BIAS_FIELD_NUMBER: _ClassVar[int]
+    out_channels: int
+    patch_size: int
+    bias: bool
+    def __init__(self, out_channels: _Optional[int] = ..., patch_size: _Optional[int] = ..., bias: _Optional[bool] = ...) -> None: ...
+
 class TokensSpec(_message.Message):
     __slots__ = ("class_token", "pos_embed")
     CLASS_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -206,7 +216,7 @@ class TokenPoolSpec(_message.Message):
     def __init__(self, mode: _Optional[str] = ...) -> None: ...
 
 class Block(_message.Message):
-    __slots__ = ("conv", "dwsep", "mbconv", "fused_mbconv", "fasternet", "resnet_basic", "resnet_bottleneck", "shufflenet_v2", "regnet", "convnext", "transformer", "pool", "norm", "linear", "tokens", "token_pool")
+    __slots__ = ("conv", "dwsep", "mbconv", "fused_mbconv", "fasternet", "resnet_basic", "resnet_bottleneck", "shufflenet_v2", "regnet", "convnext", "transformer", "pool", "norm", "linear", "tokens", "token_pool", "patch_embed")
     CONV_FIELD_NUMBER: _ClassVar[int]
     DWSEP_FIELD_NUMBER: _ClassVar[int]
     MBCONV_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +233,7 @@ class Block(_message.Message):
     LINEAR_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_POOL_FIELD_NUMBER: _ClassVar[int]
+    PATCH_EMBED_FIELD_NUMBER: _ClassVar[int]
     conv: ConvSpec
     dwsep: DepthwiseSeparableSpec
     mbconv: MBConvSpec
@@ -239,7 +250,8 @@ class Block(_message.Message):
     linear: LinearSpec
     tokens: TokensSpec
     token_pool: TokenPoolSpec
-    def __init__(self, conv: _Optional[_Union[ConvSpec, _Mapping]] = ..., dwsep: _Optional[_Union[DepthwiseSeparableSpec, _Mapping]] = ..., mbconv: _Optional[_Union[MBConvSpec, _Mapping]] = ..., fused_mbconv: _Optional[_Union[FusedMBConvSpec, _Mapping]] = ..., fasternet: _Optional[_Union[FasterNetBlockSpec, _Mapping]] = ..., resnet_basic: _Optional[_Union[ResNetBasicSpec, _Mapping]] = ..., resnet_bottleneck: _Optional[_Union[ResNetBottleneckSpec, _Mapping]] = ..., shufflenet_v2: _Optional[_Union[ShuffleV2UnitSpec, _Mapping]] = ..., regnet: _Optional[_Union[RegNetBlockSpec, _Mapping]] = ..., convnext: _Optional[_Union[ConvNeXtBlockSpec, _Mapping]] = ..., transformer: _Optional[_Union[TransformerBlockSpec, _Mapping]] = ..., pool: _Optional[_Union[PoolSpec, _Mapping]] = ..., norm: _Optional[_Union[NormSpec, _Mapping]] = ..., linear: _Optional[_Union[LinearSpec, _Mapping]] = ..., tokens: _Optional[_Union[TokensSpec, _Mapping]] = ..., token_pool: _Optional[_Union[TokenPoolSpec, _Mapping]] = ...) -> None: ...
+    patch_embed: PatchEmbedSpec
+    def __init__(self, conv: _Optional[_Union[ConvSpec, _Mapping]] = ..., dwsep: _Optional[_Union[DepthwiseSeparableSpec, _Mapping]] = ..., mbconv: _Optional[_Union[MBConvSpec, _Mapping]] = ..., fused_mbconv: _Optional[_Union[FusedMBConvSpec, _Mapping]] = ..., fasternet: _Optional[_Union[FasterNetBlockSpec, _Mapping]] = ..., resnet_basic: _Optional[_Union[ResNetBasicSpec, _Mapping]] = ..., resnet_bottleneck: _Optional[_Union[ResNetBottleneckSpec, _Mapping]] = ..., shufflenet_v2: _Optional[_Union[ShuffleV2UnitSpec, _Mapping]] = ..., regnet: _Optional[_Union[RegNetBlockSpec, _Mapping]] = ..., convnext: _Optional[_Union[ConvNeXtBlockSpec, _Mapping]] = ..., transformer: _Optional[_Union[TransformerBlockSpec, _Mapping]] = ..., pool: _Optional[_Union[PoolSpec, _Mapping]] = ..., norm: _Optional[_Union[NormSpec, _Mapping]] = ..., linear: _Optional[_Union[LinearSpec, _Mapping]] = ..., tokens: _Optional[_Union[TokensSpec, _Mapping]] = ..., token_pool: _Optional[_Union[TokenPoolSpec, _Mapping]] = ..., patch_embed: _Optional[_Union[PatchEmbedSpec, _Mapping]] = ...) -> None: ...
 
 class Stage(_message.Message):
     __slots__ = ("blocks",)
