@@ -23,7 +23,7 @@ __all__ = ["BUILTINS", "COST_MODEL_VERSION", "CostReport", "SpecError", "analyze
 
 def build(candidate: Any, **kwargs: Any) -> nn.Module:
     """The randomly initialized ``torch.nn.Module`` of a candidate (imports torch)."""
-    from cost_engine.build import build as _build
+    from cost_engine.modules import build as _build
 
     return _build(candidate, **kwargs)
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cost_engine import analyze
-from cost_engine.build import build
+from cost_engine.modules import build
 from cost_engine.expand import expand_block
 from cost_engine.spec import (
     ConvNeXtBlockSpec,
@@ -210,12 +210,16 @@ class _CountClones(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize(("n", "length", "heads"), [(1, 5, 1), (1, 5, 2), (2, 5, 1), (2, 5, 2), (2, 1, 2), (1, 1, 1),
-                                                    (3, 4, 4)])
-def test_attention_copies_are_the_ones_aten_makes(n, length, heads):
+@pytest.mark.parametrize(("n", "length", "heads", "head_dim"), [
+    (1, 5, 1, 8), (1, 5, 2, 8), (2, 5, 1, 8), (2, 5, 2, 8), (2, 1, 2, 8), (1, 1, 1, 8), (3, 4, 4, 8),
+    (2, 7, 2, 1), (1, 7, 4, 1),  # a head dim of 1 never blocks the merge view
+])
+def test_attention_copies_are_the_ones_aten_makes(n, length, heads, head_dim):
     spec = TransformerBlockSpec(heads=heads)
-    shape = (n, length, 8 * heads)
+    shape = (n, length, head_dim * heads)
     expected = sum(op.kind == "copy" for op in _ops(spec, shape))
+    if head_dim == 1 and heads > 1 and length > 1:
+        expected += 1  # the merged view is not contiguous: proj's aten.linear copies it internally
     module = build(spec, shape)
     counter = _CountClones()
     with torch.no_grad(), counter:
@@ -288,8 +292,8 @@ def test_attention_computes_softmax_attention():
 
 
 # -- the tracer sees exactly the expansion --------------------------------------------------------
-ATTENTION_LAYOUTS = [(TransformerBlockSpec(heads=h), (n, length, 8 * h))
-                     for n, length, h in [(1, 5, 1), (1, 5, 2), (2, 5, 1), (2, 5, 2), (2, 1, 2), (1, 1, 1)]]
+ATTENTION_LAYOUTS = [(TransformerBlockSpec(heads=h), (n, length, hd * h)) for n, length, h, hd in [
+    (1, 5, 1, 8), (1, 5, 2, 8), (2, 5, 1, 8), (2, 5, 2, 8), (2, 1, 2, 8), (1, 1, 1, 8), (2, 7, 2, 1), (3, 2, 4, 1)]]
 
 
 @pytest.mark.parametrize(("spec", "shape"), CASES + ATTENTION_LAYOUTS, ids=lambda v: getattr(v, "kind", str(v)))

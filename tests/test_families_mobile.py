@@ -22,7 +22,7 @@ import torch
 
 import cost_engine
 from cost_engine import analyze
-from cost_engine.build import build as build_module
+from cost_engine.modules import build as build_module
 from cost_engine.families.efficientnet import (
     B0_BLOCKS_ARGS,
     decode_block_args,

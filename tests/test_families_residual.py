@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cost_engine import analyze
-from cost_engine.build import build
+from cost_engine.modules import build
 from cost_engine.families import BUILTINS, resolve
 from cost_engine.families.convnext import convnext
 from cost_engine.families.regnet import PRESETS, preset, regnet, regnet_stages

@@ -47,7 +47,7 @@ def test_install_pins_cpu_torch_and_project_range_admits_it() -> None:
 
 
 def test_cost_engine_imports_no_grpc_or_database() -> None:
-    code = ("import sys, cost_engine, cost_engine.build, cost_engine.trace;"
+    code = ("import sys, cost_engine, cost_engine.modules, cost_engine.trace;"
             "print(','.join(m for m in ('grpc', 'sqlalchemy', 'psycopg') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""

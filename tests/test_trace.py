@@ -403,7 +403,7 @@ def test_fast_kernels_match_the_real_meta_kernels(layout: str) -> None:
 
 
 def test_tracing_efficientnet_b0_on_meta_is_fast() -> None:
-    from cost_engine.build import build
+    from cost_engine.modules import build
 
     with torch.device("meta"):
         model = build("efficientnet_b0")

@@ -1,7 +1,7 @@
 """Expansion of the mobile blocks: depthwise-separable, MBConv, Fused-MBConv, FasterNet, ShuffleNetV2.
 
 Each expander emits, in execution order, exactly the ops the module of
-:mod:`cost_engine.build.mobile` runs, with the same submodule attribute names, so a trace of the
+:mod:`cost_engine.modules.mobile` runs, with the same submodule attribute names, so a trace of the
 built module reproduces this list op for op. The architectures follow the reference code the
 published numbers come from: torchvision ``efficientnet.py`` (MBConv, Fused-MBConv),
 the official FasterNet repository (PConv block) and torchvision ``shufflenetv2.py``.

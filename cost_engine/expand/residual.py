@@ -2,7 +2,7 @@
 the pre-norm ViT encoder block, and the token glue around it.
 
 Each expander emits, in execution order, exactly the ops the module of the same class name in
-:mod:`cost_engine.build.residual` runs, with the same submodule attribute names, so a trace of
+:mod:`cost_engine.modules.residual` runs, with the same submodule attribute names, so a trace of
 the built module reproduces this list op for op. The architectures follow the reference code the
 published numbers come from: torchvision ``resnet.py`` (v1.5, stride on the 3x3), torchvision
 ``regnet.py`` (``ResBottleneckBlock``), torchvision ``convnext.py`` (``CNBlock``) and timm's
@@ -19,8 +19,11 @@ makes are emitted as ``copy`` ops so memory access is honest, and only those:
 * Attention (timm layout ``qkv.reshape(N, L, 3, H, d).permute(2, 0, 3, 1, 4)``): ``q @ k^T``
   and ``attn @ v`` fold the batch dims with ``reshape``, which must copy ``q``, ``k^T`` and ``v``
   when both N > 1 and H > 1 (the N and H strides of a qkv slice cannot merge); merging the heads
-  back, ``transpose(1, 2).reshape(N, L, D)``, copies when both H > 1 and L > 1. So the op list
-  of a transformer block at batch 1 differs from that at batch 2 by three copies.
+  back, ``transpose(1, 2).reshape(N, L, D)``, copies when H > 1, L > 1 and head_dim > 1 (size-1
+  dims never block a view). So the op list of a transformer block at batch 1 differs from that
+  at batch 2 by three copies. With head_dim 1 the merged view is not contiguous and ``proj``'s
+  ``aten.linear`` copies it internally; that copy is part of the ``linear`` op here, as in the
+  tracer, which records ``aten.linear`` whole.
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ def needs_projection(in_channels: int, out_channels: int, stride: int) -> bool:
     return stride != 1 or in_channels != out_channels
 
 
-def attention_copies(n: int, length: int, heads: int) -> tuple[bool, bool]:
+def attention_copies(n: int, length: int, heads: int, head_dim: int) -> tuple[bool, bool]:
     """(copy q, k^T and v before the matmuls; copy when merging heads) — see the module docstring."""
-    return n > 1 and heads > 1, heads > 1 and length > 1
+    return n > 1 and heads > 1, heads > 1 and length > 1 and head_dim > 1
 
 
 # -- shared checks ------------------------------------------------------------------------------
@@ -161,7 +164,7 @@ def transformer(spec: TransformerBlockSpec, em: Emitter, x: T) -> T:
         raise ShapeError("heads", f"must divide the token dim ({d}), got {spec.heads}")
     heads = spec.heads
     hd = d // heads
-    copy_qkv, copy_merge = attention_copies(n, length, heads)
+    copy_qkv, copy_merge = attention_copies(n, length, heads, hd)
     y = em.layer_norm(x, name="norm1")
     with em.scope("attn", "Attention"):
         qkv = em.linear(y, 3 * d, bias=spec.qkv_bias, name="qkv")

@@ -131,7 +131,7 @@ def _job_budget(job: dict[str, Any]) -> float:
 
 # -- child side ---------------------------------------------------------------------------------
 def _time_item(torch: Any, item: dict[str, Any], settings: Any, default_protocol: Any, device: Any) -> dict[str, Any]:
-    from cost_engine.build import build
+    from cost_engine.modules import build
     from cost_engine.latency.protocol import Protocol, time_call
     from cost_engine.spec import from_dict
 
