@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 
-from cost_engine.formulas import MAC_OPS, UnknownOpError, op_cost
+from cost_engine.formulas import MAC_OPS, OpCost, UnknownOpError, op_cost
 from cost_engine.ops import Op, numel
 
 #: ops that a fused conv/linear + BN + activation kernel absorbs after the producer
@@ -87,19 +87,22 @@ def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,))
     from cost_engine.views import views_of  # views re-weight the same per-op records
 
     s = Summary()
+    costs: list[OpCost | None] = []
     for op in ops:
         try:
             cost = op_cost(op)
         except UnknownOpError:
             s.unknown[op.kind] = s.unknown.get(op.kind, 0) + 1
+            costs.append(None)
             continue
+        costs.append(cost)
         c = Counts(1, cost.macs, cost.flops, cost.params, cost.buffers, cost.read, cost.written)
         s.totals.add(c)
         s.by_kind.setdefault(op.kind, Counts()).add(c)
         s.by_module.setdefault(op.module, Counts()).add(c)
         if op.kind in MAC_OPS and op.kind != "matmul":
             s.activations += numel(op.outputs[0])
-    s.fused_access = _fused_access(ops)
+    s.fused_access = _fused_access(ops, costs)
     s.peak_elements = _peak(ops, input_ids)
     s.views = views_of(ops)
     return s
@@ -113,7 +116,7 @@ def _consumers(ops: list[Op] | tuple[Op, ...]) -> dict[int, int]:
     return uses
 
 
-def _fused_access(ops: list[Op] | tuple[Op, ...]) -> int:
+def _fused_access(ops: list[Op] | tuple[Op, ...], costs: list[OpCost | None]) -> int:
     """Memory traffic when each conv/linear runs as one kernel with the BN and activation that
     follow it (BN folded into the weights and a bias): the intermediates never touch memory."""
     uses = _consumers(ops)
@@ -122,9 +125,8 @@ def _fused_access(ops: list[Op] | tuple[Op, ...]) -> int:
     n = len(ops)
     while i < n:
         op = ops[i]
-        try:
-            cost = op_cost(op)
-        except UnknownOpError:
+        cost = costs[i]
+        if cost is None:
             i += 1
             continue
         if op.kind not in ("conv2d", "linear"):

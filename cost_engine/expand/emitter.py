@@ -89,9 +89,12 @@ class Emitter:
         name: str | None = None,
         module_type: str | None = None,
     ) -> list[T]:
-        if name is not None:
-            with self.scope(name, module_type or LEAF_TYPES[kind]):
+        if name is not None:  # a leaf submodule: push its scope without a context manager (hot path)
+            self._scope.append((name, module_type or LEAF_TYPES[kind]))
+            try:
                 return self.op(kind, inputs, outputs, weights, buffers, attrs, inplace)
+            finally:
+                self._scope.pop()
         outs = [T(inputs[0].id, tuple(s)) for s in outputs] if inplace else [self.tensor(s) for s in outputs]
         self.ops.append(
             Op(
