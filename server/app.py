@@ -1,0 +1,236 @@
+"""The gRPC server process: ``serve(config)`` and ``python -m server.app [flags]``.
+
+Start-up prints exactly one machine-readable line on stdout, ``cost-oracle listening on HOST:PORT``
+(with the real port when 0 was asked for), so scripts and tests can start it on a free port and
+read where it is. Logs are JSON lines on stderr, one per request. SIGTERM or SIGINT drains:
+health turns NOT_SERVING (load balancers stop sending), new calls are refused with UNAVAILABLE,
+in-flight calls get ``grace_s`` to finish, then the cache and the measurement queue are closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from costoracle.v1 import oracle_pb2
+from server.config import ServerConfig, add_arguments
+from server.oracle import Limits, Oracle
+from server.servicer import SERVICE_NAME, CostOracleServicer, generic_handler
+
+__all__ = ["Server", "main", "serve", "start"]
+
+log = logging.getLogger("cost_oracle.server")
+_HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a message that is itself a JSON object is merged in."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        rec: dict[str, Any] = {"ts": round(record.created, 6), "level": record.levelname.lower(),
+                               "logger": record.name}
+        msg = record.getMessage()
+        if msg.startswith("{"):
+            try:
+                rec.update(json.loads(msg))
+            except ValueError:
+                rec["msg"] = msg
+        else:
+            rec["msg"] = msg
+        if record.exc_info:
+            rec["exc"] = self.formatException(record.exc_info)
+        return json.dumps(rec, separators=(",", ":"))
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("cost_oracle")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Bearer-token check on every method but health; a wrong or missing token is UNAUTHENTICATED."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or details.method.startswith(_HEALTH_PREFIX):
+            return handler
+        got = ""
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                got = value if isinstance(value, str) else value.decode("latin-1")
+        if hmac.compare_digest(got.encode("latin-1", "replace"), self._expected):
+            return handler
+        method = details.method
+
+        def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            log.warning(json.dumps({"event": "request", "method": method.rsplit("/", 1)[-1],
+                                    "status": "UNAUTHENTICATED", "ms": 0.0}))
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "missing or wrong bearer token (metadata 'authorization: Bearer <token>')")
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(deny, handler.request_deserializer,
+                                                        handler.response_serializer)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(deny, handler.request_deserializer,
+                                                        handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
+
+
+def _address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+class Server:
+    """A started server: ``port``, ``stop(grace)``, ``wait()``. Use :func:`serve` for the process."""
+
+    def __init__(self, config: ServerConfig, oracle: Oracle | None = None):
+        problems = config.errors()
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.config = config
+        limits = Limits(max_batch_size=config.max_batch_size, max_sweep_size=config.max_sweep_size,
+                        max_message_bytes=config.max_message_bytes,
+                        max_pending_measurements=config.max_pending_measurements,
+                        default_chunk_size=config.default_chunk_size)
+        self.oracle = oracle or Oracle(config.db_url, limits=limits)
+        self.servicer = CostOracleServicer(self.oracle, auth_required=config.token is not None,
+                                           log_requests=config.log_requests)
+        self.health = health.HealthServicer()
+        options = [
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 0),  # a port in use is an error, not a silent second listener
+        ]
+        interceptors = [AuthInterceptor(config.token)] if config.token else []
+        self.grpc_server = grpc.server(ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+                                       interceptors=interceptors, options=options)
+        self.grpc_server.add_generic_rpc_handlers((generic_handler(self.servicer),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc_server)
+        addr = _address(config.host, config.port)
+        if config.tls_cert:
+            assert config.tls_key
+            with open(config.tls_key, "rb") as f:
+                key = f.read()
+            with open(config.tls_cert, "rb") as f:
+                cert = f.read()
+            port = self.grpc_server.add_secure_port(addr, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            port = self.grpc_server.add_insecure_port(addr)
+        if not port:
+            raise OSError(f"cannot listen on {addr}")
+        self.port = port
+        self.host = config.host
+        self._stopped = threading.Event()
+
+    def start(self) -> Server:
+        # import the built-in catalog now, so the first request does not pay for it
+        from cost_engine.families import BUILTINS, resolve
+
+        if not BUILTINS:
+            try:
+                resolve("efficientnet_b0")
+            except Exception:
+                log.exception("loading the built-in models failed")
+        self.grpc_server.start()
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self
+
+    @property
+    def address(self) -> str:
+        return _address(self.host, self.port)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain: NOT_SERVING, refuse new calls, let in-flight calls finish within ``grace`` seconds."""
+        if self._stopped.is_set():
+            return
+        grace = self.config.grace_s if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        self.servicer.draining.set()
+        log.info(json.dumps({"event": "draining", "grace_s": grace}))
+        self.grpc_server.stop(grace).wait()
+        self.oracle.close()
+        self._stopped.set()
+        log.info(json.dumps({"event": "stopped"}))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+
+def start(config: ServerConfig | None = None) -> Server:
+    """A started server in this process (for embedding and tests); the caller stops it."""
+    return Server(config or ServerConfig.from_env()).start()
+
+
+def serve(config: ServerConfig | None = None) -> int:
+    """Run the server until SIGTERM or SIGINT; returns the process exit code."""
+    config = config or ServerConfig.from_env()
+    setup_logging(config.log_level)
+    try:
+        server = Server(config)
+    except (OSError, ValueError) as exc:
+        print(f"cost-oracle: error: {exc}", file=sys.stderr)
+        return 2
+    server.start()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info(json.dumps({"event": "signal", "signal": signal.Signals(signum).name}))
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    print(f"cost-oracle listening on {server.address}", flush=True)
+    log.info(json.dumps({"event": "listening", "address": server.address, "db": server.oracle.cache.backend,
+                         "workers": config.workers, "tls": bool(config.tls_cert),
+                         "auth": config.token is not None}))
+    try:
+        while not stop.wait(0.5):
+            pass
+        server.stop()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server.app", description="Run the NAS cost oracle gRPC server.")
+    add_arguments(parser)
+    ns = parser.parse_args(argv)
+    try:
+        config = ServerConfig.from_args(ns)
+    except ValueError as exc:
+        print(f"cost-oracle: error: {exc}", file=sys.stderr)
+        return 2
+    return serve(config)
+
+
+if __name__ == "__main__":
+    _ = oracle_pb2  # the generated module registers the descriptors reflection serves
+    sys.exit(main())
