@@ -24,7 +24,8 @@ from cost_engine.ops import Shape
 from cost_engine.spec.base import Spec
 
 #: blocks are many and each is only an ingredient of a prediction: a shorter protocol, one session
-BLOCK_PROTOCOL = Protocol(warmup_s=0.1, min_warmup_calls=3, time_cap_s=0.3, min_runs=10, rel_ci=0.02)
+BLOCK_PROTOCOL = Protocol(warmup_s=0.1, min_warmup_calls=3, max_warmup_s=1.0, time_cap_s=0.3, min_runs=10,
+                          rel_ci=0.02)
 BLOCK_SESSIONS = 1
 
 

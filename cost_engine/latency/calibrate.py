@@ -22,7 +22,8 @@ from cost_engine.latency.keys import CACHE_VERSION, KIND_CALIBRATION, PROTOCOL_V
 from cost_engine.latency.protocol import Protocol
 from cost_engine.latency.settings import LatencySettings, canonical_dtype
 
-CALIBRATION_PROTOCOL = Protocol(warmup_s=0.2, min_warmup_calls=2, time_cap_s=0.5, min_runs=5, rel_ci=0.02)
+CALIBRATION_PROTOCOL = Protocol(warmup_s=0.2, min_warmup_calls=2, max_warmup_s=1.0, time_cap_s=0.5, min_runs=5,
+                                rel_ci=0.02)
 
 
 @dataclass

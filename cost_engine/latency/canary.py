@@ -18,7 +18,8 @@ from cost_engine.spec.blocks import ConvSpec
 #: compute like the networks it stands in for, short enough to cost nothing per session.
 CANARY_SPEC = ConvSpec(out_channels=32, kernel_size=3)
 CANARY_SHAPE = (1, 32, 28, 28)
-CANARY_PROTOCOL = Protocol(warmup_s=0.05, min_warmup_calls=3, time_cap_s=0.15, min_runs=10, rel_ci=0.01)
+CANARY_PROTOCOL = Protocol(warmup_s=0.05, min_warmup_calls=3, max_warmup_s=0.5, time_cap_s=0.15, min_runs=10,
+                           rel_ci=0.01)
 
 
 def canary_item() -> dict[str, Any]:

@@ -63,7 +63,9 @@ def latency_key(candidate: Spec | str, settings: LatencySettings, fp: dict[str, 
 
 
 def _network_key(spec: Spec, resolved: LatencySettings, shape: Shape, fp: dict[str, Any]) -> str:
-    return entry_key(KIND_MEASURED, spec.to_dict(), {"settings": resolved.to_dict(), "input_shape": list(shape),
+    # the input shape carries batch size, resolution and channels (a network's default resolution
+    # and the same number given explicitly are one measurement)
+    return entry_key(KIND_MEASURED, spec.to_dict(), {"settings": resolved.for_block(), "input_shape": list(shape),
                                                      "fingerprint": fp})
 
 

@@ -5,7 +5,9 @@ The published protocol, version :data:`~cost_engine.latency.keys.PROTOCOL_VERSIO
 1. The first call is timed on its own and reported as ``first_call_ms``, never as a sample (it
    pays for lazy initialization, oneDNN primitive creation, cuDNN autotuning or compilation).
 2. Warm-up is time-based: calls until ``warmup_s`` has passed and at least ``min_warmup_calls``
-   ran — a fixed call count is too short for a slow network and needlessly long for a fast one.
+   ran — a fixed call count is too short for a slow network and needlessly long for a fast one —
+   and, up to ``max_warmup_s``, until a call causes no new page faults (the heap has grown to
+   its steady size; ``warmup_steady`` reports whether that was reached).
 3. One sample times ``number`` back-to-back calls (``number`` chosen after warm-up so a sample
    lasts at least ``min_sample_s``; 1 for anything slower), divided by ``number``: timer
    resolution never dominates. CPU: ``time.perf_counter``. CUDA: events around the calls and a
@@ -38,6 +40,7 @@ class Protocol:
 
     warmup_s: float = 0.3
     min_warmup_calls: int = 3
+    max_warmup_s: float = 2.0
     time_cap_s: float = 2.0
     min_runs: int = 10
     max_runs: int = 20000
@@ -112,9 +115,16 @@ def time_call(fn: Callable[[], Any], protocol: Protocol, cuda_device: Any = None
     warm_faults0 = minor_faults()
     t_start = time.perf_counter()
     last = first
-    while warm_calls < protocol.min_warmup_calls or time.perf_counter() - t_start < protocol.warmup_s:
+    steady = False
+    while True:
+        f0 = minor_faults()
         last = clock.time(fn, 1)
+        steady = minor_faults() == f0
         warm_calls += 1
+        elapsed = time.perf_counter() - t_start
+        if warm_calls >= protocol.min_warmup_calls and elapsed >= protocol.warmup_s and (
+                steady or elapsed >= max(protocol.max_warmup_s, protocol.warmup_s)):
+            break
     warm_faults = minor_faults() - warm_faults0
 
     number = 1 if last >= protocol.min_sample_s else max(1, min(1000, math.ceil(protocol.min_sample_s / max(last,
@@ -146,6 +156,7 @@ def time_call(fn: Callable[[], Any], protocol: Protocol, cuda_device: Any = None
         "first_call_ms": first * 1e3,
         "warmup_calls": warm_calls,
         "warmup_page_faults": warm_faults,
+        "warmup_steady": steady,
         "page_faults_per_call": faults / calls,
         "sampling_s": time.perf_counter() - t_sampling,
         "stopped": stopped,

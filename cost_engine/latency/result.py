@@ -87,6 +87,7 @@ def combine_sessions(timings: list[dict[str, Any]], **extra: Any) -> LatencyResu
         "calls_per_sample": [t["number"] for t in timings],
         "page_faults_per_call_by_session": [t["page_faults_per_call"] for t in timings],
         "warmup_calls": [t["warmup_calls"] for t in timings],
+        "warmup_steady": [t.get("warmup_steady") for t in timings],
         "pooled_median_ms": stats["median_ms"],
     }
     details.update(extra.pop("details", {}))

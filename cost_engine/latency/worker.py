@@ -131,8 +131,8 @@ def _job_budget(job: dict[str, Any]) -> float:
 
 # -- child side ---------------------------------------------------------------------------------
 def _time_item(torch: Any, item: dict[str, Any], settings: Any, default_protocol: Any, device: Any) -> dict[str, Any]:
-    from cost_engine.modules import build
     from cost_engine.latency.protocol import Protocol, time_call
+    from cost_engine.modules import build
     from cost_engine.spec import from_dict
 
     protocol = Protocol.from_dict(item["protocol"]) if item.get("protocol") else default_protocol
@@ -140,7 +140,7 @@ def _time_item(torch: Any, item: dict[str, Any], settings: Any, default_protocol
     spec = from_dict(item["spec"])
     torch.manual_seed(0)
     dtype = getattr(torch, settings.dtype)
-    module = build(spec, shape).eval()
+    module = build(spec, input_shape=shape).eval()
     rank4 = len(shape) == 4
     fmt = torch.channels_last if settings.memory_format == "channels_last" and rank4 else torch.contiguous_format
     module = module.to(device=device, dtype=dtype)

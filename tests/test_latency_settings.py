@@ -1,0 +1,139 @@
+"""Latency settings, keys, fingerprint and the timing loop's statistics (no worker processes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import pytest
+
+from cost_engine.latency import LatencySettings, UnknownDevice, available_devices, fingerprint, latency_key
+from cost_engine.latency.keys import CACHE_VERSION, PROTOCOL_VERSION
+from cost_engine.latency.protocol import Protocol, median_ci, percentile, summarize_samples, time_call
+from cost_engine.latency.settings import usable_cores
+from cost_engine.spec import ConvSpec, NetworkSpec, PoolSpec, SpecError
+
+NET = NetworkSpec(stem=(ConvSpec(out_channels=8, stride=2),), stages=((ConvSpec(out_channels=8),),),
+                  head=(PoolSpec(mode="global_avg", flatten=True),), resolution=32)
+
+
+def test_settings_defaults_are_resolved_explicitly():
+    s = LatencySettings().resolved()
+    assert s.threads == usable_cores()
+    assert s.dtype == "float32"
+    assert LatencySettings(device="cuda", cudnn_benchmark=True).device == "cuda"
+    assert LatencySettings(dtype="bf16").resolved().dtype == "bfloat16"
+    assert LatencySettings(dtype="fp16").resolved().dtype == "float16"
+    # cudnn autotuning means nothing on a CPU: it must not split the cache
+    assert LatencySettings(cudnn_benchmark=True).resolved().cudnn_benchmark is False
+
+
+def test_bad_settings_name_every_field():
+    with pytest.raises(SpecError) as err:
+        LatencySettings(device="tpu", batch_size=0, dtype="int8", threads=0, memory_format="nhwc",
+                        compile="yes").validate()
+    fields = {e.path for e in err.value.errors}
+    assert fields == {"device", "batch_size", "dtype", "threads", "memory_format", "compile"}
+    with pytest.raises(SpecError) as err:
+        LatencySettings.from_dict({"device": "cpu", "batchsize": 2})
+    assert err.value.errors[0].path == "batchsize"
+
+
+def test_unknown_device_is_its_own_error():
+    assert "cpu" in available_devices()
+    missing = f"cuda:{len(available_devices()) + 7}"
+    with pytest.raises(UnknownDevice) as err:
+        fingerprint(missing)
+    assert err.value.device == missing and "cpu" in err.value.available
+
+
+def test_fingerprint_names_the_hardware_and_software():
+    fp = fingerprint("cpu", 2)
+    assert fp["device"] == "cpu" and fp["threads"] == 2
+    assert fp["cpu_model"] and fp["device_name"] == fp["cpu_model"]
+    import torch
+
+    assert fp["torch"] == torch.__version__
+    assert "cuda" in fp and "cudnn" in fp
+
+
+def test_key_separates_dtype_batch_threads_and_agrees_with_the_cache_convention():
+    base = LatencySettings(threads=1)
+    k = latency_key(NET, base)
+    assert len(k) == 64
+    variants = [dataclasses.replace(base, dtype="bfloat16"), dataclasses.replace(base, batch_size=2),
+                dataclasses.replace(base, threads=2), dataclasses.replace(base, memory_format="channels_last"),
+                dataclasses.replace(base, compile=True), dataclasses.replace(base, resolution=64)]
+    keys = {latency_key(NET, v) for v in variants}
+    assert k not in keys and len(keys) == len(variants)
+    # aliases and explicit defaults are the same measurement
+    assert latency_key(NET, dataclasses.replace(base, dtype="fp32")) == k
+    assert latency_key(NET, dataclasses.replace(base, resolution=32)) == k
+    # a different machine (fingerprint) is a different entry
+    other = fingerprint("cpu", 1) | {"cpu_model": "Some Other CPU"}
+    assert latency_key(NET, base, other) != k
+    # same convention as the server cache: sha256(canonical JSON of spec, context, version)
+    from server.cache.keys import cache_key
+
+    from cost_engine.latency.keys import cache_key as engine_cache_key
+
+    ctx = {"what": "latency", "x": [1, 2.5, "a"]}
+    assert engine_cache_key(NET.to_dict(), ctx, CACHE_VERSION) == cache_key(NET.to_dict(), ctx, CACHE_VERSION)
+    assert PROTOCOL_VERSION in CACHE_VERSION
+
+
+def test_key_rejects_bad_candidates_with_field_paths():
+    bad = dataclasses.replace(NET, stages=((ConvSpec(out_channels=8, kernel_size=40),),))
+    with pytest.raises(SpecError) as err:
+        latency_key(bad, LatencySettings())
+    assert any("kernel_size" in e.path for e in err.value.errors)
+
+
+def test_order_statistics():
+    xs = sorted(float(i) for i in range(1, 101))
+    lo, hi = median_ci(xs)
+    assert lo < statistics.median(xs) < hi
+    assert hi - lo < 25  # ~ +-1 sigma*1.96 of 100 ranks
+    assert percentile(xs, 0.1) == pytest.approx(10.9)
+    s = summarize_samples([1.0, 1.0, 1.0, 1.0])
+    assert s["cv"] == 0.0 and s["median_ms"] == 1.0 and s["runs"] == 4
+
+
+def test_first_call_is_never_a_sample_and_warmup_is_time_based():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.05)  # lazy initialization on the first call
+
+    p = Protocol(warmup_s=0.05, min_warmup_calls=3, time_cap_s=0.05, min_runs=10, rel_ci=0.5)
+    r = time_call(fn, p)
+    assert r["first_call_ms"] >= 50
+    assert max(r["samples_ms"]) < 5
+    assert r["warmup_calls"] >= 3
+    # the 0.05 s warm-up ran many more calls than the minimum: it is time-based
+    assert r["warmup_calls"] > 10
+    assert r["stopped"] in ("converged", "time_cap")
+    assert len(calls) == 1 + r["warmup_calls"] + len(r["samples_ms"]) * r["number"]
+
+
+def test_sampling_stops_at_the_time_cap_when_spread_stays_large():
+    state = {"i": 0}
+
+    def noisy():
+        state["i"] += 1
+        time.sleep(0.0002 if state["i"] % 2 else 0.002)
+
+    p = Protocol(warmup_s=0.0, min_warmup_calls=1, time_cap_s=0.2, min_runs=10, rel_ci=0.0001)
+    t0 = time.perf_counter()
+    r = time_call(noisy, p)
+    assert r["stopped"] == "time_cap"
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_fast_calls_are_batched_so_the_timer_never_dominates():
+    p = Protocol(warmup_s=0.01, time_cap_s=0.05, min_sample_s=1e-3)
+    r = time_call(lambda: None, p)
+    assert r["number"] > 10
