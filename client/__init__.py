@@ -1,0 +1,100 @@
+"""Python client of the NAS cost oracle: remote (sync and asyncio) and in-process, one API.
+
+    from client import RemoteOracle, InProcessOracle, Budget
+
+    with RemoteOracle("127.0.0.1:50051") as oracle:        # or InProcessOracle(db_url=...)
+        r = oracle.cost("efficientnet_b0", resolution=192)
+        print(r.macs, r.cache_hit)
+        out = oracle.filter(candidates, Budget(max_macs=400_000_000), pareto=["macs", "params"])
+
+Every failure is a typed :class:`OracleError` (``InvalidArgument`` carries the field violations),
+never a bare ``grpc.RpcError``. Names are imported lazily so ``import client`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from client.errors import (
+    Code,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    OracleError,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from client.types import (
+    Constraint,
+    CostResult,
+    FilterOutcome,
+    FilterResult,
+    ItemError,
+    LatencyResult,
+    ServerInfo,
+    SweepOutcome,
+    SweepPoint,
+)
+
+if TYPE_CHECKING:
+    from client.aio import AsyncRemoteOracle
+    from client.base import Oracle
+    from client.inprocess import InProcessOracle
+    from client.remote import RemoteOracle
+    from server.budget import Budget
+    from server.oracle import BlockCandidate
+    from server.sweeps import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
+
+_LAZY = {
+    "RemoteOracle": "client.remote",
+    "AsyncRemoteOracle": "client.aio",
+    "InProcessOracle": "client.inprocess",
+    "Oracle": "client.base",
+    "Budget": "server.budget",
+    "BlockCandidate": "server.oracle",
+    "EfficientNetCompoundSpace": "server.sweeps",
+    "MultiplierSpace": "server.sweeps",
+    "FasterNetSpace": "server.sweeps",
+}
+
+__all__ = [
+    "AsyncRemoteOracle",
+    "BlockCandidate",
+    "Budget",
+    "Code",
+    "Constraint",
+    "CostResult",
+    "DeadlineExceeded",
+    "EfficientNetCompoundSpace",
+    "FailedPrecondition",
+    "FasterNetSpace",
+    "FieldViolation",
+    "FilterOutcome",
+    "FilterResult",
+    "InProcessOracle",
+    "InvalidArgument",
+    "ItemError",
+    "LatencyResult",
+    "MultiplierSpace",
+    "Oracle",
+    "OracleError",
+    "RemoteOracle",
+    "ResourceExhausted",
+    "ServerInfo",
+    "SweepOutcome",
+    "SweepPoint",
+    "Unauthenticated",
+    "Unavailable",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,297 @@
+"""Requests and responses on the wire, shared by the sync and the asyncio remote clients.
+
+Building a request and reading a response is the same code for both transports; only how the
+call is made (and how a retry waits) differs. Conversion of specs, contexts, budgets, spaces and
+reports goes through ``server.convert`` — the functions the server itself uses — so a field means
+the same thing on both ends. A candidate the client cannot even put on the wire (a bare block
+without ``in_channels``, something that is not a candidate) is answered locally with the same
+``InvalidArgument`` and field path the in-process oracle gives.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from client.base import (
+    Split,
+    as_candidate,
+    budget_or_default,
+    make_context,
+    merge_costs,
+    merge_filter,
+    pareto_names,
+    split,
+    split_kwargs,
+)
+from client.errors import Code, FieldViolation, InvalidArgument, OracleError, error_for
+from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+
+DEFAULT_TIMEOUT_S = 60.0
+LATENCY_TIMEOUT_S = 600.0
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+#: client-side split of huge batches (the server's default limit per request)
+DEFAULT_MAX_BATCH = 10_000
+_DETAILS_BIN = "grpc-status-details-bin"
+
+
+def channel_options(max_message_bytes: int, extra: Sequence[tuple[str, Any]] = ()) -> list[tuple[str, Any]]:
+    """Channel options: message limits matching the server's, and quick reconnects.
+
+    gRPC's default reconnect backoff starts at 1 s and grows to 120 s; a client retrying a server
+    that is (re)starting would keep failing fast on a channel still waiting out that backoff, so
+    it is shortened to match the client's own retry schedule.
+    """
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+        ("grpc.enable_retries", 0),  # retries are the client's own (UNAVAILABLE only, with backoff)
+        *extra,
+    ]
+
+
+def credentials(tls: Any) -> Any:
+    """``None`` for plaintext; ``True`` system roots; PEM bytes / a path a root certificate; or credentials."""
+    import grpc
+
+    if tls is None or tls is False:
+        return None
+    if tls is True:
+        return grpc.ssl_channel_credentials()
+    if isinstance(tls, (bytes, bytearray)):
+        return grpc.ssl_channel_credentials(root_certificates=bytes(tls))
+    if isinstance(tls, str):
+        from pathlib import Path
+
+        return grpc.ssl_channel_credentials(root_certificates=Path(tls).read_bytes())
+    return tls  # grpc.ChannelCredentials
+
+
+def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff with full jitter: uniform in [d/2, d], d = initial * 2**attempt (capped)."""
+    d = min(maximum, initial * (2 ** attempt))
+    return random.uniform(d / 2, d)
+
+
+def rpc_error(exc: Any) -> OracleError:
+    """A ``grpc.RpcError`` (sync or aio) as the typed error, with the field violations of its rich status."""
+    from server.errors import from_status
+
+    code_obj = exc.code() if hasattr(exc, "code") else None
+    code = getattr(code_obj, "name", "UNKNOWN")
+    details = (exc.details() if hasattr(exc, "details") else None) or str(code)
+    try:
+        trailing = exc.trailing_metadata() or ()
+    except Exception:  # a call that never started has none
+        trailing = ()
+    for key, value in trailing:
+        if key == _DETAILS_BIN:
+            from google.rpc import status_pb2
+
+            try:
+                status = status_pb2.Status.FromString(value)
+            except Exception:
+                break
+            err = from_status(status)
+            return error_for(code, err.message or details, [FieldViolation(p, r) for p, r in err.violations])
+    return error_for(code, details)
+
+
+def is_retryable(exc: Any) -> bool:
+    code = exc.code() if hasattr(exc, "code") else None
+    return getattr(code, "name", "") == Code.UNAVAILABLE.value
+
+
+# -- requests --------------------------------------------------------------------------------
+def candidate_proto(candidate: Any, in_channels: int | None, path: str) -> Any:
+    """The wire form of one candidate, or ``InvalidArgument`` at ``path`` (as the server would answer)."""
+    return to_proto(as_candidate(candidate, in_channels, path), path)
+
+
+def to_proto(c: Any, path: str) -> Any:
+    from cost_engine.spec.base import Spec
+    from server.convert import candidate_to_proto
+
+    try:
+        return candidate_to_proto(c)
+    except TypeError:
+        if isinstance(c, Spec):
+            raise InvalidArgument("a single block needs its input channels", [FieldViolation(
+                f"{path}.in_channels", f"a standalone {c.kind!r} block needs in_channels: pass "
+                                       "BlockCandidate(block, in_channels) or in_channels=")]) from None
+        raise InvalidArgument("not a candidate", [FieldViolation(
+            path, f"must be a network spec, a built-in model name or a block candidate, got {type(c).__name__}")]) \
+            from None
+    except ValueError as exc:  # e.g. an integer beyond int64
+        raise InvalidArgument("value out of range", [FieldViolation(path, str(exc))]) from None
+
+
+def prepare_many(candidates: Iterable[Any], in_channels: int | None) -> Split:
+    """Wire forms of the candidates that have one; local errors (same paths as the server's) for the rest."""
+    return split(candidates, in_channels, to_proto)
+
+
+def context_and_detail(kw: dict[str, Any]) -> tuple[Any, int, int | None]:
+    """(proto Context, proto Detail, in_channels) from a method's keywords."""
+    from server.convert import context_to_proto, detail_to_proto
+
+    ctx, detail, in_channels = split_kwargs(kw)
+    context = make_context(**ctx)
+    # enums cannot carry a bad value, so check here what the server would name (same paths)
+    problems = context.validate("context")
+    if problems:
+        raise InvalidArgument("invalid context", [FieldViolation(p, r) for p, r in problems])
+    if detail is not None and detail not in ("full", "totals", "scalars"):
+        raise InvalidArgument("bad detail", [FieldViolation("detail", f"must be full, totals or scalars; got "
+                                                                       f"{detail!r}")])
+    return context_to_proto(context), detail_to_proto(detail or "full"), in_channels
+
+
+def dtype_enum(dtype: str, path: str) -> int:
+    """A dtype name as the proto enum (an unknown name is the same InvalidArgument the server gives)."""
+    from costoracle.v1 import oracle_pb2 as pb
+
+    try:
+        return pb.DType.Value("DTYPE_" + str(dtype).upper())
+    except ValueError:
+        raise InvalidArgument("bad dtype", [FieldViolation(path, f"must be one of float32, float16, bfloat16; "
+                                                                 f"got {dtype!r}")]) from None
+
+
+def wants_latency(kw: dict[str, Any]) -> bool:
+    lat = kw.get("latency")
+    return lat not in (None, False, "none", "")
+
+
+def cost_request(candidate: Any, kw: dict[str, Any]) -> Any:
+    from costoracle.v1 import oracle_pb2 as pb
+
+    context, detail, in_channels = context_and_detail(kw)
+    return pb.GetCostRequest(candidate=candidate_proto(candidate, in_channels, "candidate"), context=context,
+                             detail=detail)
+
+
+def filter_request(protos: list[Any], budget: Any, pareto: Any, include_reports: bool, kw: dict[str, Any]) -> Any:
+    from costoracle.v1 import oracle_pb2 as pb
+    from server.convert import budget_to_proto, pareto_to_proto
+
+    kw = dict(kw)
+    kw.setdefault("detail", "scalars")
+    context, detail, _ = context_and_detail(kw)
+    return pb.FilterRequest(candidates=protos, context=context, budget=budget_to_proto(budget_or_default(budget)),
+                            pareto_fields=pareto_to_proto(pareto_names(pareto)), include_reports=include_reports,
+                            detail=detail)
+
+
+def sweep_request(space: Any, budget: Any, pareto: Any, include_reports: bool, include_specs: bool,
+                  chunk_size: int | None, kw: dict[str, Any]) -> Any:
+    from costoracle.v1 import oracle_pb2 as pb
+    from server.convert import budget_to_proto, pareto_to_proto, space_to_proto
+
+    kw = dict(kw)
+    kw.setdefault("detail", "scalars")
+    context, detail, _ = context_and_detail(kw)
+    req = pb.SweepRequest(context=context, budget=budget_to_proto(budget_or_default(budget)),
+                          pareto_fields=pareto_to_proto(pareto_names(pareto)), include_reports=include_reports,
+                          include_specs=include_specs, detail=detail, chunk_size=chunk_size or 0)
+    try:
+        space_to_proto(space, req)
+    except TypeError:
+        raise InvalidArgument("bad sweep space", [FieldViolation(
+            "space", f"must be an EfficientNetCompoundSpace, MultiplierSpace or FasterNetSpace, got "
+                     f"{type(space).__name__}")]) from None
+    return req
+
+
+# -- responses -------------------------------------------------------------------------------
+def cost_result(report_msg: Any) -> CostResult:
+    from server.convert import report_to_dict
+
+    return CostResult.from_dict(report_to_dict(report_msg))
+
+
+merge = merge_costs
+
+
+def batch_item(result_msg: Any, index: int) -> CostResult | ItemError:
+    from server.errors import from_status
+
+    if result_msg.WhichOneof("result") == "error":
+        err = from_status(result_msg.error)
+        return ItemError(index, err.code, err.message, tuple(FieldViolation(p, r) for p, r in err.violations))
+    return cost_result(result_msg.report)
+
+
+def filter_outcome(resp: Any, parts: Split) -> FilterOutcome:
+    from client.base import filter_outcome as typed
+    from server.convert import filter_item_from_proto
+
+    class _Resp:  # the core's FilterOutcome shape, from the message
+        results = [filter_item_from_proto(m) for m in resp.results]
+        feasible = list(resp.feasible)
+        pareto_front = list(resp.pareto_front)
+        measurements = resp.measurements
+
+    return merge_filter(parts, typed(_Resp))
+
+
+class SweepCollector:
+    """Accumulates a streamed sweep: chunks of points, then the summary in the last message."""
+
+    def __init__(self) -> None:
+        self.points: list[Any] = []
+        self.total = 0
+        self.summary: Any = None
+
+    def add(self, resp: Any) -> None:
+        from client.base import sweep_point
+        from server.convert import sweep_point_from_proto
+
+        self.total = resp.total or self.total
+        self.points.extend(sweep_point(sweep_point_from_proto(p)) for p in resp.points)
+        if resp.done:
+            self.summary = resp
+
+    def outcome(self) -> SweepOutcome:
+        if self.summary is None:
+            raise error_for(Code.UNAVAILABLE, "the sweep stream ended before its summary")
+        s = self.summary
+        front = set(s.pareto_front)
+        points = tuple(p if p.index not in front or p.result.pareto else _with_pareto(p) for p in self.points)
+        return SweepOutcome(total=self.total, points=points, feasible=tuple(s.feasible),
+                            pareto_front=tuple(s.pareto_front), measurements=s.measurements)
+
+
+def _with_pareto(p: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(p, result=dataclasses.replace(p.result, pareto=True))
+
+
+def message_dict(m: Any) -> dict[str, Any]:
+    """A response message as plain data, field names as in the proto (int64 stay ints)."""
+    out: dict[str, Any] = {}
+    for fd in m.DESCRIPTOR.fields:
+        v = getattr(m, fd.name)
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            value_fd = fd.message_type.fields_by_name["value"]
+            out[fd.name] = {k: message_dict(x) if value_fd.message_type is not None else x for k, x in v.items()}
+        elif fd.label == fd.LABEL_REPEATED:
+            out[fd.name] = [message_dict(x) if fd.message_type is not None else x for x in v]
+        elif fd.message_type is not None:
+            out[fd.name] = message_dict(v)
+        else:
+            out[fd.name] = v
+    return out
+
+
+def server_info(resp: Any) -> ServerInfo:
+    return ServerInfo(message_dict(resp))

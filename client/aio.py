@@ -1,0 +1,180 @@
+"""``AsyncRemoteOracle``: the asyncio (``grpc.aio``) client — same methods, awaitable, same results.
+
+Meant for controllers that keep many queries in flight from one event loop (``asyncio.gather``
+over a population). Requests and responses are built by the same code as the sync client's
+(:mod:`client._wire`); deadlines and the UNAVAILABLE-only retry policy are the same, with
+``asyncio.sleep`` between attempts. Create and use it inside one running event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
+
+from client import _wire as wire
+from client.errors import DeadlineExceeded
+from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+
+
+class AsyncRemoteOracle:
+    """The asyncio twin of :class:`client.remote.RemoteOracle` (same constructor arguments)."""
+
+    def __init__(self, target: str, *, token: str | None = None, tls: Any = False,
+                 timeout: float = wire.DEFAULT_TIMEOUT_S, latency_timeout: float = wire.LATENCY_TIMEOUT_S,
+                 retries: int = 3, backoff: float = 0.2, max_backoff: float = 5.0,
+                 max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES, max_batch: int = wire.DEFAULT_MAX_BATCH,
+                 options: Sequence[tuple[str, Any]] = ()):
+        import grpc
+        import grpc.aio
+
+        from costoracle.v1 import oracle_pb2_grpc
+
+        self.target = target
+        self.timeout = timeout
+        self.latency_timeout = latency_timeout
+        self.retries = max(0, int(retries))
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_batch = max(1, int(max_batch))
+        self._grpc = grpc
+        self._metadata = wire.metadata(token)
+        opts = wire.channel_options(max_message_bytes, options)
+        creds = wire.credentials(tls)
+        self._channel = (grpc.aio.secure_channel(target, creds, options=opts) if creds is not None
+                         else grpc.aio.insecure_channel(target, options=opts))
+        self._stub = oracle_pb2_grpc.CostOracleStub(self._channel)
+
+    def _deadline(self, timeout: float | None, latency: bool = False) -> float:
+        t = timeout if timeout is not None else (self.latency_timeout if latency else self.timeout)
+        return time.monotonic() + t
+
+    async def _unary(self, method: str, request: Any, deadline: float) -> Any:
+        call = getattr(self._stub, method)
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded(f"{method}: deadline exceeded after {attempt} attempt(s)")
+            try:
+                return await call(request, timeout=remaining, metadata=self._metadata)
+            except self._grpc.RpcError as exc:
+                if not (wire.is_retryable(exc) and attempt < self.retries):
+                    raise wire.rpc_error(exc) from None
+                pause = wire.backoff_delay(attempt, self.backoff, self.max_backoff)
+                if time.monotonic() + pause >= deadline:
+                    raise wire.rpc_error(exc) from None
+                await asyncio.sleep(pause)
+                attempt += 1
+
+    async def _stream(self, method: str, request: Any, deadline: float) -> AsyncIterator[Any]:
+        call = getattr(self._stub, method)
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded(f"{method}: deadline exceeded after {attempt} attempt(s)")
+            received = False
+            stream = call(request, timeout=remaining, metadata=self._metadata)
+            try:
+                async for msg in stream:
+                    received = True
+                    yield msg
+                return
+            except self._grpc.RpcError as exc:
+                if received or not (wire.is_retryable(exc) and attempt < self.retries):
+                    raise wire.rpc_error(exc) from None
+                pause = wire.backoff_delay(attempt, self.backoff, self.max_backoff)
+                if time.monotonic() + pause >= deadline:
+                    raise wire.rpc_error(exc) from None
+                await asyncio.sleep(pause)
+                attempt += 1
+            finally:
+                stream.cancel()
+
+    # -- costs -------------------------------------------------------------------------------
+    async def cost(self, candidate: Any, *, timeout: float | None = None, **kw: Any) -> CostResult:
+        request = wire.cost_request(candidate, kw)
+        resp = await self._unary("GetCost", request, self._deadline(timeout, wire.wants_latency(kw)))
+        return wire.cost_result(resp.report)
+
+    async def cost_many(self, candidates: Iterable[Any], *, chunk_size: int | None = None,
+                        progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
+                        **kw: Any) -> list[CostResult | ItemError]:
+        from costoracle.v1 import oracle_pb2 as pb
+
+        context, detail, in_channels = wire.context_and_detail(dict(kw))
+        prepared = wire.prepare_many(candidates, in_channels)
+        deadline = self._deadline(timeout, wire.wants_latency(kw))
+        answered: list[CostResult | ItemError] = []
+        stream = bool(progress or chunk_size)
+        for start in range(0, len(prepared.valid), self.max_batch):
+            part = prepared.valid[start:start + self.max_batch]
+            if stream:
+                req = pb.StreamCostBatchRequest(candidates=part, context=context, detail=detail,
+                                                chunk_size=chunk_size or 0)
+                async for msg in self._stream("StreamCostBatch", req, deadline):
+                    answered.extend(wire.batch_item(r, start + msg.offset + j) for j, r in enumerate(msg.results))
+                    if progress is not None:
+                        progress(len(answered) + len(prepared.errors), prepared.total)
+            else:
+                resp = await self._unary("GetCostBatch", pb.GetCostBatchRequest(candidates=part, context=context,
+                                                                               detail=detail), deadline)
+                answered.extend(wire.batch_item(r, start + j) for j, r in enumerate(resp.results))
+        return wire.merge(prepared, answered)
+
+    # -- budgets and sweeps ------------------------------------------------------------------
+    async def filter(self, candidates: Iterable[Any], budget: Any, pareto: Sequence[str] | str | None = None, *,
+                     include_reports: bool = False, timeout: float | None = None, **kw: Any) -> FilterOutcome:
+        _, _, in_channels = wire.context_and_detail(dict(kw))
+        prepared = wire.prepare_many(candidates, in_channels)
+        req = wire.filter_request(prepared.valid, budget, pareto, include_reports, kw)
+        latency = getattr(budget, "max_latency_ms", None) is not None or wire.wants_latency(kw)
+        resp = await self._unary("Filter", req, self._deadline(timeout, latency))
+        return wire.filter_outcome(resp, prepared)
+
+    async def sweep(self, space: Any, budget: Any = None, pareto: Sequence[str] | str | None = None, *,
+                    include_reports: bool = False, include_specs: bool = False, chunk_size: int | None = None,
+                    progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
+                    **kw: Any) -> SweepOutcome:
+        req = wire.sweep_request(space, budget, pareto, include_reports, include_specs, chunk_size, kw)
+        latency = getattr(budget, "max_latency_ms", None) is not None or wire.wants_latency(kw)
+        collector = wire.SweepCollector()
+        async for msg in self._stream("Sweep", req, self._deadline(timeout, latency)):
+            collector.add(msg)
+            if progress is not None and msg.points:
+                progress(len(collector.points), collector.total)
+        return collector.outcome()
+
+    # -- information -------------------------------------------------------------------------
+    async def info(self, *, timeout: float | None = None) -> ServerInfo:
+        from costoracle.v1 import oracle_pb2 as pb
+
+        return wire.server_info(await self._unary("GetServerInfo", pb.GetServerInfoRequest(),
+                                                  self._deadline(timeout)))
+
+    async def cache_stats(self, *, timeout: float | None = None) -> dict[str, Any]:
+        from costoracle.v1 import oracle_pb2 as pb
+
+        return wire.message_dict(await self._unary("GetCacheStats", pb.GetCacheStatsRequest(),
+                                                   self._deadline(timeout)))
+
+    async def calibrate(self, device: str = "cpu", dtype: str = "float32", threads: int | None = None,
+                        refresh: bool = False, *, timeout: float | None = None) -> dict[str, Any]:
+        from costoracle.v1 import oracle_pb2 as pb
+
+        req = pb.CalibrateRequest(device=device, dtype=wire.dtype_enum(dtype, "dtype"), refresh=refresh)
+        if threads is not None:
+            req.threads = threads
+        resp = await self._unary("Calibrate", req, self._deadline(timeout, latency=True))
+        return wire.message_dict(resp.calibration)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncRemoteOracle:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

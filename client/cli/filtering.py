@@ -1,0 +1,84 @@
+"""``cost-oracle filter FILE [budget flags]``: which candidates fit a budget.
+
+Analytic limits (MACs, FLOPs, params, memory access, peak activation memory) are checked first,
+for every candidate; the latency limit only for the survivors, by prediction, measuring only
+those too close to call (``--measure-all`` measures every survivor). Each candidate gets its
+constraint values in the Optuna convention (``actual - limit``, <= 0 is within the limit);
+``--pareto macs,latency`` marks the Pareto front of the feasible ones.
+
+    cost-oracle filter candidates.jsonl --max-macs 400M --max-params 6M --pareto macs,params
+    cost-oracle filter candidates.jsonl --max-latency-ms 15 --device cpu --format json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from client.cli._common import (
+    EXIT_FAILED,
+    add_budget_args,
+    add_context_args,
+    add_target_args,
+    budget_from_args,
+    context_kwargs,
+    emit_json,
+    load_candidates,
+    open_oracle,
+    pareto_from_args,
+    table,
+    write_csv,
+)
+from client.cli._results import report_item_errors, verdict_header, verdict_row
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("filter", help="which candidates fit a budget (and their Pareto front)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", metavar="FILE",
+                   help="candidates: JSON list or JSON lines of names / spec objects; '-' = stdin")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format")
+    p.add_argument("--feasible-only", action="store_true", help="print only the candidates within the budget")
+    add_budget_args(p)
+    add_context_args(p)
+    add_target_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    candidates = load_candidates(args.file)
+    budget = budget_from_args(args)
+    pareto = pareto_from_args(args)
+    ctx = context_kwargs(args)
+    ctx.setdefault("detail", "scalars")
+    with open_oracle(args) as oracle:
+        outcome = oracle.filter(candidates, budget, pareto=pareto, include_reports=True,
+                               in_channels=args.in_channels, **ctx)
+    failed = report_item_errors(outcome.results)
+    results = [r for r in outcome.results if r.feasible or not args.feasible_only]
+    labels = [_label(c, r) for c, r in zip(candidates, outcome.results, strict=True)]
+    if args.format == "json":
+        d = outcome.to_dict()
+        d["results"] = [r.to_dict() for r in results]
+        emit_json({"budget": budget.to_dict(), "pareto_fields": list(pareto), **d})
+        return EXIT_FAILED if failed else 0
+    rows = [verdict_row(r, labels[r.index]) for r in results]
+    if args.format == "csv":
+        write_csv(rows, verdict_header())
+    else:
+        table(rows, verdict_header())
+        sys.stdout.write(f"{len(outcome.results)} candidates, {len(outcome.feasible)} within budget, "
+                         f"Pareto front {list(outcome.pareto_front)}, {outcome.measurements} latency measurements\n")
+    return EXIT_FAILED if failed else 0
+
+
+def _label(raw: Any, r: Any) -> str:
+    """A row's name: the built-in name, or the spec's kind, as the report calls it."""
+    if r.report is not None:
+        return r.report.candidate
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, dict):
+        return str(raw.get("name") or raw.get("kind") or "spec")
+    return "?"
