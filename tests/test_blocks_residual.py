@@ -12,8 +12,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cost_engine import analyze
-from cost_engine.modules import build
 from cost_engine.expand import expand_block
+from cost_engine.modules import build
 from cost_engine.spec import (
     ConvNeXtBlockSpec,
     LinearSpec,

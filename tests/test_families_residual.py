@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from cost_engine import analyze
-from cost_engine.modules import build
 from cost_engine.families import BUILTINS, resolve
 from cost_engine.families.convnext import convnext
 from cost_engine.families.regnet import PRESETS, preset, regnet, regnet_stages
 from cost_engine.families.resnet import resnet
 from cost_engine.families.vit import vit
+from cost_engine.modules import build
 from cost_engine.spec import SpecError
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "reference_models.json").read_text())

@@ -8,9 +8,9 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from cost_engine.expand.residual import hidden_features, needs_projection, regnet_widths
 from cost_engine.modules.mobile import SqueezeExcite, conv_bn_act
 from cost_engine.modules.registry import act_module, builder
-from cost_engine.expand.residual import hidden_features, needs_projection, regnet_widths
 from cost_engine.ops import Shape
 from cost_engine.spec.blocks import (
     ConvNeXtBlockSpec,
