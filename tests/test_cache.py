@@ -146,6 +146,31 @@ def test_returned_payloads_are_private_copies(db_url: str) -> None:
         assert cache.get_many([key_of(2)])[key_of(2)] == payload_of(2)
 
 
+def test_shared_payloads_are_decoded_once_and_copies_stay_private(db_url: str) -> None:
+    with CostCache(db_url) as writer:
+        writer.put(key_of(3), "cost", payload_of(3), VERSION)
+    with CostCache(db_url) as cache:
+        shared = cache.get(key_of(3), copy=False)  # from the database
+        assert shared == payload_of(3)
+        assert cache.get(key_of(3), copy=False) is shared  # from memory, same object
+        assert cache.get_many([key_of(3)], copy=False)[key_of(3)] is shared
+        own = cache.get(key_of(3))
+        assert own == shared and own is not shared
+        own["by_kind"]["conv2d"] = -1
+        assert cache.get(key_of(3), copy=False) == payload_of(3)
+
+
+def test_memory_bound_evicts_and_misses_fall_back_to_the_database(db_url: str) -> None:
+    with CostCache(db_url, memory_bytes=4000) as cache:
+        cache.put_many([(key_of(i), "cost", payload_of(i), VERSION) for i in range(200)])
+        for _ in range(2):
+            assert cache.get_many([key_of(i) for i in range(200)], copy=False) == {
+                key_of(i): payload_of(i) for i in range(200)}
+        s = cache.stats()
+        assert 0 < s["memory_bytes"] <= 4000 and s["memory_entries"] < 200
+        assert s["hits"] == 400 and s["memory_hits"] < 400
+
+
 def test_put_many_get_many_across_chunks(db_url: str) -> None:
     n = 2300  # more than one write chunk (1000) and several read chunks (500)
     rows: list[Any] = []

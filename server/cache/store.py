@@ -32,8 +32,9 @@ the rest of the design:
 * **Versions**: the cost-model version is hashed into the key, so a new version never reads an
   old row; it is also stored, so rows of old versions can be counted and pruned.
 
-Payloads are stored as canonical JSON text and decoded afresh on every read: each caller gets
-its own dict and may mutate it without touching what the next caller sees.
+Payloads are stored as canonical JSON text. By default every read decodes afresh, so each caller
+gets its own dict and may mutate it; ``copy=False`` hands out one shared, decoded-once dict per
+row instead, for hot paths that only read it.
 """
 
 from __future__ import annotations
@@ -158,35 +159,74 @@ def _as_row(item: CacheRow | tuple | Mapping[str, Any]) -> CacheRow:
     return CacheRow(*item)
 
 
+class _Entry:
+    """A cached row: its JSON text, and the decoded dict once someone asked for a shared one."""
+
+    __slots__ = ("parsed", "size", "text")
+
+    def __init__(self, text: str):
+        self.text = text
+        self.parsed: dict[str, Any] | None = None
+        self.size = len(text)
+
+
+#: Rough memory of a decoded JSON payload relative to its text (dicts, floats and strings).
+_DECODED_FACTOR = 4
+
+
 class _LRU:
-    """A byte-bounded LRU of payload JSON texts; safe for many threads (one short lock)."""
+    """A byte-bounded LRU of immutable rows; safe for many threads (one short lock per call).
+
+    The bound counts the JSON text, plus an estimate for the decoded dict where one is kept.
+    """
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._data: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._data: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> str | None:
+    def get(self, key: str) -> _Entry | None:
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
+            entry = self._data.get(key)
+            if entry is not None:
                 self._data.move_to_end(key)
-            return value
+            return entry
 
-    def put(self, key: str, value: str) -> None:
-        size = len(value)
-        if size > self.max_bytes:
-            return
+    def put(self, key: str, text: str) -> _Entry | None:
+        """Remember a row; returns its entry, or None when it does not fit (or the LRU is off)."""
+        entry = _Entry(text)
+        if entry.size > self.max_bytes:
+            return None
         with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self.bytes -= len(old)
-            self._data[key] = value
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, dropped = self._data.popitem(last=False)
-                self.bytes -= len(dropped)
+            old = self._data.get(key)
+            if old is not None:  # rows are immutable: keep the entry that may hold a decoded dict
+                self._data.move_to_end(key)
+                return old
+            self._data[key] = entry
+            self.bytes += entry.size
+            self._shrink()
+        return entry
+
+    def shared(self, entry: _Entry) -> dict[str, Any]:
+        """The decoded dict of ``entry``, decoded once and then shared by every caller."""
+        parsed = entry.parsed
+        if parsed is None:
+            parsed = json.loads(entry.text)
+            with self._lock:
+                if entry.parsed is None:
+                    entry.parsed = parsed
+                    extra = len(entry.text) * _DECODED_FACTOR
+                    entry.size += extra
+                    self.bytes += extra
+                    self._shrink()
+                parsed = entry.parsed
+        return parsed
+
+    def _shrink(self) -> None:
+        while self.bytes > self.max_bytes and self._data:
+            _, dropped = self._data.popitem(last=False)
+            self.bytes -= dropped.size
 
     def __len__(self) -> int:
         return len(self._data)
@@ -218,7 +258,7 @@ class CostCache:
     ``busy_timeout_s`` is how long an SQLite writer waits for another process's write lock.
     """
 
-    def __init__(self, url: str | None = None, *, memory_bytes: int = 64 << 20, busy_timeout_s: float = 60.0,
+    def __init__(self, url: str | None = None, *, memory_bytes: int = 256 << 20, busy_timeout_s: float = 60.0,
                  pool_size: int | None = None, max_overflow: int | None = None):
         self.url: URL = resolve_url(url)
         self.backend: str = self.url.get_backend_name()
@@ -332,14 +372,19 @@ class CostCache:
             raise RuntimeError("the cost cache is closed")
 
     # -- reads --------------------------------------------------------------------------------
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The payload stored under ``key`` (a fresh dict), or None."""
-        self._check_open()
-        cached = self._lru.get(key)
-        if cached is not None:
-            self._count(hits=1, memory_hits=1)
-            return json.loads(cached)
+    def get(self, key: str, *, copy: bool = True) -> dict[str, Any] | None:
+        """The payload stored under ``key``, or None.
 
+        With ``copy`` (the default) the caller gets a fresh dict of its own. ``copy=False``
+        returns the dict kept in the in-process LRU, decoded once and shared by every caller:
+        much faster for large payloads (a network's report is ~30 KB of JSON), and the caller
+        must treat it as read-only.
+        """
+        self._check_open()
+        entry = self._lru.get(key)
+        if entry is not None:
+            self._count(hits=1, memory_hits=1)
+            return json.loads(entry.text) if copy else self._lru.shared(entry)
         row = self._read_one(key)
         if row is None:
             self._count(misses=1)
@@ -348,9 +393,14 @@ class CostCache:
         if not self._verified(key, kind, version, payload, checksum):
             self._count(misses=1)
             return None
-        self._lru.put(key, payload)
         self._count(hits=1)
-        return json.loads(payload)
+        return self._remember(key, payload, copy)
+
+    def _remember(self, key: str, payload: str, copy: bool) -> dict[str, Any]:
+        entry = self._lru.put(key, payload)
+        if copy or entry is None:
+            return json.loads(payload)
+        return self._lru.shared(entry)
 
     def _read_one(self, key: str) -> Any:
         """One row by key on a pooled DBAPI connection with the statement compiled once.
@@ -380,15 +430,17 @@ class CostCache:
 
         return self._retry(read)
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """``{key: payload}`` for every key that is stored; absent keys are simply missing."""
+    def get_many(self, keys: Iterable[str], *, copy: bool = True) -> dict[str, dict[str, Any]]:
+        """``{key: payload}`` for every key that is stored; absent keys are simply missing.
+        ``copy`` as in :meth:`get`."""
+        self._check_open()
         out: dict[str, dict[str, Any]] = {}
         todo: list[str] = []
         memory_hits = 0
         for key in dict.fromkeys(keys):
-            cached = self._lru.get(key)
-            if cached is not None:
-                out[key] = json.loads(cached)
+            entry = self._lru.get(key)
+            if entry is not None:
+                out[key] = json.loads(entry.text) if copy else self._lru.shared(entry)
                 memory_hits += 1
             else:
                 todo.append(key)
@@ -402,8 +454,7 @@ class CostCache:
 
             for key, kind, version, payload, checksum in self._retry(read):
                 if self._verified(key, kind, version, payload, checksum):
-                    self._lru.put(key, payload)
-                    out[key] = json.loads(payload)
+                    out[key] = self._remember(key, payload, copy)
                     db_hits += 1
         self._count(hits=memory_hits + db_hits, memory_hits=memory_hits, misses=len(todo) - db_hits)
         return out
