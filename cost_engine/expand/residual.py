@@ -21,9 +21,9 @@ makes are emitted as ``copy`` ops so memory access is honest, and only those:
   when both N > 1 and H > 1 (the N and H strides of a qkv slice cannot merge); merging the heads
   back, ``transpose(1, 2).reshape(N, L, D)``, copies when H > 1, L > 1 and head_dim > 1 (size-1
   dims never block a view). So the op list of a transformer block at batch 1 differs from that
-  at batch 2 by three copies. With head_dim 1 the merged view is not contiguous and ``proj``'s
-  ``aten.linear`` copies it internally; that copy is part of the ``linear`` op here, as in the
-  tracer, which records ``aten.linear`` whole.
+  at batch 2 by three copies. With head_dim 1 (and batch > 1) the merged view is not contiguous
+  and ``proj``'s ``aten.linear`` copies it internally; that copy is part of the ``linear`` op
+  here, as in the tracer, which records ``aten.linear`` whole.
 """
 
 from __future__ import annotations
