@@ -1,0 +1,326 @@
+"""The transport-free oracle core: cache keys, hits, per-item errors with proto paths, budgets,
+Pareto fronts and sweeps, each checked against ``cost_engine`` directly (no gRPC here; the
+server tests repeat the important ones over the wire)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+
+from cost_engine import analyze, resolve
+from cost_engine.families.efficientnet import efficientnet, efficientnet_compound
+from cost_engine.families.fasternet import fasternet
+from cost_engine.families.mobilenet import mobilenet_v2
+from cost_engine.report import COST_MODEL_VERSION
+from cost_engine.spec import ConvSpec, MBConvSpec, NetworkSpec, to_dict
+from costoracle.v1 import spec_pb2
+from server import convert
+from server.budget import pareto_front
+from server.cache import cache_key
+from server.errors import InvalidArgument, ResourceExhausted, ServiceError, from_status, translate_path
+from server.oracle import (
+    BlockCandidate,
+    Budget,
+    Context,
+    EfficientNetCompoundSpace,
+    FasterNetSpace,
+    Limits,
+    MultiplierSpace,
+    Oracle,
+)
+
+
+@pytest.fixture
+def oracle(tmp_path: Path) -> Oracle:
+    o = Oracle(f"sqlite:///{tmp_path / 'cache.sqlite'}")
+    yield o
+    o.close()
+
+
+def rows(o: Oracle) -> int:
+    return int(o.cache.stats()["rows"])
+
+
+def figures(d: dict) -> dict:
+    """The engine's own keys of a report dict (what must equal ``analyze(...).to_dict()``)."""
+    drop = {"cache_hit", "cache_key", "sources", "detail", "latency", "candidate"}
+    return {k: v for k, v in d.items() if k not in drop}
+
+
+def engine(candidate, **ctx) -> dict:
+    d = analyze(candidate, **ctx).to_dict()
+    d.pop("candidate")
+    return d
+
+
+# -- costs and the cache ----------------------------------------------------------------------
+def test_cost_equals_engine_and_second_query_is_a_hit(oracle: Oracle) -> None:
+    first = oracle.cost("efficientnet_b0")
+    assert first["cache_hit"] is False
+    assert figures(first) == engine("efficientnet_b0")
+    second = oracle.cost("efficientnet_b0")
+    assert second["cache_hit"] is True
+    assert figures(second) == figures(first)
+    assert second["cache_key"] == first["cache_key"]
+    assert all(v == "analytic" for v in first["sources"].values()) and "macs" in first["sources"]
+
+
+def test_cache_key_is_canonical_json_of_spec_context_version(oracle: Oracle) -> None:
+    spec = resolve("mobilenet_v2")
+    got = oracle.cost("mobilenet_v2", Context(batch_size=2, dtype="float16"))
+    want = cache_key(to_dict(spec), {"batch_size": 2, "resolution": 224, "dtype": "float16"}, COST_MODEL_VERSION)
+    assert got["cache_key"] == want
+    # the same network by spec instead of name is the same entry (and keeps its own label)
+    by_spec = oracle.cost(spec, Context(batch_size=2, dtype="float16"))
+    assert by_spec["cache_hit"] is True and by_spec["cache_key"] == want and by_spec["candidate"] == "network"
+    # an explicit resolution equal to the network's own is the same entry too
+    assert oracle.cost(spec, Context(batch_size=2, dtype="float16", resolution=224))["cache_hit"] is True
+
+
+def test_context_changes_the_figures_and_the_key(oracle: Oracle) -> None:
+    a = oracle.cost("resnet18")
+    b = oracle.cost("resnet18", Context(batch_size=4))
+    c = oracle.cost("resnet18", Context(resolution=160))
+    d = oracle.cost("resnet18", Context(dtype="bfloat16"))
+    assert len({a["cache_key"], b["cache_key"], c["cache_key"], d["cache_key"]}) == 4
+    assert figures(b) == engine("resnet18", batch_size=4)
+    assert figures(c) == engine("resnet18", resolution=160)
+    assert figures(d) == engine("resnet18", dtype="bfloat16")
+
+
+def test_hit_survives_a_new_oracle_on_the_same_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    with Oracle(url) as o:
+        first = o.cost("fasternet_t0")
+    with Oracle(url) as o:
+        again = o.cost("fasternet_t0")
+    assert again["cache_hit"] is True and figures(again) == figures(first)
+
+
+def test_detail_levels_trim_only_breakdowns(oracle: Oracle) -> None:
+    full = oracle.cost("mobilenet_v2")
+    totals = oracle.cost("mobilenet_v2", detail="totals")
+    scalars = oracle.cost("mobilenet_v2", detail="scalars")
+    assert "by_module" in full and "by_module" not in totals and "by_op_type" in totals
+    assert not {"by_module", "by_op_type", "views", "unknown_ops"} & set(scalars)
+    for k in ("macs", "flops", "params", "memory_access_bytes", "peak_activation_bytes"):
+        assert full[k] == totals[k] == scalars[k]
+    with pytest.raises(InvalidArgument) as e:
+        oracle.cost("mobilenet_v2", detail="everything")
+    assert e.value.violations[0][0] == "detail"
+
+
+def test_block_candidate(oracle: Oracle) -> None:
+    block = MBConvSpec(out_channels=24, kernel_size=5, stride=2)
+    got = oracle.cost(BlockCandidate(block, 16), Context(resolution=56, batch_size=8))
+    assert figures(got) == engine(block, batch_size=8, resolution=56, in_channels=16)
+    with pytest.raises(InvalidArgument) as e:
+        oracle.cost(block, Context(resolution=56))
+    assert e.value.violations[0][0] == "candidate.in_channels"
+    with pytest.raises(InvalidArgument) as e:
+        oracle.cost(BlockCandidate(block, 16))
+    assert e.value.violations[0][0] == "context.resolution"
+
+
+def test_batch_order_per_item_errors_and_no_rows_for_bad_items(oracle: Oracle) -> None:
+    bad_spec = NetworkSpec(stages=((MBConvSpec(out_channels=-3, kernel_size=4),),))
+    empty = NetworkSpec()
+    before = rows(oracle)
+    out = oracle.cost_batch(["mobilenet_v2", bad_spec, "no_such_model", empty, "resnet18", "mobilenet_v2"],
+                            detail="scalars")
+    assert [isinstance(x, ServiceError) for x in out] == [False, True, True, True, False, False]
+    assert out[3].violations == (("candidates[3].network.stages", "a network needs at least one block"),)
+    assert out[0]["macs"] == engine("mobilenet_v2")["macs"] and out[4]["macs"] == engine("resnet18")["macs"]
+    assert out[5]["cache_key"] == out[0]["cache_key"]
+    paths = {p for p, _ in out[1].violations}
+    assert paths == {"candidates[1].network.stages[0].blocks[0].mbconv.out_channels",
+                     "candidates[1].network.stages[0].blocks[0].mbconv.kernel_size"}
+    assert out[2].violations[0][0] == "candidates[2].builtin" and out[2].code == "INVALID_ARGUMENT"
+    assert rows(oracle) == before + 2  # mobilenet_v2 (twice, one key) and resnet18 only
+
+
+def test_shape_errors_name_the_block_in_proto_terms(oracle: Oracle) -> None:
+    # a 7x7 stride-2 pool after enough downsampling cannot run on a 1x1 map
+    from cost_engine.spec import PoolSpec
+
+    net = NetworkSpec(stem=(ConvSpec(out_channels=8, stride=8),), stages=((PoolSpec(mode="max", kernel_size=31,
+                                                                                    padding=0),),),
+                      resolution=16)
+    before = rows(oracle)
+    out = oracle.cost_batch([net])
+    assert isinstance(out[0], InvalidArgument)
+    assert out[0].violations[0][0].startswith("candidates[0].network.stages[0].blocks[0].pool")
+    assert rows(oracle) == before
+
+
+def test_context_and_batch_limits(tmp_path: Path) -> None:
+    with Oracle(f"sqlite:///{tmp_path / 'c.sqlite'}", limits=Limits(max_batch_size=3)) as o:
+        with pytest.raises(InvalidArgument) as e:
+            o.cost_batch(["resnet18"], Context(batch_size=0, resolution=-1, dtype="int8"))
+        assert {p for p, _ in e.value.violations} == {"context.batch_size", "context.resolution", "context.dtype"}
+        with pytest.raises(ResourceExhausted) as r:
+            o.cost_batch(["resnet18"] * 4)
+        assert r.value.quota == "max_batch_size"
+        assert rows(o) == 0
+
+
+# -- errors and paths -------------------------------------------------------------------------
+def test_translate_path() -> None:
+    d = to_dict(efficientnet())
+    assert translate_path("stages[1][1].kernel_size", d) == "stages[1].blocks[1].mbconv.kernel_size"
+    assert translate_path("stem[0].stride", d) == "stem[0].conv.stride"
+    assert translate_path("head[2].out_features", d) == "head[2].linear.out_features"
+    assert translate_path("stages", d) == "stages"
+    assert translate_path("resolution", d) == "resolution"
+
+
+def test_status_round_trip() -> None:
+    err = InvalidArgument("bad", [("candidates[3].network.stem[0].conv.stride", "must be <= 8, got 9")])
+    back = from_status(err.to_status())
+    assert type(back) is InvalidArgument and back.violations == err.violations
+    quota = ResourceExhausted("too many", quota="max_batch_size")
+    assert from_status(quota.to_status()).quota == "max_batch_size"
+
+
+# -- proto conversion -------------------------------------------------------------------------
+def test_every_builtin_round_trips_through_proto() -> None:
+    from cost_engine.families import BUILTINS
+
+    resolve("resnet18")  # loads the catalog
+    for name in sorted(BUILTINS):
+        spec = resolve(name)
+        assert convert.candidate_from_proto(convert.candidate_to_proto(spec)) == spec, name
+
+
+def test_report_round_trips_through_proto(oracle: Oracle) -> None:
+    for detail in ("full", "totals", "scalars"):
+        d = oracle.cost("vit_tiny_patch16_224", detail=detail)
+        assert convert.report_to_dict(convert.report_to_proto(d)) == d
+
+
+def test_proto_candidate_errors_collect_every_bad_field() -> None:
+    bad = spec_pb2.Candidate(network=spec_pb2.NetworkSpec(
+        stages=[spec_pb2.Stage(blocks=[spec_pb2.Block(mbconv=spec_pb2.MBConvSpec(out_channels=-1, kernel_size=4)),
+                                       spec_pb2.Block()])],
+        resolution=10**9))
+    with pytest.raises(InvalidArgument) as e:
+        convert.candidate_from_proto(bad, "candidates[3]")
+    assert {p for p, _ in e.value.violations} == {
+        "candidates[3].network.stages[0].blocks[0].mbconv.out_channels",
+        "candidates[3].network.stages[0].blocks[0].mbconv.kernel_size",
+        "candidates[3].network.stages[0].blocks[1]",
+        "candidates[3].network.resolution",
+    }
+    with pytest.raises(InvalidArgument) as e:
+        convert.candidate_from_proto(spec_pb2.Candidate(network=spec_pb2.NetworkSpec()), "candidate")
+    assert e.value.violations == (("candidate.network.stages", "a network needs at least one block"),)
+
+
+# -- budgets and Pareto fronts ---------------------------------------------------------------
+def brute_front(points: list[list[float]]) -> list[int]:
+    def dominates(q: list[float], p: list[float]) -> bool:
+        return all(a <= b for a, b in zip(q, p, strict=True)) and any(a < b for a, b in zip(q, p, strict=True))
+
+    return [i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)]
+
+
+def test_pareto_front_equals_brute_force() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        n, k = rng.randint(0, 40), rng.randint(1, 3)
+        pts = [[float(rng.randint(0, 6)) for _ in range(k)] for _ in range(n)]
+        assert pareto_front(pts) == brute_front(pts)
+
+
+NAMES = ["efficientnet_b0", "efficientnet_b1", "mobilenet_v2", "fasternet_t0", "fasternet_t1", "resnet18",
+         "resnet50", "shufflenet_v2_x1_0", "regnet_y_400mf", "vit_tiny_patch16_224"]
+
+
+def test_filter_is_exactly_the_candidates_under_budget(oracle: Oracle) -> None:
+    budget = Budget(max_macs=1_000_000_000, max_params=12_000_000, max_peak_activation_bytes=20_000_000)
+    bad = NetworkSpec(stages=((MBConvSpec(out_channels=0),),))
+    cands = [*NAMES, bad]
+    out = oracle.filter(cands, budget, pareto=["macs", "params"])
+    expect = []
+    for i, n in enumerate(NAMES):
+        r = analyze(n)
+        ok = r.macs <= 1_000_000_000 and r.params <= 12_000_000 and r.peak_activation_bytes <= 20_000_000
+        if ok:
+            expect.append(i)
+        item = out.results[i]
+        assert item.feasible == ok
+        by_name = {c.name: c for c in item.constraints}
+        assert by_name["max_macs"].value == r.macs - 1_000_000_000
+        assert by_name["max_params"].actual == r.params
+        assert set(item.violated) == {c.name for c in item.constraints if c.value > 0}
+    assert out.feasible == expect
+    assert out.results[-1].error is not None and not out.results[-1].feasible
+    pts = [[float(analyze(NAMES[i]).macs), float(analyze(NAMES[i]).params)] for i in expect]
+    assert out.pareto_front == sorted(expect[j] for j in brute_front(pts))
+
+
+def test_budget_validation(oracle: Oracle) -> None:
+    with pytest.raises(InvalidArgument) as e:
+        oracle.filter(["resnet18"], Budget(max_macs=-1, max_latency_ms=float("nan")), pareto=["bogus"])
+    assert {p for p, _ in e.value.violations} == {"budget.max_macs", "budget.max_latency_ms", "pareto_fields[0]"}
+
+
+# -- sweeps -----------------------------------------------------------------------------------
+def test_compound_sweep_is_exactly_the_engine_grid(oracle: Oracle) -> None:
+    space = EfficientNetCompoundSpace(alpha=(1.1, 1.2, 1.4), beta=(1.05, 1.1, 1.2), gamma=(1.1, 1.15),
+                                      phi=(0.5, 1.0, 2.0), target=2.0, tolerance=0.15)
+    limit = 1_200_000_000
+    out = oracle.sweep(space, Budget(max_macs=limit), pareto=["macs", "params"])
+    triples = [(a, b, g) for a, b, g in itertools.product(space.alpha, space.beta, space.gamma)
+               if abs(a * b * b * g * g - 2.0) <= 0.15]
+    assert triples and out.total == len(triples) * 3 == len(out.points)
+    expect = []
+    for (a, b, g), phi in itertools.product(triples, space.phi):
+        idx = len(expect)
+        expect.append(analyze(efficientnet_compound(phi, a, b, g)).macs)
+        p = out.points[idx]
+        assert p.params == {"phi": phi, "alpha": a, "beta": b, "gamma": g}
+        assert p.result.feasible == (expect[-1] <= limit)
+    assert out.feasible == [i for i, m in enumerate(expect) if m <= limit]
+
+
+def test_fasternet_and_multiplier_sweeps(oracle: Oracle) -> None:
+    fs = FasterNetSpace(n_div=(2, 4), mlp_ratio=(1.5, 2.0), depths=((1, 2, 8, 2), (1, 1, 4, 1)), embed_dim=(32,))
+    out = oracle.sweep(fs, Budget(max_flops=1_000_000_000), include_specs=True)
+    assert out.total == 8
+    for p in out.points:
+        depths = tuple(int(p.params[f"depths[{i}]"]) for i in range(4))
+        spec = fasternet(32, depths, n_div=int(p.params["n_div"]), mlp_ratio=p.params["mlp_ratio"], act="gelu")
+        assert p.spec == spec
+        assert p.result.feasible == (analyze(spec).flops <= 1_000_000_000)
+    ms = MultiplierSpace(family="mobilenet_v2", width=(0.5, 1.0), resolution_multiplier=(0.75, 1.0))
+    out = oracle.sweep(ms, Budget(max_params=3_000_000))
+    assert out.total == 4
+    got = {(p.params["width"], p.params["resolution"]): p.result.feasible for p in out.points}
+    for w, r in itertools.product((0.5, 1.0), (168, 224)):
+        assert got[(w, float(r))] == (analyze(mobilenet_v2(w, r)).params <= 3_000_000)
+    ems = MultiplierSpace(family="efficientnet", width=(1.0,), depth=(1.0, 1.2), resolution=(192,))
+    out = oracle.sweep(ems, Budget())
+    assert [p.result.feasible for p in out.points] == [True, True]
+    assert out.points[1].result.constraints == []
+
+
+def test_sweep_limits_and_validation(tmp_path: Path) -> None:
+    with Oracle(f"sqlite:///{tmp_path / 'c.sqlite'}", limits=Limits(max_sweep_size=10)) as o:
+        with pytest.raises(ResourceExhausted) as r:
+            o.sweep(FasterNetSpace(n_div=(1, 2, 4), embed_dim=(16, 32, 48, 64)))
+        assert r.value.quota == "max_sweep_size"
+        with pytest.raises(InvalidArgument) as e:
+            o.sweep(EfficientNetCompoundSpace(alpha=(), phi=(-1.0,)))
+        assert {p for p, _ in e.value.violations} == {"efficientnet_compound.alpha", "efficientnet_compound.phi[0]"}
+        with pytest.raises(InvalidArgument) as e:
+            o.sweep(MultiplierSpace(family="resnet", width=(0.0,)))
+        assert {p for p, _ in e.value.violations} == {"multipliers.family", "multipliers.width[0]"}
+        # a point the family rejects is that point's error, not the sweep's
+        out = o.sweep(FasterNetSpace(n_div=(4, 64), embed_dim=(32,)))
+        assert out.points[0].result.error is None and out.points[1].result.error is not None
+        assert out.points[1].result.error.violations[0][0].startswith("fasternet.n_div")
+        assert rows(o) == 1
