@@ -17,7 +17,7 @@ Why a fresh process per session, and why the environment is set *before* it star
   20x smaller spread on these machines: memory layout, allocator state, thread placement), so a
   measurement runs several sessions in fresh processes and reports the spread across them.
 
-Child side: ``python -m cost_engine.latency.worker OUT.json`` reads one job (JSON) on stdin —
+Child side: ``python -c "<_BOOTSTRAP>" OUT.json`` (``main`` below) reads one job (JSON) on stdin —
 plain data only, the spec is parsed by ``from_dict`` and built by the engine, nothing is
 imported or unpickled from it — and writes its result to ``OUT.json``.
 """
@@ -44,6 +44,8 @@ ALLOCATOR_ENV = {
     "MALLOC_TOP_PAD_": str(64 << 20),
 }
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: the worker's entry point (``-m cost_engine.latency.worker`` would import this module twice)
+_BOOTSTRAP = "import sys; from cost_engine.latency.worker import main; sys.exit(main(sys.argv))"
 #: seconds a worker may take to start (import torch, build) before its items' own budget
 STARTUP_BUDGET_S = 120.0
 
@@ -100,7 +102,7 @@ def run_session(job: dict[str, Any], *, allocator_fix: bool = True, timeout_s: f
         out = Path(tmp) / "result.json"
         with device_lock(settings["device"]):
             started = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "cost_engine.latency.worker", str(out)],
+            proc = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP, str(out)],
                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     env=env, text=True)
             try:
