@@ -133,16 +133,21 @@ class Server:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc_server)
         addr = _address(config.host, config.port)
-        if config.tls_cert:
-            assert config.tls_key
-            with open(config.tls_key, "rb") as f:
-                key = f.read()
-            with open(config.tls_cert, "rb") as f:
-                cert = f.read()
-            port = self.grpc_server.add_secure_port(addr, grpc.ssl_server_credentials([(key, cert)]))
-        else:
-            port = self.grpc_server.add_insecure_port(addr)
+        try:
+            if config.tls_cert:
+                assert config.tls_key
+                with open(config.tls_key, "rb") as f:
+                    key = f.read()
+                with open(config.tls_cert, "rb") as f:
+                    cert = f.read()
+                port = self.grpc_server.add_secure_port(addr, grpc.ssl_server_credentials([(key, cert)]))
+            else:
+                port = self.grpc_server.add_insecure_port(addr)
+        except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+            self.oracle.close()
+            raise OSError(f"cannot listen on {addr}: {exc}") from None
         if not port:
+            self.oracle.close()
             raise OSError(f"cannot listen on {addr}")
         self.port = port
         self.host = config.host

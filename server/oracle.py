@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -97,6 +98,7 @@ LATENCY_MODES = ("none", "measure", "predict", "auto")
 LATENCY_METHODS = ("block_table", "roofline", "flops")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 DETAILS = ("full", "totals", "scalars")
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:(0|[1-9][0-9]{0,2}))?)$")
 #: report keys each detail level leaves out (the cache always holds the full report)
 _DROPPED = {"full": (), "totals": ("by_module",), "scalars": ("by_module", "by_op_type", "views", "unknown_ops")}
 #: every scalar figure of a report, all computed from the op list
@@ -141,8 +143,8 @@ class Context:
                            f"must be one of {', '.join(MEMORY_FORMATS)}; got {self.memory_format!r}"))
         if self.threads is not None and (not _is_int(self.threads) or not 1 <= self.threads <= 1024):
             errors.append((f"{path}.threads", f"must be an integer in [1, 1024], got {self.threads!r}"))
-        if not isinstance(self.device, str) or len(self.device) > 64:
-            errors.append((f"{path}.device", f"must be a device name such as cpu or cuda:0, got {self.device!r}"))
+        if not isinstance(self.device, str) or not (self.device == "" or _DEVICE_RE.match(self.device)):
+            errors.append((f"{path}.device", f"must be cpu, cuda or cuda:N, got {self.device!r}"))
         return errors
 
     @property
@@ -393,6 +395,22 @@ class Oracle:
         errors = ctx.validate(path)
         if errors:
             raise InvalidArgument("invalid context", errors)
+        if ctx.wants_latency:
+            self.check_device(ctx, path)
+
+    def check_device(self, ctx: Context, path: str = "context") -> None:
+        """FAILED_PRECONDITION for a latency device this host lacks (before any work is done)."""
+        try:
+            from cost_engine.latency import UnknownDevice
+            from cost_engine.latency.fingerprint import check_device
+        except ImportError as exc:
+            raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
+        try:
+            check_device(ctx.device or "cpu")
+        except UnknownDevice as exc:
+            raise FailedPrecondition(str(exc), [(f"{path}.device", str(exc))]) from None
+        except (SpecError, ValueError) as exc:
+            raise InvalidArgument(str(exc), [(f"{path}.device", str(exc))]) from None
 
     def check_batch_size(self, n: int, path: str = "candidates") -> None:
         if n > self.limits.max_batch_size:
@@ -597,9 +615,7 @@ class Oracle:
         if not payload:
             return None
         try:
-            result = LatencyResult.from_dict(payload)
-            result.cached = True
-            return result
+            return LatencyResult.from_dict(payload, cached=True)
         except Exception:
             return None
 
@@ -664,6 +680,8 @@ class Oracle:
                 errors.append((f"pareto_fields[{i}]", "latency_ms needs budget.max_latency_ms or context.latency"))
         if errors:
             raise InvalidArgument("invalid budget", errors)
+        if budget.max_latency_ms is not None:
+            self.check_device(ctx)
 
     def filter(self, candidates: Sequence[Candidate], budget: Budget, context: Context | None = None, *,
                pareto: Sequence[str] = (), include_reports: bool = False, detail: str = "scalars",
@@ -752,18 +770,31 @@ class Oracle:
             s = settings[members[0]]
             cands = [prepared[j].candidate for j in members]  # type: ignore[union-attr]
 
-            def measurer(c: Any, st: Any) -> Any:
+            def wait(futures: list[Any]) -> list[Any]:
                 timeout = None if deadline is None else max(0.0, deadline - time.time())
-                return q.submit(c, st, deadline=deadline, is_active=is_active).result(timeout=timeout)
+                return [f.result(timeout=timeout) for f in futures]
+
+            def measurer(cs: list[Any], st: Any) -> list[Any]:
+                # every measurement goes through the device's queue (one at a time, coalesced)
+                return wait([q.submit(c, st, deadline=deadline, is_active=is_active) for c in cs])
+
+            def predictor(cs: list[Any], st: Any) -> list[Any]:
+                return wait([q.submit_prediction(c, st, method=ctx.latency_method, deadline=deadline,
+                                                 is_active=is_active) for c in cs])
 
             try:
                 res = filter_by_latency(cands, float(budget.max_latency_ms), s, cache=self.cache,
-                                        measure_all=budget.measure_all, method=ctx.latency_method, measurer=measurer)
+                                        measure_all=budget.measure_all, method=ctx.latency_method,
+                                        measurer=measurer, predictor=predictor)
             except UnknownDevice as exc:
                 raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
             except SpecError as exc:
                 raise InvalidArgument(str(exc), [(join_path("context", e.path), e.reason)
                                                  for e in exc.errors]) from None
+            except ServiceError:
+                raise
+            except Exception as exc:  # queue full, dropped, measurement failure
+                raise _latency_error(exc, "context") from None
             total_measurements += int(res.measurements)
             for d in res.decisions:
                 j = members[int(d["index"])]
@@ -981,14 +1012,7 @@ class Oracle:
             raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
         q = self.latency_queue()
         try:
-            if refresh:
-                from cost_engine.latency import calibrate as _calibrate
-
-                fut = None
-                result = _calibrate(device or "cpu", dtype, threads, cache=self.cache, refresh=True)
-            else:
-                fut = q.submit_calibration(device or "cpu", dtype, threads)
-                result = fut.result(timeout=timeout)
+            result = q.submit_calibration(device or "cpu", dtype, threads, refresh=refresh).result(timeout=timeout)
         except UnknownDevice as exc:
             raise FailedPrecondition(str(exc), [("device", str(exc))]) from None
         except SpecError as exc:
@@ -1078,10 +1102,9 @@ def latency_dict(result: Any) -> dict[str, Any]:
 def _latency_error(exc: BaseException, path: str) -> ServiceError:
     name = type(exc).__name__
     if name == "MeasurementDropped":
-        msg = str(exc)
-        if "deadline" in msg.lower():
-            return DeadlineExceeded(f"latency measurement dropped: {msg}")
-        return Cancelled(f"latency measurement dropped: {msg}")
+        if getattr(exc, "code", "") == "DEADLINE_EXCEEDED":
+            return DeadlineExceeded(f"latency measurement dropped: {exc}")
+        return Cancelled(f"latency measurement dropped: {exc}")
     if name == "QueueFull":
         return ResourceExhausted(f"the measurement queue is full ({exc}); retry later",
                                  quota="max_pending_measurements")
