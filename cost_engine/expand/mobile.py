@@ -5,19 +5,17 @@ Each expander emits, in execution order, exactly the ops the module of
 built module reproduces this list op for op. The architectures follow the reference code the
 published numbers come from: torchvision ``efficientnet.py`` (MBConv, Fused-MBConv),
 the official FasterNet repository (PConv block) and torchvision ``shufflenetv2.py``.
-Conv-BN-act triples reuse the plain conv block (:func:`cost_engine.expand.basic.conv`) under a
-named ``ConvBlock`` scope, the same class the builders instantiate.
+Conv-BN-act triples are the plain conv block's ops under a named ``ConvBlock`` scope, the same
+class the builders instantiate (:func:`conv_bn_act`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from cost_engine.expand import basic
 from cost_engine.expand.emitter import Emitter, T
 from cost_engine.expand.registry import ShapeError, expander
 from cost_engine.spec.blocks import (
-    ConvSpec,
     DepthwiseSeparableSpec,
     FasterNetBlockSpec,
     FusedMBConvSpec,
@@ -67,11 +65,16 @@ def _require_map(x: T, kind: str) -> tuple[int, int, int, int]:
 
 def conv_bn_act(em: Emitter, x: T, name: str, out_channels: int, kernel_size: int, stride: int = 1,
                 groups: int = 1, act: str = "none") -> T:
-    """A ``ConvBlock`` submodule ``name``: conv (no bias) + BatchNorm2d [+ activation]."""
-    spec = ConvSpec(out_channels=out_channels, kernel_size=kernel_size, stride=stride, groups=groups,
-                    norm="batch", act=act)
+    """A ``ConvBlock`` submodule ``name`` (the plain conv block of :mod:`cost_engine.expand.basic`
+    with batch norm, odd kernel, no bias, no dilation): conv + BatchNorm2d [+ activation].
+
+    Emitted directly rather than through a ``ConvSpec`` and ``basic.conv``: this is the hot path of
+    every MBConv search space, and the trace-equivalence tests hold both to the same ``ConvBlock``.
+    """
     with em.scope(name, "ConvBlock"):
-        return basic.conv(spec, em, x)
+        y = em.conv2d(x, out_channels, kernel_size, stride, (kernel_size - 1) // 2, 1, groups, False, name="conv")
+        y = em.batch_norm(y, name="bn")
+        return em.act(y, act, name="act")
 
 
 def squeeze_excite(em: Emitter, x: T, squeeze: int, act: str, name: str = "se") -> T:
