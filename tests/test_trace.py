@@ -380,26 +380,39 @@ def test_bad_inputs_are_named_errors() -> None:
         trace_ops(nn.Linear(4, 4), (2, 3))
 
 
-# -- the fast stand-ins for slow meta kernels ---------------------------------------------------
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "permuted", "sliced"])
-def test_fast_kernels_match_the_real_meta_kernels(layout: str) -> None:
-    x = torch.empty(2, 6, 5, 7, device="meta")
+# -- the fast stand-ins for slow or unfaithful meta kernels -----------------------------------
+def _layout(layout: str, device: str) -> torch.Tensor:
+    x = torch.ones(2, 6, 5, 7, device=device)
     if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    elif layout == "permuted":
-        x = torch.empty(2, 5, 7, 6, device="meta").permute(0, 3, 1, 2)
-    elif layout == "sliced":
-        x = x[:, :3]
-    w = torch.empty(x.shape[1], device="meta")
-    calls = [
-        (aten.batch_norm, (x, w, w, w, w, False, 0.1, 1e-5, True)),
-        (aten.adaptive_avg_pool2d, (x, [1, 1])),
-        (aten.adaptive_avg_pool2d, (x, [2, 3])),
-    ]
-    for packet, args in calls:
-        real = packet.default(*args)
-        fast = FAST_KERNELS[packet](args, {})
-        assert (fast.shape, fast.stride(), fast.dtype) == (real.shape, real.stride(), real.dtype), packet
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "permuted":  # a LayerNorm2d / ConvNeXt output: channels-last view of an NHWC tensor
+        return torch.ones(2, 5, 7, 6, device=device).permute(0, 3, 1, 2)
+    if layout == "sliced":  # FasterNet's x[:, :c_p] of a channels-last map
+        return x.contiguous(memory_format=torch.channels_last)[:, :3]
+    return x
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "permuted", "sliced"])
+def test_fast_kernels_lay_out_results_as_eager_cpu_does(layout: str) -> None:
+    def calls(x: torch.Tensor) -> list[tuple]:
+        c = x.shape[1]
+        w = torch.ones(c, device=x.device)
+        return [
+            (aten.batch_norm, (x, w, w, w, w, False, 0.1, 1e-5, True)),
+            (aten.adaptive_avg_pool2d, (x, [1, 1])),
+            (aten.adaptive_avg_pool2d, (x, [2, 3])),
+            (aten.conv2d, (x, torch.ones(4, c, 3, 3, device=x.device), None, [2, 1], [1, 0], [1, 2], 1)),
+            (aten.conv2d, (x, torch.ones(c, 1, 3, 3, device=x.device), None, [1, 1], [1, 1], [1, 1], c)),
+            (aten.conv2d, (x, torch.ones(2 * c, 1, 1, 1, device=x.device), None, [1, 1], [0, 0], [1, 1], c)),
+        ]
+
+    with torch.inference_mode():
+        for (packet, real_args), (_, meta_args) in zip(calls(_layout(layout, "cpu")), calls(_layout(layout, "meta")),
+                                                        strict=True):
+            real = packet.default(*real_args)
+            fast = FAST_KERNELS[packet](meta_args, {})
+            assert fast is not None and fast.is_meta
+            assert (fast.shape, fast.stride(), fast.dtype) == (real.shape, real.stride(), real.dtype), packet
 
 
 def test_tracing_efficientnet_b0_on_meta_is_fast() -> None:

@@ -53,12 +53,32 @@ def _fast_adaptive_avg_pool2d(args: tuple, kwargs: dict) -> torch.Tensor:
     return _like_input(x, (*x.shape[:-2], *pair(size)))
 
 
-#: Result-only stand-ins for ops whose meta kernels are slow Python decompositions (a meta
-#: ``batch_norm`` costs milliseconds); they produce the same shape, dtype and strides, which a
-#: test checks against the real meta kernels.
-FAST_KERNELS: dict[Any, Callable[[tuple, dict], torch.Tensor]] = {
+def _fast_conv2d(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The layout eager CPU (oneDNN) and CUDA (cuDNN) convs give: channels-last when the input or
+    the weight is, which the meta kernel does not reproduce (it returns contiguous outputs)."""
+    a = bind(aten.conv2d.default, args, kwargs)
+    x, w = a["input"], a["weight"]
+    if isinstance(a["padding"], str) or x.dim() != 4 or w.dim() != 4:
+        return None
+    (sh, sw), (ph, pw), (dh, dw) = pair(a["stride"]), pair(a["padding"]), pair(a["dilation"])
+    kh, kw = w.shape[2:]
+    ho = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if ho < 1 or wo < 1 or x.shape[1] != w.shape[1] * int(a["groups"]):
+        return None  # let the real kernel raise its error
+    last = torch.channels_last in (suggest_memory_format(x), suggest_memory_format(w))
+    return torch.empty((x.shape[0], w.shape[0], ho, wo), dtype=x.dtype, device=x.device,
+                       memory_format=torch.channels_last if last else torch.contiguous_format)
+
+
+#: Result-only stand-ins for kernels whose meta version is slow (a meta ``batch_norm`` is a
+#: Python decomposition costing milliseconds) or lays its result out unlike eager (conv): they
+#: produce the shape, dtype and strides eager CPU does, which a test checks against real CPU
+#: kernels. ``None`` means "run the real meta kernel".
+FAST_KERNELS: dict[Any, Callable[[tuple, dict], torch.Tensor | None]] = {
     aten.batch_norm: _fast_batch_norm,
     aten.adaptive_avg_pool2d: _fast_adaptive_avg_pool2d,
+    aten.conv2d: _fast_conv2d,
 }
 
 

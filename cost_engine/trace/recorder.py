@@ -46,7 +46,7 @@ class Recorder(TorchDispatchMode):
     """Records :class:`Op` records for the aten calls of one forward (see the module docstring)."""
 
     def __init__(self, handlers: dict[Any, Handler], ignored: frozenset, decomposed: frozenset,
-                 fast: dict[Any, Callable[[tuple, dict], torch.Tensor]], strict: bool = False):
+                 fast: dict[Any, Callable[[tuple, dict], torch.Tensor | None]], strict: bool = False):
         super().__init__()
         self.handlers = handlers
         self.fast = fast
@@ -184,7 +184,8 @@ class Recorder(TorchDispatchMode):
         if packet in self.ignored and not self._writes_seen(func, args):
             return self._keep_alive(func(*args, **kwargs))
         fast = self.fast.get(packet)
-        out = self._keep_alive(fast(args, kwargs) if fast is not None else func(*args, **kwargs))
+        out = fast(args, kwargs) if fast is not None else None
+        out = self._keep_alive(func(*args, **kwargs) if out is None else out)
         handler = self.handlers.get(packet)
         if handler is not None:
             handler(self, func, args, kwargs, out)
