@@ -29,7 +29,7 @@ cache_table = Table(
     # "cost", "latency", "calibration", ...: what the payload is; for statistics and pruning
     Column("kind", String(32), nullable=False),
     Column("cost_model_version", String(64), nullable=False),
-    # canonical JSON text of the payload dict
+    # compact JSON text of the payload dict
     Column("payload", Text, nullable=False),
     # sha256 hex over key, kind, version and payload (see store.row_checksum)
     Column("checksum", String(64), nullable=False),
