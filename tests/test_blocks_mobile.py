@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cost_engine import analyze
-from cost_engine.modules import build_block
 from cost_engine.expand import expand_block
 from cost_engine.expand.mobile import expanded_channels, make_divisible, se_channels
 from cost_engine.expand.registry import BLOCK_MODULE_TYPES
+from cost_engine.modules import build_block
 from cost_engine.report import CostReport
 from cost_engine.spec import (
     ConvSpec,

@@ -22,7 +22,6 @@ import torch
 
 import cost_engine
 from cost_engine import analyze
-from cost_engine.modules import build as build_module
 from cost_engine.families.efficientnet import (
     B0_BLOCKS_ARGS,
     decode_block_args,
@@ -33,6 +32,7 @@ from cost_engine.families.efficientnet import (
 from cost_engine.families.fasternet import fasternet
 from cost_engine.families.mobilenet import mobilenet_v2
 from cost_engine.families.shufflenet import shufflenet_v2
+from cost_engine.modules import build as build_module
 from cost_engine.report import CostReport
 from cost_engine.spec import ConvSpec, NetworkSpec, SpecError, validate
 

@@ -97,6 +97,8 @@ def _residual(em: Emitter, shortcut: T, y: T, use: bool) -> T:
 # -- blocks --------------------------------------------------------------------------------------
 @expander(DepthwiseSeparableSpec, "DepthwiseSeparable")
 def dwsep(spec: DepthwiseSeparableSpec, em: Emitter, x: T) -> T:
+    """MobileNetV1 / EfficientNet ``e=1`` block: dw conv-BN-act, SE (squeeze on the input width,
+    the block's activation inside, sigmoid gate), pw conv-BN (act only with ``pw_act``)."""
     _, c, _, _ = _require_map(x, "dwsep")
     y = conv_bn_act(em, x, "dw", c, spec.kernel_size, spec.stride, groups=c, act=spec.act)
     if spec.se_ratio > 0:
@@ -122,7 +124,8 @@ def mbconv(spec: MBConvSpec, em: Emitter, x: T) -> T:
 @expander(FusedMBConvSpec, "FusedMBConv")
 def fused_mbconv(spec: FusedMBConvSpec, em: Emitter, x: T) -> T:
     """torchvision ``FusedMBConv``: at ratio 1 a single kxk conv-BN-act to the output width, else
-    a kxk expand conv-BN-act and a 1x1 project conv-BN; SE (timm ``EdgeResidual``) after the kxk conv."""
+    a kxk expand conv-BN-act and a 1x1 project conv-BN; SE (timm ``EdgeResidual``) after the kxk conv,
+    its squeeze relative to the block input as in MBConv."""
     _, c, _, _ = _require_map(x, "fused_mbconv")
     if spec.expand_ratio == 1:
         y = conv_bn_act(em, x, "conv", spec.out_channels, spec.kernel_size, spec.stride, act=spec.act)

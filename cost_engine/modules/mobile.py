@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cost_engine.expand.mobile import expanded_channels, fasternet_widths, se_channels
 from cost_engine.modules.basic import ConvBlock
 from cost_engine.modules.registry import act_module, builder
-from cost_engine.expand.mobile import expanded_channels, fasternet_widths, se_channels
 from cost_engine.ops import Shape
 from cost_engine.spec.blocks import (
     ConvSpec,
