@@ -106,9 +106,10 @@ def tool_numbers(model: Any, shape: tuple[int, ...]) -> dict[str, dict[str, int]
     return out
 
 
-def assert_views_match(candidate: Spec | str, resolution: int | None = None, batch_size: int = 1) -> None:
-    report = analyze(candidate, resolution=resolution, batch_size=batch_size).to_dict()
-    model = build(candidate, resolution=resolution)
+def assert_views_match(candidate: Spec | str, resolution: int | None = None, batch_size: int = 1,
+                       in_channels: int | None = None) -> None:
+    report = analyze(candidate, resolution=resolution, batch_size=batch_size, in_channels=in_channels).to_dict()
+    model = build(candidate, resolution=resolution, in_channels=in_channels)
     got = tool_numbers(model, tuple(report["input_shape"]))
     views = report["views"]
     assert set(views) == set(COUNT_KEYS)
@@ -274,6 +275,11 @@ def test_examples_exercise_their_kind() -> None:
 @pytest.mark.parametrize("net", _example_cases())
 def test_views_equal_tools_on_block_examples(net: NetworkSpec) -> None:
     assert_views_match(net)
+
+
+def test_views_equal_tools_on_a_standalone_block() -> None:
+    """A block analyzed on its own (no network around it) is a module like any other."""
+    assert_views_match(MBConvSpec(out_channels=16, expand_ratio=4), resolution=32, in_channels=16)
 
 
 # -- built-in models ----------------------------------------------------------------------------
