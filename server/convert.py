@@ -299,7 +299,12 @@ def context_from_proto(msg: pb.Context, path: str = "context") -> Context:
         latency_method=_enum(METHODS, msg.latency_method, f"{path}.latency_method", errors),
         cudnn_benchmark=msg.cudnn_benchmark,
     )
-    errors.extend(ctx.validate(path) if not errors else [])
+    if errors:  # check the other fields too, with the bad enums at their defaults
+        bad = {p for p, _ in errors}
+        probe = Context(batch_size=ctx.batch_size, resolution=ctx.resolution, device=ctx.device, threads=ctx.threads)
+        errors.extend(e for e in probe.validate(path) if e[0] not in bad)
+    else:
+        errors.extend(ctx.validate(path))
     if errors:
         raise InvalidArgument("invalid context", errors)
     return ctx
