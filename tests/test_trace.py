@@ -259,6 +259,25 @@ def test_dropout_views_and_allocations_record_nothing_but_the_copy() -> None:
     assert ops[0].input_ids == (1,) and ops[0].output_ids == (2,)
 
 
+class CastsAndAllocates(nn.Module):
+    """A cast copy of a weight is still the weight; a tensor made in forward lands on meta."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offset = torch.zeros(x.shape[0], 5)  # no device given: the tracer's default is meta
+        return F.linear(x, self.fc.weight.to(torch.float64).to(x.dtype).clone(), self.fc.bias) + offset
+
+
+def test_copies_of_parameters_stay_parameters_and_forward_allocations_work() -> None:
+    linear, add = trace_ops(CastsAndAllocates(), (2, 4))
+    assert linear.comparable() == ("linear", ((2, 4),), ((2, 5),), ((5, 4), (5,)), (), (), "", "CastsAndAllocates")
+    assert add.kind == "add" and add.input_ids[0] == linear.output_ids[0]
+    assert analyze_module(CastsAndAllocates(), (2, 4)).params == 25
+
+
 # -- module attribution -----------------------------------------------------------------------
 class Block(nn.Module):
     def __init__(self) -> None:

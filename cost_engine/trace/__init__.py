@@ -64,7 +64,7 @@ def _trace(module: nn.Module, input_shape: Any, dtype: str, strict: bool) -> tup
         x = torch.empty(shape, device="meta", dtype=torch_dtype)
         rec.mark_input(x)
         try:
-            with rec.module_hooks(model), rec:
+            with rec.module_hooks(model), torch.device("meta"), rec:  # tensors made in forward: meta too
                 out = model(x)
         except RuntimeError as exc:  # torch's shape/dtype complaints: the input does not fit
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

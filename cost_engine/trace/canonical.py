@@ -349,6 +349,8 @@ def _split(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> Non
 @handles(aten.clone, aten._to_copy)
 def _clone(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
     x = args[0]
+    if rec.derive(out, x):
+        return
     rec.emit("copy", [(x, shape(x))], [(out, shape(out))])
 
 
@@ -357,7 +359,7 @@ def _maybe_copy(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -
     """A view when possible, else a materializing copy of the input as laid out (``clone`` then
     ``view``, which is what these decompose into)."""
     x = args[0]
-    if isinstance(out, torch.Tensor) and storage_key(out) == storage_key(x):
+    if (isinstance(out, torch.Tensor) and storage_key(out) == storage_key(x)) or rec.derive(out, x):
         return
     rec.emit("copy", [(x, shape(x))], [(out, shape(x))])
 

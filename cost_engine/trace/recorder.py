@@ -111,6 +111,15 @@ class Recorder(TorchDispatchMode):
         """(WEIGHT or BUFFER, original shape) for parameter/buffer-derived tensors, else None."""
         return self._origin.get(storage_key(t))
 
+    def derive(self, out: torch.Tensor, source: torch.Tensor) -> bool:
+        """A copy or cast of a parameter (``weight.to(dtype)``) is still that parameter: mark it so
+        and record no op. False for activations."""
+        o = self.origin(source)
+        if o is None:
+            return False
+        self._origin[storage_key(out)] = o
+        return True
+
     def seen(self, t: torch.Tensor) -> bool:
         return storage_key(t) in self._ids or storage_key(t) in self._origin
 
