@@ -284,13 +284,21 @@ def message_dict(m: Any) -> dict[str, Any]:
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
             value_fd = fd.message_type.fields_by_name["value"]
             out[fd.name] = {k: message_dict(x) if value_fd.message_type is not None else x for k, x in v.items()}
-        elif fd.label == fd.LABEL_REPEATED:
+        elif _repeated(fd):
             out[fd.name] = [message_dict(x) if fd.message_type is not None else x for x in v]
         elif fd.message_type is not None:
             out[fd.name] = message_dict(v)
         else:
             out[fd.name] = v
     return out
+
+
+def _repeated(fd: Any) -> bool:
+    """Whether a field is repeated (``is_repeated`` in protobuf >= 5.28 / upb; ``label`` before)."""
+    flag = getattr(fd, "is_repeated", None)
+    if flag is not None:
+        return bool(flag)
+    return fd.label == fd.LABEL_REPEATED
 
 
 def server_info(resp: Any) -> ServerInfo:

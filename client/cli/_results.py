@@ -40,12 +40,22 @@ def _param(params: dict[str, float], name: str) -> Any:
     return v
 
 
+_PARAM_ORDER = ("phi", "alpha", "beta", "gamma", "width", "depth", "resolution", "n_div", "mlp_ratio", "embed_dim")
+
+
 def param_names(points: Sequence[Any]) -> list[str]:
-    names: dict[str, None] = {}
-    for p in points:
-        for k in p.params:
-            names.setdefault(k, None)
-    return list(names)
+    """The sweep coordinates in a fixed order (a map on the wire has none): known axes, then depths[i]."""
+    import re
+
+    names = {k for p in points for k in p.params}
+
+    def rank(n: str) -> tuple[int, int, str]:
+        if n in _PARAM_ORDER:
+            return (0, _PARAM_ORDER.index(n), n)
+        m = re.fullmatch(r"(\w+)\[(\d+)\]", n)
+        return (1, int(m.group(2)), m.group(1)) if m else (2, 0, n)
+
+    return sorted(names, key=rank)
 
 
 def _over(c: Any) -> str:
