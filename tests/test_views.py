@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from cost_engine import BUILTINS, analyze, build  # noqa: E402
 from cost_engine.expand import expand, input_shape_of  # noqa: E402
 from cost_engine.expand.registry import EXPANDERS  # noqa: E402
-from cost_engine.spec.base import SPEC_KINDS, Spec  # noqa: E402
+from cost_engine.spec.base import SPEC_KINDS, Spec, SpecError  # noqa: E402
 from cost_engine.spec.blocks import (  # noqa: E402
     ConvNeXtBlockSpec,
     ConvSpec,
@@ -312,6 +312,40 @@ def test_views_equal_tools_at_full_resolution(name: str) -> None:
     if name not in _builtin_names():
         pytest.skip(f"{name} is not a built-in here")
     assert_views_match(name, resolution=224)
+
+
+# -- random networks (the strategy of the trace-equivalence contract) ---------------------------
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from test_trace_equivalence import networks
+except ImportError:  # pragma: no cover - the strategy lives with the trace contract
+    networks = None
+
+
+def _check_random(case: tuple[NetworkSpec, tuple[int, ...]]) -> None:
+    spec, shape = case
+    try:
+        analyze(spec, batch_size=shape[0])
+    except SpecError:
+        return  # the strategy can draw blocks that cannot run on the shape reaching them
+    assert_views_match(spec, batch_size=shape[0])
+
+
+if networks is not None:
+
+    @settings(max_examples=8, derandomize=True, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(networks())
+    def test_views_equal_tools_on_random_networks_quick(case: tuple[NetworkSpec, tuple[int, ...]]) -> None:
+        _check_random(case)
+
+    @pytest.mark.slow
+    @settings(max_examples=60, derandomize=True, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(networks())
+    def test_views_equal_tools_on_random_networks(case: tuple[NetworkSpec, tuple[int, ...]]) -> None:
+        _check_random(case)
 
 
 # -- batch size ---------------------------------------------------------------------------------
