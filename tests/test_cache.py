@@ -321,7 +321,7 @@ def _worker(url: str, seed: int, n_ops: int) -> None:
 
 
 def test_two_processes_share_one_cache(db_url: str) -> None:
-    procs = [subprocess.Popen([sys.executable, __file__, "worker", db_url, str(seed), "600"],
+    procs = [subprocess.Popen([sys.executable, __file__, "worker", db_url, str(seed), "400"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
     results = []
     for p in procs:

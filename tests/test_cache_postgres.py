@@ -13,6 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
@@ -128,6 +129,20 @@ def test_cache_recovers_when_the_server_drops_its_connections(pg_db_url: str) ->
         assert cache.put(key_of(20), "cost", payload_of(20, 0), VERSION) is True
         assert cache.get_many([key_of(20), key_of(3)]) == {key_of(20): payload_of(20, 0), key_of(3): payload_of(3, 0)}
         assert cache.stats()["retries"] >= 1
+
+
+def test_reads_leave_pooled_connections_transactional(pg_db_url: str) -> None:
+    # reads switch psycopg to autocommit for one round trip; writers need it off again
+    with CostCache(pg_db_url, memory_bytes=0, pool_size=1, max_overflow=1) as cache:
+        cache.put(key_of(1), "cost", payload_of(1, 0), VERSION)
+        for _ in range(3):
+            assert cache.get(key_of(1)) == payload_of(1, 0)
+            assert cache.get(key_of(2)) is None
+        with cache.engine.connect() as conn:
+            assert conn.connection.driver_connection.autocommit is False
+            conn.execute(text("SELECT 1"))
+            status = conn.connection.driver_connection.info.transaction_status
+            assert status == psycopg.pq.TransactionStatus.INTRANS  # a SELECT opened a transaction
 
 
 def test_stats_never_show_the_password(pg_db_url: str) -> None:
