@@ -140,7 +140,12 @@ def measure_items(items: list[Item], resolved: LatencySettings, fp: dict[str, An
             "items": [{"id": k, "spec": by_key[k].spec.to_dict(), "input_shape": list(by_key[k].input_shape)}
                       for k in todo],
         }
-        outputs = [run_session(job, allocator_fix=allocator_fix) for _ in range(sessions)]
+        # odd sessions time the items in reverse order, so a slow drift of the machine during a
+        # session does not always land on the same candidates
+        outputs = []
+        for n in range(sessions):
+            order = job["items"] if n % 2 == 0 else job["items"][::-1]
+            outputs.append(run_session(job | {"items": order}, allocator_fix=allocator_fix))
         canary = _canary(outputs, resolved, fp, cache)
         for key in todo:
             timings = []

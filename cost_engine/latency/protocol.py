@@ -16,7 +16,11 @@ The published protocol, version :data:`~cost_engine.latency.keys.PROTOCOL_VERSIO
    statistics, distribution-free) is narrower than ``rel_ci`` of the median on each side, or
    ``time_cap_s`` of sampling has passed, or ``max_runs`` samples exist. Which one stopped it is
    reported (``stopped``).
-5. Minor page faults of the whole process (``getrusage``) over the sampling phase, divided by
+5. On the CPU each sample also records the process CPU time (all threads) of its calls. It is
+   not the measurement — latency is wall time — but with one thread, wall / CPU time above 1
+   is time the process spent waiting for a core: contention from other processes, reported
+   (``contention``) so a number timed on a busy host says so.
+6. Minor page faults of the whole process (``getrusage``) over the sampling phase, divided by
    the calls made, are reported: a steady state allocates nothing new, so anything above ~0
    means the allocator is returning and re-faulting memory each call (the glibc trap the worker
    environment defeats).
@@ -79,14 +83,24 @@ def minor_faults() -> int:
 
 
 class _CpuClock:
+    """Wall time (``perf_counter``: the measurement) and process CPU time (a diagnostic)."""
+
+    def __init__(self) -> None:
+        self.last_cpu = 0.0
+
     def time(self, fn: Callable[[], Any], number: int) -> float:
+        c0 = time.process_time()
         t0 = time.perf_counter()
         for _ in range(number):
             fn()
-        return time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.last_cpu = time.process_time() - c0
+        return t1 - t0
 
 
 class _CudaClock:
+    last_cpu = 0.0
+
     def __init__(self, device: Any):
         import torch
 
@@ -130,12 +144,14 @@ def time_call(fn: Callable[[], Any], protocol: Protocol, cuda_device: Any = None
     number = 1 if last >= protocol.min_sample_s else max(1, min(1000, math.ceil(protocol.min_sample_s / max(last,
                                                                                                             1e-9))))
     samples: list[float] = []
+    cpu_samples: list[float] = []
     stopped = "max_runs"
     faults0 = minor_faults()
     t_sampling = time.perf_counter()
     check_every = 1
     while len(samples) < protocol.max_runs:
         samples.append(clock.time(fn, number) / number * 1e3)
+        cpu_samples.append(clock.last_cpu / number * 1e3)
         n = len(samples)
         if n >= protocol.min_runs and n % check_every == 0:
             check_every = max(1, n // 10)
@@ -152,6 +168,7 @@ def time_call(fn: Callable[[], Any], protocol: Protocol, cuda_device: Any = None
     calls = len(samples) * number
     return {
         "samples_ms": samples,
+        "cpu_samples_ms": cpu_samples if cuda_device is None else [],
         "number": number,
         "first_call_ms": first * 1e3,
         "warmup_calls": warm_calls,

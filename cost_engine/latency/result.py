@@ -81,7 +81,13 @@ def combine_sessions(timings: list[dict[str, Any]], **extra: Any) -> LatencyResu
     median = statistics.median(medians)
     spread = (max(medians) - min(medians)) / median if median > 0 else 0.0
     uncertainty = max((max(medians) - min(medians)) / 2, stats["ci_half_ms"])
+    cpu_medians = [statistics.median(t["cpu_samples_ms"]) for t in timings if t.get("cpu_samples_ms")]
+    cpu_median = statistics.median(cpu_medians) if len(cpu_medians) == len(timings) else None
     details = {
+        "cpu_time_median_ms": cpu_median,
+        "cpu_time_session_medians_ms": cpu_medians,
+        # wall / (CPU time per thread): ~1 when the process had its cores to itself
+        "contention": median * (extra.get("threads") or 1) / cpu_median if cpu_median else None,
         "stopped": [t["stopped"] for t in timings],
         "samples_per_session": [len(t["samples_ms"]) for t in timings],
         "calls_per_sample": [t["number"] for t in timings],
