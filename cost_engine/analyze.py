@@ -15,9 +15,9 @@ from cost_engine.summary import Summary, summarize
 
 
 @functools.lru_cache(maxsize=65536)
-def block_summary(spec: Spec, input_shape: Shape) -> Summary:
+def block_summary(spec: Spec, input_shape: Shape, channels_last: bool = False) -> Summary:
     """A block's summary at an input shape: computed once per process, then a dict lookup."""
-    return summarize(expand_block(spec, input_shape)[0])
+    return summarize(expand_block(spec, input_shape, channels_last)[0])
 
 
 def check_context(batch_size: int, resolution: int | None, dtype: str, in_channels: int | None) -> None:
@@ -55,7 +55,7 @@ def analyze(candidate: Spec | str, *, batch_size: int = 1, resolution: int | Non
     blocks: list[tuple[str, Summary]] = []
     placed = network_blocks(spec, shape)
     for block in placed:
-        s = block_summary(block.spec, block.input_shape)
+        s = block_summary(block.spec, block.input_shape, block.channels_last)
         total.merge(s, block.module, modules=False)
         blocks.append((block.module, s))
     name = candidate if isinstance(candidate, str) else spec.kind

@@ -374,12 +374,10 @@ def test_random_networks_expansion_equals_trace(case: tuple[NetworkSpec, Shape])
     check_network(case)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: LayerNorm2d and ConvNeXt leave a channels-last view (their "
-                                       "permute back); flattening it in a LinearBlock copies in eager, expansion "
-                                       "assumes a view (block op lists would depend on the input layout)")
 @pytest.mark.parametrize("first", [ConvNeXtBlockSpec(), ConvSpec(out_channels=8, norm="layer"), NormSpec()],
                          ids=["convnext", "conv-layer-norm", "norm"])
 def test_flatten_of_a_channels_last_map_copies(first: Spec) -> None:
+    """LayerNorm2d/ConvNeXt leave a channels-last view that conv keeps; flattening it copies."""
     spec = NetworkSpec(stem=(first, ConvSpec(out_channels=8)), head=(LinearSpec(out_features=10),), in_channels=8,
                        resolution=4)
     check_network((spec, (1, 8, 4, 4)))

@@ -19,7 +19,7 @@ def norm2d(em: Emitter, x: T, norm: str) -> T:
     if norm == "layer":
         n, c, h, w = x.shape
         y = em.layer_norm(em.view(x, (n, h, w, c)), name="norm", module_type="LayerNorm2d")
-        return em.view(y, (n, c, h, w))
+        return em.view(y, (n, c, h, w), contiguous=False)  # permuted back: channels-last in memory
     return x
 
 
@@ -46,12 +46,12 @@ def pool(spec: PoolSpec, em: Emitter, x: T) -> T:
         raise ShapeError("kind", f"pooling needs an [N, C, H, W] input, got rank {len(x.shape)}")
     if spec.mode == "global_avg":
         y = em.global_avg_pool(x)
-        return em.view(y, y.shape[:2]) if spec.flatten else y
+        return em.flatten(y) if spec.flatten else y
     if x.shape[2] + 2 * spec.padding < spec.kernel_size or x.shape[3] + 2 * spec.padding < spec.kernel_size:
         raise ShapeError("kernel_size", f"{spec.kernel_size} exceeds the padded input")
     fn = em.max_pool2d if spec.mode == "max" else em.avg_pool2d
     y = fn(x, spec.kernel_size, spec.stride, spec.padding)
-    return em.view(y, (y.shape[0], y.shape[1] * y.shape[2] * y.shape[3])) if spec.flatten else y
+    return em.flatten(y) if spec.flatten else y
 
 
 @expander(NormSpec, "NormBlock")
@@ -65,7 +65,7 @@ def norm(spec: NormSpec, em: Emitter, x: T) -> T:
 
 @expander(LinearSpec, "LinearBlock")
 def linear(spec: LinearSpec, em: Emitter, x: T) -> T:
-    if len(x.shape) == 4:  # [N, C, 1, 1] after global pooling, or any map: flatten (a view)
-        x = em.view(x, (x.shape[0], x.shape[1] * x.shape[2] * x.shape[3]))
+    if len(x.shape) == 4:  # [N, C, 1, 1] after global pooling, or any map: torch.flatten(x, 1)
+        x = em.flatten(x)
     y = em.linear(x, spec.out_features, spec.bias)
     return em.act(y, spec.act)

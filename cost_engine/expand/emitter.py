@@ -38,11 +38,21 @@ LEAF_TYPES: dict[str, str] = {
 }
 
 
+#: ops whose output keeps the memory order of their (full-size) input in eager PyTorch: a
+#: channels-last map stays channels-last through conv, BN, activations, pools and elementwise ops
+LAYOUT_PRESERVING: frozenset[str] = frozenset({
+    "conv2d", "batch_norm", "relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid", "tanh",
+    "add", "sub", "mul", "div", "max_pool2d", "avg_pool2d",
+})
+
+
 class T(NamedTuple):
-    """A symbolic tensor: a storage id (shared by views) and a shape."""
+    """A symbolic tensor: a storage id (shared by views), a shape, and whether its memory is in
+    row-major order for that shape (a permuted view is not: flattening it copies)."""
 
     id: int
     shape: Shape
+    contiguous: bool = True
 
 
 class Emitter:
@@ -56,8 +66,17 @@ class Emitter:
         self._next_id += 1
         return T(self._next_id, tuple(shape))
 
-    def view(self, x: T, shape: Sequence[int]) -> T:
-        return T(x.id, tuple(shape))
+    def view(self, x: T, shape: Sequence[int], contiguous: bool | None = None) -> T:
+        """Same storage, new shape; ``contiguous=False`` marks a permuted view."""
+        return T(x.id, tuple(shape), x.contiguous if contiguous is None else contiguous)
+
+    def flatten(self, x: T, start_dim: int = 1) -> T:
+        """``torch.flatten``: a view when the memory order allows, else a copy (recorded)."""
+        shape = (*x.shape[:start_dim], _prod(x.shape[start_dim:]))
+        non_unit = [d for d in x.shape[start_dim:] if d != 1]
+        if x.contiguous or len(non_unit) <= 1:
+            return self.view(x, shape, contiguous=True)
+        return self.view(self.copy(x), shape, contiguous=True)  # torch copies the map, then views it
 
     @contextmanager
     def scope(self, name: str | int, module_type: str) -> Iterator[None]:
@@ -95,7 +114,14 @@ class Emitter:
                 return self.op(kind, inputs, outputs, weights, buffers, attrs, inplace)
             finally:
                 self._scope.pop()
-        outs = [T(inputs[0].id, tuple(s)) for s in outputs] if inplace else [self.tensor(s) for s in outputs]
+        if inplace:
+            outs = [T(inputs[0].id, tuple(s), inputs[0].contiguous) for s in outputs]
+        else:
+            outs = [self.tensor(s) for s in outputs]
+            if kind in LAYOUT_PRESERVING:
+                layout = next((t.contiguous for t in inputs if t.shape == outs[0].shape), True)
+                if not layout:
+                    outs = [T(t.id, t.shape, False) for t in outs]
         self.ops.append(
             Op(
                 kind=kind,
@@ -215,7 +241,8 @@ class Emitter:
         return self.op("softmax", [x], [x.shape], attrs=make_attrs(dim=dim % len(x.shape)))[0]
 
     def copy(self, x: T, shape: Sequence[int] | None = None) -> T:
-        """A materializing copy (``contiguous()``/``clone()``), optionally of a permuted view."""
+        """A materializing copy (``contiguous()``/``clone()``), optionally of a permuted view;
+        the result is in row-major order."""
         return self.op("copy", [x], [tuple(shape) if shape is not None else x.shape])[0]
 
     def concat(self, xs: Sequence[T], dim: int = 1) -> T:

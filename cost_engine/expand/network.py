@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cost_engine.expand.registry import ShapeError, expand_block
+from cost_engine.expand.registry import ShapeError, expand_block_layout
 from cost_engine.ops import Op, Shape
 from cost_engine.spec.base import FieldError, Spec, SpecError
 from cost_engine.spec.network import NetworkSpec
@@ -21,6 +21,7 @@ class PlacedBlock:
     output_shape: Shape
     output_id: int
     ops: tuple[Op, ...]
+    channels_last: bool = False  # the input's memory order (see expand_block_layout)
 
 
 def input_shape_of(candidate: Spec, batch_size: int, resolution: int | None,
@@ -43,15 +44,17 @@ def network_blocks(candidate: Spec, input_shape: Shape) -> list[PlacedBlock]:
     blocks = candidate.blocks() if isinstance(candidate, NetworkSpec) else [("", candidate)]
     placed: list[PlacedBlock] = []
     shape = tuple(input_shape)
+    channels_last = False
     for module, block in blocks:
         try:
-            ops, out_id, out = expand_block(block, shape)
+            ops, out_id, out, out_cl = expand_block_layout(block, shape, channels_last)
         except ShapeError as exc:
             prefix = _spec_path(module) if module else ""
             path = f"{prefix}.{exc.field}" if prefix else exc.field
             raise SpecError([FieldError(path, f"{exc.reason} (input shape {list(shape)})")]) from None
-        placed.append(PlacedBlock(module, _spec_path(module) if module else "", block, shape, out, out_id, ops))
-        shape = out
+        placed.append(PlacedBlock(module, _spec_path(module) if module else "", block, shape, out, out_id, ops,
+                                  channels_last))
+        shape, channels_last = out, out_cl
     return placed
 
 

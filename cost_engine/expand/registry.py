@@ -48,13 +48,26 @@ def expand_into(spec: Spec, em: Emitter, x: T) -> T:
 
 
 @functools.lru_cache(maxsize=65536)
-def expand_block(spec: Spec, input_shape: Shape) -> tuple[tuple[Op, ...], int, Shape]:
-    """The op list of one block run standalone on ``input_shape`` (module paths relative to the
-    block, tensor ids local), its output tensor id (1 is the input) and shape.
-    Memoized: the key is the frozen spec and the shape.
+def expand_block_layout(spec: Spec, input_shape: Shape, channels_last: bool = False
+                        ) -> tuple[tuple[Op, ...], int, Shape, bool]:
+    """:func:`expand_block` plus the memory order of the output.
+
+    A map can leave a block channels-last (a LayerNorm2d's permute back) and stay so through
+    convs; a later flatten of it then copies. So the input's memory order is part of a block's
+    identity (and of the memo key), and the output's is handed to the next block.
     """
     em = Emitter()
     x = em.tensor(input_shape)
+    if channels_last:
+        x = em.view(x, input_shape, contiguous=False)
     with em.scope("", BLOCK_MODULE_TYPES.get(type(spec), "")):
         y = expand_into(spec, em, x)
-    return tuple(em.ops), y.id, y.shape
+    return tuple(em.ops), y.id, y.shape, not y.contiguous
+
+
+def expand_block(spec: Spec, input_shape: Shape, channels_last: bool = False) -> tuple[tuple[Op, ...], int, Shape]:
+    """The op list of one block run standalone on ``input_shape`` (module paths relative to the
+    block, tensor ids local), its output tensor id (1 is the input) and shape. Memoized: the key
+    is the frozen spec, the shape and the input's memory order.
+    """
+    return expand_block_layout(spec, input_shape, channels_last)[:3]

@@ -145,7 +145,7 @@ def convnext(spec: ConvNeXtBlockSpec, em: Emitter, x: T) -> T:
     y = em.linear(y, hidden, name="pwconv1")
     y = em.act(y, "gelu", name="act")
     y = em.linear(y, c, name="pwconv2")
-    y = em.view(y, (n, c, h, w))
+    y = em.view(y, (n, c, h, w), contiguous=False)  # permuted back: channels-last in memory
     if spec.layer_scale:
         y = em.binary("mul", y, weight=(c, 1, 1))
     return em.binary("add", y, x)

@@ -1,3 +1,12 @@
 """Imports every family module, registering the built-in names."""
-from cost_engine.families import efficientnet, fasternet, mobilenet, shufflenet  # noqa: F401
-from cost_engine.families import convnext, regnet, resnet, vit  # noqa: F401
+
+from cost_engine.families import (  # noqa: F401
+    convnext,
+    efficientnet,
+    fasternet,
+    mobilenet,
+    regnet,
+    resnet,
+    shufflenet,
+    vit,
+)

@@ -83,7 +83,10 @@ def combine_sessions(timings: list[dict[str, Any]], **extra: Any) -> LatencyResu
     uncertainty = max((max(medians) - min(medians)) / 2, stats["ci_half_ms"])
     cpu_medians = [statistics.median(t["cpu_samples_ms"]) for t in timings if t.get("cpu_samples_ms")]
     cpu_median = statistics.median(cpu_medians) if len(cpu_medians) == len(timings) else None
+    per_session = [summarize_samples(t["samples_ms"]) for t in timings]
     details = {
+        "session_ci_half_ms": [p["ci_half_ms"] for p in per_session],
+        "session_cv": [p["cv"] for p in per_session],
         "cpu_time_median_ms": cpu_median,
         "cpu_time_session_medians_ms": cpu_medians,
         # wall / (CPU time per thread): ~1 when the process had its cores to itself

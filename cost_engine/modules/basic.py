@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cost_engine.modules.registry import act_module, builder
 from cost_engine.expand.basic import conv_padding
+from cost_engine.modules.registry import act_module, builder
 from cost_engine.ops import Shape
 from cost_engine.spec.blocks import ConvSpec, LinearSpec, NormSpec, PoolSpec
 

@@ -1,5 +1,7 @@
 """Imports every module that registers block builders."""
 
-from cost_engine.modules import basic  # noqa: F401
-from cost_engine.modules import mobile  # noqa: F401
-from cost_engine.modules import residual  # noqa: F401
+from cost_engine.modules import (
+    basic,  # noqa: F401
+    mobile,  # noqa: F401
+    residual,  # noqa: F401
+)

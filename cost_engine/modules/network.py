@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cost_engine.modules.registry import build_block
 from cost_engine.expand.network import input_shape_of, network_blocks
+from cost_engine.modules.registry import build_block
 from cost_engine.ops import Shape
 from cost_engine.spec.base import Spec
 from cost_engine.spec.network import NetworkSpec

@@ -193,6 +193,8 @@ class RegNetBlockSpec(Spec):
 
     def check(self) -> list[tuple[str, str]]:
         width = round(self.out_channels * self.bottleneck_ratio)
+        if width < 1:
+            return [("bottleneck_ratio", f"gives a bottleneck width of {width}; it must be at least 1")]
         if width % min(self.group_width, width):
             return [("group_width", f"must divide the bottleneck width ({width}), got {self.group_width}")]
         return []
