@@ -55,6 +55,10 @@ def test_wrong_types_and_missing_fields() -> None:
         from_dict({"kind": "mbconv", "expand_ratio": "six", "skip": 1})
     paths = {e.path for e in info.value.errors}
     assert paths == {"out_channels", "expand_ratio", "skip"}
+    # a type error in one field does not hide a bound error in another
+    with pytest.raises(SpecError) as info:
+        from_dict({"kind": "mbconv", "out_channels": "x", "kernel_size": 4, "stride": 0})
+    assert {e.path for e in info.value.errors} == {"out_channels", "kernel_size", "stride"}
     with pytest.raises(SpecError) as info:
         from_dict([1, 2, 3])
     assert "must be an object" in str(info.value)

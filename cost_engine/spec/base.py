@@ -195,7 +195,10 @@ def _parse_spec(data: Any, path: str, expected: type[Spec] | None, errors: list[
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 errors.append(FieldError(fpath, "is required"))
             continue
+        n_field = len(errors)
         kwargs[f.name] = _parse_value(data[f.name], hints[f.name], fpath, errors)
+        if len(errors) == n_field:  # parsed: check its bounds now, so every bad field is named at once
+            errors.extend(_check_value(kwargs[f.name], f.metadata, fpath, recursive=False))
     if len(errors) > n_before:
         return None
     try:
@@ -203,8 +206,8 @@ def _parse_spec(data: Any, path: str, expected: type[Spec] | None, errors: list[
     except (TypeError, ValueError) as exc:  # __post_init__ normalization errors
         errors.append(FieldError(path or "spec", str(exc)))
         return None
-    # nested specs were validated as they were parsed
-    errors.extend(validate(spec, path, recursive=False))
+    # fields were bound-checked and nested specs validated as they were parsed
+    errors.extend(FieldError(join(path, name), reason) for name, reason in spec.check())
     return spec
 
 
