@@ -434,6 +434,30 @@ def test_fast_kernels_lay_out_results_as_eager_cpu_does(layout: str) -> None:
             assert (fast.shape, fast.stride(), fast.dtype) == (real.shape, real.stride(), real.dtype), packet
 
 
+LAYOUT_SENSITIVE = {
+    "relu": F.relu, "silu": F.silu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "hardswish": F.hardswish,
+    "relu6": lambda x: F.hardtanh(x, 0.0, 6.0),
+    "add": lambda x: x + x, "add_mixed": lambda x: x + x.contiguous(), "add_mixed_r": lambda x: x.contiguous() + x,
+    "layer_scale": lambda x: x * torch.ones(x.shape[1], 1, 1, device=x.device),
+    "se_gate": lambda x: x * x.mean((2, 3), keepdim=True),
+    "max_pool": lambda x: F.max_pool2d(x, 3, 2, 1), "avg_pool": lambda x: F.avg_pool2d(x, 2, 2),
+    "cat": lambda x: torch.cat([x, x], 1), "clone": lambda x: x.clone(), "contiguous": lambda x: x.contiguous(),
+    "layer_norm_nhwc": lambda x: F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],)),
+    "flatten": lambda x: x.flatten(1), "split_part": lambda x: torch.split(x, [1, x.shape[1] - 1], 1)[0] * 1,
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUT_SENSITIVE))
+def test_meta_kernels_lay_out_results_as_eager_cpu_does(name: str) -> None:
+    """Whether a later reshape/flatten copies depends on strides, so the meta results the trace
+    runs on must have eager's strides (conv does not on meta: it has a stand-in, tested above)."""
+    fn = LAYOUT_SENSITIVE[name]
+    with torch.inference_mode():
+        for layout in ("contiguous", "channels_last", "permuted", "sliced"):
+            real, meta = fn(_layout(layout, "cpu")), fn(_layout(layout, "meta"))
+            assert (meta.shape, meta.stride()) == (real.shape, real.stride()), layout
+
+
 def test_tracing_efficientnet_b0_on_meta_is_fast() -> None:
     from cost_engine.modules import build
 
