@@ -339,6 +339,28 @@ def test_two_processes_share_one_cache(db_url: str) -> None:
                 assert conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
 
 
+def test_a_forked_child_opens_its_own_connections(db_url: str) -> None:
+    import multiprocessing
+
+    with CostCache(db_url, pool_size=1) as cache:
+        cache.put(key_of(1), "cost", payload_of(1), VERSION)
+        with cache.engine.connect() as conn:  # the one pooled connection, kept alive for comparison
+            parents = conn.connection.driver_connection
+
+        def child() -> None:
+            with cache.engine.connect() as conn:
+                own = conn.connection.driver_connection is not parents
+            ok = own and cache.get(key_of(1)) == payload_of(1) and cache.put(key_of(2), "cost", payload_of(2), VERSION)
+            raise SystemExit(0 if ok else 1)
+
+        proc = multiprocessing.get_context("fork").Process(target=child)
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == 0
+        # the parent's own connections were left alone by the child
+        assert cache.get_many([key_of(1), key_of(2)]) == {key_of(1): payload_of(1), key_of(2): payload_of(2)}
+
+
 def test_in_memory_sqlite_is_usable_from_threads() -> None:
     with CostCache("sqlite://") as cache:
         threads = [threading.Thread(target=lambda j=j: [cache.put(key_of(i), "cost", payload_of(i), VERSION)
