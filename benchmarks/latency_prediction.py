@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
               f"rel sigma {residual.rel_sigma:.1%} (fit on {residual.n})")
     flops = [analyze(c).flops for c in everything]
     print(f"\ncandidates: {n_test} test + {fit.stop - fit.start} fit; measured latency "
-          f"{min(meas[:n_test]):.1f}-{max(meas[:n_test]):.1f} ms, FLOPs {min(flops) / 1e6:.0f}-{max(flops) / 1e6:.0f} M")
+          f"{min(meas[:n_test]):.1f}-{max(meas[:n_test]):.1f} ms, "
+          f"FLOPs {min(flops) / 1e6:.0f}-{max(flops) / 1e6:.0f} M")
     out = Path(args.out) / "latency_prediction.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     scatter(out, panels, f"{cal.fingerprint.get('device_name')} / {args.threads} thread(s), fp32, batch 1; "
