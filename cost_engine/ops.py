@@ -15,13 +15,16 @@ Shape = tuple[int, ...]
 Attrs = tuple[tuple[str, Any], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Op:
     """One primitive op of an inference forward.
 
     ``inputs`` are activation operands (read), ``weights`` learnable parameters (read, and
     counted as params), ``buffers`` non-learnable state such as BN running stats (read),
     ``outputs`` what the op writes. ``attrs`` hold kind-specific settings as sorted pairs.
+    Treated as immutable, but not ``frozen``: a frozen dataclass's ``__init__`` costs ~8x more,
+    and an EfficientNet expansion creates hundreds of these on the hot path.
+
     ``module`` is the dotted path of the innermost ``nn.Module`` that ran the op in the built
     network ("" for the root) and ``module_type`` its class name: an op run by a leaf module
     (``Conv2d``) versus one run functionally in a block's ``forward`` (the residual ``add`` of an

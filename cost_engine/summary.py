@@ -96,12 +96,22 @@ def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,))
             costs.append(None)
             continue
         costs.append(cost)
-        c = Counts(1, cost.macs, cost.flops, cost.params, cost.buffers, cost.read, cost.written)
-        s.totals.add(c)
-        s.by_kind.setdefault(op.kind, Counts()).add(c)
-        s.by_module.setdefault(op.module, Counts()).add(c)
+        for key, table in ((op.kind, s.by_kind), (op.module, s.by_module)):
+            c = table.get(key)
+            if c is None:
+                table[key] = Counts(1, cost.macs, cost.flops, cost.params, cost.buffers, cost.read, cost.written)
+            else:
+                c.ops += 1
+                c.macs += cost.macs
+                c.flops += cost.flops
+                c.params += cost.params
+                c.buffers += cost.buffers
+                c.read += cost.read
+                c.written += cost.written
         if op.kind in MAC_OPS and op.kind != "matmul":
             s.activations += numel(op.outputs[0])
+    for c in s.by_kind.values():  # totals from the (few) kinds rather than per op
+        s.totals.add(c)
     s.fused_access = _fused_access(ops, costs)
     s.peak_elements = _peak(ops, input_ids)
     s.views = views_of(ops)

@@ -59,7 +59,8 @@ class Emitter:
     def __init__(self) -> None:
         self.ops: list[Op] = []
         self._next_id = 0
-        self._scope: list[tuple[str, str]] = []
+        # (attribute name, class name, full dotted path) per entered submodule
+        self._scope: list[tuple[str, str, str]] = []
 
     # -- tensors and scopes -------------------------------------------------------------
     def tensor(self, shape: Sequence[int]) -> T:
@@ -78,10 +79,15 @@ class Emitter:
             return self.view(x, shape, contiguous=True)
         return self.view(self.copy(x), shape, contiguous=True)  # torch copies the map, then views it
 
+    def _push(self, name: str, module_type: str) -> None:
+        parent = self._scope[-1][2] if self._scope else ""
+        path = f"{parent}.{name}" if parent and name else (name or parent)
+        self._scope.append((name, module_type, path))
+
     @contextmanager
     def scope(self, name: str | int, module_type: str) -> Iterator[None]:
         """Enter a submodule (attribute ``name``, class ``module_type``)."""
-        self._scope.append((str(name), module_type))
+        self._push(str(name), module_type)
         try:
             yield
         finally:
@@ -89,7 +95,7 @@ class Emitter:
 
     @property
     def module(self) -> str:
-        return ".".join(n for n, _ in self._scope if n)
+        return self._scope[-1][2] if self._scope else ""
 
     @property
     def module_type(self) -> str:
@@ -108,34 +114,38 @@ class Emitter:
         name: str | None = None,
         module_type: str | None = None,
     ) -> list[T]:
-        if name is not None:  # a leaf submodule: push its scope without a context manager (hot path)
-            self._scope.append((name, module_type or LEAF_TYPES[kind]))
-            try:
-                return self.op(kind, inputs, outputs, weights, buffers, attrs, inplace)
-            finally:
-                self._scope.pop()
+        # hot path (every op of every new block): no context managers or generator expressions
+        if name is not None:
+            self._push(name, module_type or LEAF_TYPES[kind])
         if inplace:
             outs = [T(inputs[0].id, tuple(s), inputs[0].contiguous) for s in outputs]
         else:
             outs = [self.tensor(s) for s in outputs]
             if kind in LAYOUT_PRESERVING:
-                layout = next((t.contiguous for t in inputs if t.shape == outs[0].shape), True)
+                layout = True
+                for t in inputs:
+                    if t.shape == outs[0].shape:
+                        layout = t.contiguous
+                        break
                 if not layout:
                     outs = [T(t.id, t.shape, False) for t in outs]
+        scope = self._scope[-1] if self._scope else ("", "", "")
         self.ops.append(
             Op(
-                kind=kind,
-                inputs=tuple(t.shape for t in inputs),
-                outputs=tuple(t.shape for t in outs),
-                weights=tuple(tuple(w) for w in weights),
-                buffers=tuple(tuple(b) for b in buffers),
-                attrs=attrs,
-                module=self.module,
-                module_type=self.module_type,
-                input_ids=tuple(t.id for t in inputs),
-                output_ids=tuple(t.id for t in outs),
+                kind,
+                tuple([t.shape for t in inputs]),
+                tuple([t.shape for t in outs]),
+                tuple([tuple(w) for w in weights]),
+                tuple([tuple(b) for b in buffers]),
+                attrs,
+                scope[2],
+                scope[1],
+                tuple([t.id for t in inputs]),
+                tuple([t.id for t in outs]),
             )
         )
+        if name is not None:
+            self._scope.pop()
         return outs
 
     # -- primitives with closed-form shapes ----------------------------------------------
