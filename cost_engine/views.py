@@ -5,10 +5,10 @@ why ours differs; these views answer "the number that tool would print", to the 
 difference is a convention and never a mystery. Each view is what that tool's installed source
 (fvcore 0.1.5.post20221221, ultralytics-thop 2.2.3, ptflops 0.7.5 pytorch backend, torch 2.13
 ``torch.utils.flop_counter``) computes, written as a registry of small per-op functions exactly
-like ``flop_counter.py``'s: ``RULES[tool][op kind](op) -> int``. An op kind a tool has no rule
+like ``flop_counter.py``'s: ``RULES[tool][op kind](op, macs) -> int``. An op kind a tool has no rule
 for counts 0, because that is what the tool does with it. These are the tools' conventions, not
 ours: nothing here is a cost formula of the oracle (where a tool's count is a MAC count, the rule
-reuses :func:`cost_engine.formulas.op_cost`).
+takes the MAC count of the formula registry, :data:`cost_engine.formulas.FORMULAS`).
 
 Every view is a sum over ops, so block summaries add up (the report memoizes per block).
 
@@ -40,10 +40,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cost_engine.formulas import op_cost
+from cost_engine.formulas import FORMULAS, MAC_OPS
 from cost_engine.ops import Op, numel
 
-Rule = Callable[[Op], int]
+#: rule(op, macs) -> the tool's count for the op; ``macs`` is the op's MAC count from the formula
+#: registry (0 for an op that is not a conv/linear/matmul), computed once per op for all tools
+Rule = Callable[[Op, int], int]
 
 #: tool -> the name of its headline number (the tools' own word: fvcore and torch say "flops"
 #: for what are MAC-based counts, thop and ptflops say "macs" for counts that include norms)
@@ -56,6 +58,9 @@ COUNT_KEYS: dict[str, str] = {
 #: tools that also report a parameter count (fvcore's ``parameter_count(model)[""]``)
 WITH_PARAMS: frozenset[str] = frozenset({"fvcore", "thop", "ptflops"})
 RULES: dict[str, dict[str, Rule]] = {tool: {} for tool in COUNT_KEYS}
+_TOOLS = tuple(COUNT_KEYS)
+#: op kind -> ((tool index, rule), ...): the registry turned inside out for one pass over the ops
+_DISPATCH: dict[str, tuple[tuple[int, Rule], ...]] = {}
 
 
 def rule(tool: str, *kinds: str) -> Callable[[Rule], Rule]:
@@ -66,18 +71,41 @@ def rule(tool: str, *kinds: str) -> Callable[[Rule], Rule]:
             if kind in RULES[tool]:
                 raise ValueError(f"{tool} rule for {kind!r} registered twice")
             RULES[tool][kind] = fn
+        _DISPATCH.clear()
         return fn
 
     return register
 
 
+def _dispatch() -> dict[str, tuple[tuple[int, Rule], ...]]:
+    if not _DISPATCH:
+        kinds = {kind for rules in RULES.values() for kind in rules}
+        for kind in kinds:
+            _DISPATCH[kind] = tuple((i, RULES[t][kind]) for i, t in enumerate(_TOOLS) if kind in RULES[t])
+    return _DISPATCH
+
+
 def views_of(ops: list[Op] | tuple[Op, ...]) -> dict[str, dict[str, int]]:
-    """Each tool's numbers for this op list (a block or a whole network), per batch."""
-    params = sum(numel(w) for op in ops for w in op.weights)
+    """Each tool's numbers for this op list (a block or a whole network), per batch.
+
+    One pass over the ops (this runs for every block the first time it is seen): an op kind no tool
+    has a rule for costs a dictionary miss.
+    """
+    dispatch = _dispatch()
+    totals = [0] * len(_TOOLS)
+    params = 0
+    for op in ops:
+        for w in op.weights:
+            params += numel(w)
+        rules = dispatch.get(op.kind)
+        if rules is None:
+            continue
+        macs = FORMULAS[op.kind](op)[0] if op.kind in MAC_OPS else 0
+        for i, fn in rules:
+            totals[i] += fn(op, macs)
     out: dict[str, dict[str, int]] = {}
-    for tool, key in COUNT_KEYS.items():
-        rules = RULES[tool]
-        view = {key: sum(rules[op.kind](op) for op in ops if op.kind in rules)}
+    for i, tool in enumerate(_TOOLS):
+        view = {COUNT_KEYS[tool]: totals[i]}
         if tool in WITH_PARAMS:
             view["params"] = params
         out[tool] = view
@@ -85,10 +113,6 @@ def views_of(ops: list[Op] | tuple[Op, ...]) -> dict[str, dict[str, int]]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _macs(op: Op) -> int:
-    return op_cost(op).macs
-
-
 def _in(op: Op) -> int:
     return numel(op.inputs[0])
 
@@ -107,34 +131,34 @@ def _bias(op: Op) -> bool:
 
 # -- fvcore FlopCountAnalysis (jit trace; fvcore/nn/flop_count.py, jit_handles.py) ---------------
 @rule("fvcore", "conv2d", "linear", "matmul")
-def _fvcore_mac(op: Op) -> int:
+def _fvcore_mac(op: Op, macs: int) -> int:
     """``conv_flop_jit``, ``linear_flop_jit``, ``matmul_flop_jit``: one "flop" per MAC, bias ignored."""
-    return _macs(op)
+    return macs
 
 
 @rule("fvcore", "batch_norm")
-def _fvcore_batch_norm(op: Op) -> int:
+def _fvcore_batch_norm(op: Op, macs: int) -> int:
     """``batchnorm_flop_jit`` in eval mode: ``numel * (2 if affine else 1)``."""
     return _in(op) * (2 if _affine(op) else 1)
 
 
 @rule("fvcore", "layer_norm")
-def _fvcore_layer_norm(op: Op) -> int:
+def _fvcore_layer_norm(op: Op, macs: int) -> int:
     """``norm_flop_counter(2)``: ``numel * (5 if affine else 4)``."""
     return _in(op) * (5 if _affine(op) else 4)
 
 
 @rule("fvcore", "adaptive_avg_pool2d")
-def _fvcore_adaptive_avg_pool(op: Op) -> int:
+def _fvcore_adaptive_avg_pool(op: Op, macs: int) -> int:
     """``elementwise_flop_counter(1, 0)``: one per input element."""
     return _in(op)
 
 
 # -- torch.utils.flop_counter.FlopCounterMode (aten dispatch) ------------------------------------
 @rule("flop_counter_mode", "conv2d", "linear", "matmul")
-def _fcm_mac(op: Op) -> int:
+def _fcm_mac(op: Op, macs: int) -> int:
     """``conv_flop``, ``addmm_flop``/``mm_flop``, ``bmm_flop``: 2 per MAC, bias ignored; nothing else."""
-    return 2 * _macs(op)
+    return 2 * macs
 
 
 # -- ultralytics-thop profile (module hooks + a TorchFunctionMode; thop/profile.py) --------------
@@ -158,26 +182,26 @@ def _thop_rule(op: Op) -> str | None:
 
 
 @rule("thop", "conv2d")
-def _thop_conv(op: Op) -> int:
+def _thop_conv(op: Op, macs: int) -> int:
     """``count_convNd``: out numel * (C_in / groups) * k_h * k_w, bias ignored; functional convs uncounted."""
-    return _macs(op) if _thop_rule(op) == "conv" else 0
+    return macs if _thop_rule(op) == "conv" else 0
 
 
 @rule("thop", "linear")
-def _thop_linear(op: Op) -> int:
+def _thop_linear(op: Op, macs: int) -> int:
     """``count_linear`` (in_features * out numel), or the functional counter's ``F.linear`` rule
     (out numel * in) outside any module with a rule of its own."""
-    return _macs(op) if _thop_rule(op) in ("linear", None) else 0
+    return macs if _thop_rule(op) in ("linear", None) else 0
 
 
 @rule("thop", "matmul")
-def _thop_matmul(op: Op) -> int:
+def _thop_matmul(op: Op, macs: int) -> int:
     """``_count_matmul`` (``@``, ``torch.matmul``, ``bmm``) outside any module with a rule: out numel * k."""
-    return _macs(op) if _thop_rule(op) is None else 0
+    return macs if _thop_rule(op) is None else 0
 
 
 @rule("thop", "batch_norm", "layer_norm")
-def _thop_norm(op: Op) -> int:
+def _thop_norm(op: Op, macs: int) -> int:
     """``count_normalization``: ``2 * numel``, doubled when affine (eval; BN folds in inference)."""
     if _thop_rule(op) != "norm":
         return 0
@@ -185,7 +209,7 @@ def _thop_norm(op: Op) -> int:
 
 
 @rule("thop", "softmax")
-def _thop_softmax(op: Op) -> int:
+def _thop_softmax(op: Op, macs: int) -> int:
     """``count_softmax`` for ``nn.Softmax``: rows * (exp + (n - 1) adds + div); functional softmax uncounted."""
     if _thop_rule(op) != "softmax":
         return 0
@@ -203,7 +227,7 @@ def _window_sum(size: int, out: int, kernel: int, stride: int, padding: int) -> 
 
 
 @rule("thop", "avg_pool2d")
-def _thop_avg_pool(op: Op) -> int:
+def _thop_avg_pool(op: Op, macs: int) -> int:
     """``count_avgpool``: one add per pooled input element (padding included), one divide per output."""
     if _thop_rule(op) != "avg_pool":
         return 0
@@ -215,7 +239,7 @@ def _thop_avg_pool(op: Op) -> int:
 
 
 @rule("thop", "adaptive_avg_pool2d")
-def _thop_adaptive_avg_pool(op: Op) -> int:
+def _thop_adaptive_avg_pool(op: Op, macs: int) -> int:
     """``count_adap_avgpool``: the windows ``AdaptiveAvgPool`` slices (output j spans
     ``[j*I//O, ceil((j+1)*I/O))``) summed per axis, times the untouched axes, plus one per output."""
     if _thop_rule(op) != "adaptive_avg_pool":
@@ -262,47 +286,47 @@ def _pt_patched(op: Op) -> bool:
 
 
 @rule("ptflops", "conv2d")
-def _pt_conv(op: Op) -> int:
+def _pt_conv(op: Op, macs: int) -> int:
     """``conv_flops_counter_hook``: MACs plus one add per output element when there is a bias."""
     if not _pt_hooked(op):
         return 0
-    return _macs(op) + (_out(op) if _bias(op) else 0)
+    return macs + (_out(op) if _bias(op) else 0)
 
 
 @rule("ptflops", "linear")
-def _pt_linear(op: Op) -> int:
+def _pt_linear(op: Op, macs: int) -> int:
     """``linear_flops_counter_hook``: (in * out + out if bias) per row; ``F.linear`` is not patched."""
     if not _pt_hooked(op):
         return 0
-    return _macs(op) + (_out(op) if _bias(op) else 0)
+    return macs + (_out(op) if _bias(op) else 0)
 
 
 @rule("ptflops", "batch_norm")
-def _pt_batch_norm(op: Op) -> int:
+def _pt_batch_norm(op: Op, macs: int) -> int:
     """``bn_flops_counter_hook``: ``numel``, doubled when the module has ``affine``."""
     return _in(op) * (2 if _affine(op) else 1) if _pt_hooked(op) else 0
 
 
 @rule("ptflops", "layer_norm")
-def _pt_layer_norm(op: Op) -> int:
+def _pt_layer_norm(op: Op, macs: int) -> int:
     """``bn_flops_counter_hook`` on ``nn.LayerNorm``: it has ``elementwise_affine``, not ``affine``,
     so ``numel`` once; a ``LayerNorm2d`` subclass is no ``nn.LayerNorm`` to ptflops (0)."""
     return _in(op) if _pt_hooked(op) else 0
 
 
 @rule("ptflops", "relu", "relu6", "gelu", "silu")
-def _pt_activation(op: Op) -> int:
+def _pt_activation(op: Op, macs: int) -> int:
     """``relu_flops_counter_hook`` (output numel) and/or the patched functional (input numel)."""
     return (_out(op) if _pt_hooked(op) else 0) + (_in(op) if _pt_patched(op) else 0)
 
 
 @rule("ptflops", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")
-def _pt_pool(op: Op) -> int:
+def _pt_pool(op: Op, macs: int) -> int:
     """``pool_flops_counter_hook`` (input numel) and the patched ``F.*pool2d`` (input numel again)."""
     return (_in(op) if _pt_hooked(op) else 0) + (_in(op) if _pt_patched(op) else 0)
 
 
 @rule("ptflops", "softmax")
-def _pt_softmax(op: Op) -> int:
+def _pt_softmax(op: Op, macs: int) -> int:
     """Only the patched ``F.softmax`` (input numel), which ``nn.Softmax`` calls; ``Tensor.softmax`` is not."""
     return _in(op) if _pt_patched(op) else 0
