@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -83,7 +84,7 @@ def run_backend(url: str, label: str, n: int, payload: dict[str, Any], batch: in
                                                                               per=batch)]))
     with CostCache(url) as warm:
         hot = keys[: min(n, 500)]
-        warm.get_many(hot)
+        warm.get_many(hot, copy=False)  # in memory, decoded once
         results.append(("get mem (copy)", timed(warm.get, hot * (n // len(hot)))))
         results.append(("get mem (copy=False)", timed(lambda k: warm.get(k, copy=False), hot * (n // len(hot)))))
     print(f"# {label}: {stats['url']}, {stats['rows']} rows, {stats['size_bytes'] or 0} bytes")
@@ -116,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
     spec_dict, payload = sample_payloads(args.payload)
     text = json.dumps(payload, separators=(",", ":"))
-    print(f"# payload: {args.payload}, {len(text)} bytes of JSON; n={args.n}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# payload: {args.payload}, {len(text)} bytes of JSON; n={args.n}; "
+          f"load average {load:.1f} on {os.cpu_count()} CPUs")
 
     # baselines in the same run: a plain dict lookup, and decoding the payload (what a copy costs)
     keys = [cache_key({"d": i}, {}, VERSION) for i in range(args.n)]
