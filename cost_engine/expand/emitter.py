@@ -44,6 +44,7 @@ LAYOUT_PRESERVING: frozenset[str] = frozenset({
     "conv2d", "batch_norm", "relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid", "tanh",
     "add", "sub", "mul", "div", "max_pool2d", "avg_pool2d",
 })
+_BROADCASTING: frozenset[str] = frozenset({"add", "sub", "mul", "div"})
 
 
 class T(NamedTuple):
@@ -122,11 +123,15 @@ class Emitter:
         else:
             outs = [self.tensor(s) for s in outputs]
             if kind in LAYOUT_PRESERVING:
-                layout = True
-                for t in inputs:
-                    if t.shape == outs[0].shape:
-                        layout = t.contiguous
-                        break
+                # conv, BN, activations, pools keep the input's order even when the shape changes
+                # (a channels-last map stays so through a 4 -> 8 channel conv); an elementwise
+                # result follows its first operand of the full output shape (TensorIterator)
+                layout = inputs[0].contiguous if kind not in _BROADCASTING else True
+                if kind in _BROADCASTING:
+                    for t in inputs:
+                        if t.shape == outs[0].shape:
+                            layout = t.contiguous
+                            break
                 if not layout:
                     outs = [T(t.id, t.shape, False) for t in outs]
         scope = self._scope[-1] if self._scope else ("", "", "")
