@@ -248,12 +248,18 @@ def budget_or_default(budget: Any) -> Any:
 # -- converters from the oracle core's results ---------------------------------------------
 def oracle_error(exc: Any) -> OracleError:
     """A ``server.errors.ServiceError`` as the client's typed error."""
-    return error_for(getattr(exc, "code", "UNKNOWN"), getattr(exc, "message", str(exc)),
+    return error_for(getattr(exc, "code", "UNKNOWN"), _message(exc),
                      [FieldViolation(p, r) for p, r in getattr(exc, "violations", ())])
 
 
+def _message(exc: Any) -> str:
+    """The message a status carries for this error (what a remote caller receives), so both modes agree."""
+    text = getattr(exc, "text", None)
+    return text() if callable(text) else getattr(exc, "message", str(exc))
+
+
 def item_error(index: int, exc: Any) -> ItemError:
-    return ItemError(index=index, code=str(getattr(exc, "code", "UNKNOWN")), message=getattr(exc, "message", str(exc)),
+    return ItemError(index=index, code=str(getattr(exc, "code", "UNKNOWN")), message=_message(exc),
                      violations=tuple(FieldViolation(p, r) for p, r in getattr(exc, "violations", ())))
 
 
