@@ -116,7 +116,7 @@ class Server:
                         max_message_bytes=config.max_message_bytes,
                         max_pending_measurements=config.max_pending_measurements,
                         default_chunk_size=config.default_chunk_size)
-        self.oracle = oracle or Oracle(config.db_url, limits=limits)
+        self.oracle = oracle or Oracle(config.db_url, limits=limits, analyze_processes=config.analyze_processes)
         self.servicer = CostOracleServicer(self.oracle, auth_required=config.token is not None,
                                            log_requests=config.log_requests)
         self.health = health.HealthServicer()
@@ -162,10 +162,18 @@ class Server:
                 resolve("efficientnet_b0")
             except Exception:
                 log.exception("loading the built-in models failed")
+        # the analysis processes start in the background: no request waits for their spawn
+        threading.Thread(target=self._warm_pool, name="warm-pool", daemon=True).start()
         self.grpc_server.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self
+
+    def _warm_pool(self) -> None:
+        try:
+            self.oracle.warm_pool()
+        except Exception:  # the server still works without them (analysis in-process)
+            log.exception("starting the analysis processes failed")
 
     @property
     def address(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 __all__ = ["ENV", "ServerConfig", "add_arguments"]
@@ -31,6 +31,7 @@ ENV: dict[str, str] = {
     "grace_s": "COST_ORACLE_GRACE_S",
     "log_level": "COST_ORACLE_LOG_LEVEL",
     "log_requests": "COST_ORACLE_LOG_REQUESTS",
+    "analyze_processes": "COST_ORACLE_ANALYZE_PROCESSES",
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -40,6 +41,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 class ServerConfig:
     """Everything ``serve`` needs. ``port`` 0 picks a free port (printed on start).
 
+    ``analyze_processes``: worker processes for cold batches of 16+ candidates (they write their
+    rows to the same cache before answering); 0 keeps all analysis in the server process (the
+    default below 4 cores, where the processes only compete with the server for the CPU).
     ``token``: when set, every RPC but health needs metadata ``authorization: Bearer <token>``.
     ``tls_cert``/``tls_key``: PEM files; both or neither. ``grace_s``: how long in-flight calls
     may run after SIGTERM/SIGINT before they are cancelled.
@@ -60,6 +64,7 @@ class ServerConfig:
     grace_s: float = 10.0
     log_level: str = "info"
     log_requests: bool = True
+    analyze_processes: int = field(default_factory=lambda: _default_processes())
 
     def errors(self) -> list[str]:
         out = []
@@ -80,6 +85,8 @@ class ServerConfig:
             path = getattr(self, name)
             if path and not os.path.isfile(path):
                 out.append(f"{name}: no such file: {path}")
+        if not 0 <= self.analyze_processes <= 64:
+            out.append(f"analyze_processes: must be in [0, 64], got {self.analyze_processes}")
         if self.grace_s < 0:
             out.append(f"grace_s: must be >= 0, got {self.grace_s}")
         if self.log_level not in LOG_LEVELS:
@@ -108,6 +115,12 @@ class ServerConfig:
         cfg = cls.from_env(env)
         changes = {f.name: getattr(ns, f.name) for f in fields(cls) if getattr(ns, f.name, None) is not None}
         return replace(cfg, **changes)
+
+
+def _default_processes() -> int:
+    """Analysis processes pay off only with cores to spare: none below 4 cores, then up to 4."""
+    cores = os.cpu_count() or 1
+    return 0 if cores < 4 else min(4, cores // 2)
 
 
 def _parse(name: str, type_name: Any, raw: str, var: str) -> Any:
@@ -151,6 +164,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--grace", dest="grace_s", type=float,
                         help=f"seconds in-flight calls may finish after SIGTERM (default {d.grace_s})")
     parser.add_argument("--log-level", dest="log_level", choices=LOG_LEVELS, help="log level (default info)")
+    parser.add_argument("--analyze-processes", dest="analyze_processes", type=int,
+                        help="processes that analyze large cold batches in parallel; 0 = in the server process "
+                             f"(default {d.analyze_processes}; ${ENV['analyze_processes']})")
     parser.add_argument("--no-request-log", dest="log_requests", action="store_const", const=False,
                         help="do not log one line per request")
     return parser

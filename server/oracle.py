@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import re
@@ -229,15 +230,24 @@ class SweepChunk:
 class Prepared:
     """A validated candidate: its resolved spec, canonical spec dict, and memoized cache keys."""
 
-    __slots__ = ("_keys", "in_channels", "label", "name", "spec", "spec_dict")
+    __slots__ = ("_keys", "_spec_dict", "in_channels", "label", "name", "spec")
 
-    def __init__(self, spec: Spec, label: str, name: str | None = None, in_channels: int | None = None):
+    def __init__(self, spec: Spec, label: str, name: str | None = None, in_channels: int | None = None,
+                 spec_dict: dict[str, Any] | None = None):
         self.spec = spec
         self.label = label
         self.name = name
         self.in_channels = in_channels
-        self.spec_dict = to_dict(spec)
+        self._spec_dict = spec_dict
         self._keys: dict[tuple[int, int, str], str] = {}
+
+    @property
+    def spec_dict(self) -> dict[str, Any]:
+        """The canonical plain form (equal to ``to_dict``), computed on first use. Read-only: the
+        block dicts inside are shared with other candidates."""
+        if self._spec_dict is None:
+            self._spec_dict = spec_dict(self.spec)
+        return self._spec_dict
 
     @property
     def is_block(self) -> bool:
@@ -278,6 +288,31 @@ class Prepared:
         return join_path("network", translate_path(engine_path, self.spec_dict))
 
 
+@functools.lru_cache(maxsize=65536)
+def _block_dict(spec: Spec) -> dict[str, Any]:
+    return to_dict(spec)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Spec):
+        return _block_dict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def spec_dict(spec: Spec) -> dict[str, Any]:
+    """``to_dict(spec)`` with each block's dict memoized: candidates of a search space share most of
+    their blocks, and a network's dict is its fields with its blocks' dicts in place (a test checks
+    the equality on every built-in and on random spaces). Read-only result."""
+    if not isinstance(spec, NetworkSpec):
+        return _block_dict(spec)
+    out: dict[str, Any] = {"kind": spec.kind}
+    for f in dataclasses.fields(spec):
+        out[f.name] = _plain(getattr(spec, f.name))
+    return out
+
+
 class _LRU:
     """A small thread-safe LRU by entry count."""
 
@@ -316,7 +351,8 @@ class Oracle:
     """
 
     def __init__(self, db_url: str | None = None, *, cache: CostCache | None = None, limits: Limits | None = None,
-                 latency_queue: Any = None, report_memory: int = 4096):
+                 latency_queue: Any = None, report_memory: int = 4096, analyze_processes: int = 0,
+                 pool_threshold: int = 16):
         self.cache = cache if cache is not None else CostCache(db_url)
         self._owns_cache = cache is None
         self.limits = limits or Limits()
@@ -328,6 +364,12 @@ class Oracle:
         self._stats_lock = threading.Lock()
         self._stats = {"hits": 0, "misses": 0, "writes": 0, "errors": 0}
         self._closed = False
+        #: processes that analyze large cold batches in parallel (0: all in this process)
+        self.analyze_processes = max(0, int(analyze_processes))
+        self.pool_threshold = max(1, int(pool_threshold))
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
+        self._memory_cache = self.cache.backend == "sqlite" and self.cache.url.database in (None, "", ":memory:")
 
     # -- candidates -----------------------------------------------------------------------
     def prepare(self, candidate: Candidate, path: str = "candidate", *, validated: bool = False) -> Prepared:
@@ -466,9 +508,49 @@ class Oracle:
                      paths: Sequence[str] | None = None) -> list[tuple[dict[str, Any], str, bool] | ServiceError]:
         """(full report dict, cache key, cache hit) per item, or the item's error. Never mutate the dicts."""
         paths = paths or [f"candidates[{i}]" for i in range(len(items))]
-        keys: list[str | None] = []
-        for item in items:
-            keys.append(item.key(ctx) if isinstance(item, Prepared) else None)
+        keys = [item.key(ctx) if isinstance(item, Prepared) else None for item in items]
+        found, missing = self._lookup(keys)
+        computed = self._compute_local(items, keys, missing, ctx)
+        return self._assemble(items, keys, found, computed, paths)
+
+    def report_blobs(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
+                     paths: Sequence[str]) -> list[tuple[bytes, str, bool] | ServiceError]:
+        """(serialized ``CostReport`` at ``detail`` with an empty label and cache_hit set, key, hit) per
+        item, or its error — the servicer's path. Cold candidates go to the analysis processes when
+        there are enough of them; those processes store their rows before they answer."""
+        from server.convert import report_to_proto  # convert imports this module
+
+        def encode(report: dict[str, Any], key: str) -> bytes:
+            return report_to_proto(serve_report(report, "", key, True, detail)).SerializeToString()
+
+        keys = [item.key(ctx) if isinstance(item, Prepared) else None for item in items]
+        found, missing = self._lookup(keys)
+        pool = self._get_pool() if len(missing) >= self.pool_threshold else None
+        blobs: dict[str, bytes] = {}
+        if pool is None:
+            computed = self._compute_local(items, keys, missing, ctx)
+        else:
+            try:
+                computed, blobs = self._compute_pool(pool, items, keys, missing, ctx, detail)
+            except Exception:  # a broken pool (a worker killed): answer from this process, restart it later
+                log.exception("the analysis processes failed; analyzing in the server process")
+                with self._pool_lock:
+                    if self._pool is pool:
+                        self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+                computed = self._compute_local(items, keys, missing, ctx)
+        out: list[tuple[bytes, str, bool] | ServiceError] = []
+        for got in self._assemble(items, keys, found, computed, paths):
+            if isinstance(got, ServiceError):
+                out.append(got)
+                continue
+            report, key, hit = got
+            blob = blobs.get(key)
+            out.append((blob if blob is not None else encode(report, key), key, hit))
+        return out
+
+    def _lookup(self, keys: Sequence[str | None]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """Stored reports by key (in-process LRU, then the cache), and the keys that are not stored."""
         found: dict[str, dict[str, Any]] = {}
         missing: list[str] = []
         for k in dict.fromkeys(k for k in keys if k is not None):
@@ -482,11 +564,17 @@ class Oracle:
             for k, r in stored.items():
                 self._reports.put(k, r)
             found.update(stored)
-        hits = set(found)
-        computed: dict[str, dict[str, Any] | ServiceError] = {}
+            missing = [k for k in missing if k not in stored]
+        return found, missing
+
+    def _compute_local(self, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
+                       missing: Sequence[str], ctx: Context) -> dict[str, Any]:
+        """Analyze the missing keys in this process and store them; key -> report dict or error."""
+        todo = set(missing)
+        computed: dict[str, Any] = {}
         rows: list[CacheRow] = []
         for item, k in zip(items, keys, strict=True):
-            if k is None or k in found or k in computed:
+            if k is None or k not in todo or k in computed:
                 continue
             assert isinstance(item, Prepared)
             try:
@@ -496,14 +584,51 @@ class Oracle:
                 continue
             computed[k] = report
             rows.append(CacheRow(k, "cost", report, COST_MODEL_VERSION))
-        written = 0
         if rows:
+            written = 0
             try:
                 written = self.cache.put_many(rows)
             except Exception:  # the answer is still right; the next request recomputes it
                 log.exception("cache write of %d rows failed", len(rows))
             for row in rows:
                 self._reports.put(row.key, row.payload)
+            self._count(writes=written)
+        return computed
+
+    def _compute_pool(self, pool: Any, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
+                      missing: Sequence[str], ctx: Context, detail: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """Analyze the missing keys in the analysis processes (each stores its rows, then answers with the
+        serialized report): key -> scalars-only report dict or error, and key -> serialized report."""
+        todo = set(missing)
+        jobs: list[tuple[Any, ...]] = []
+        seen: set[str] = set()
+        for item, k in zip(items, keys, strict=True):
+            if k is None or k not in todo or k in seen:
+                continue
+            assert isinstance(item, Prepared)
+            seen.add(k)
+            jobs.append((k, item.spec, item.name, item.in_channels, ctx.batch_size, item.resolution(ctx), ctx.dtype))
+        n = self.analyze_processes
+        size = max(1, -(-len(jobs) // (4 * n)))
+        futures = [pool.submit(_pool_job, detail, jobs[i:i + size]) for i in range(0, len(jobs), size)]
+        computed: dict[str, Any] = {}
+        blobs: dict[str, bytes] = {}
+        written = 0
+        for f in futures:
+            results, w = f.result()
+            written += w
+            for key, status, value, extra in results:
+                if status == "ok":
+                    blobs[key] = value
+                    computed[key] = extra
+                else:
+                    computed[key] = _rebuild_error(value)
+        self._count(writes=written)
+        return computed, blobs
+
+    def _assemble(self, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
+                  found: dict[str, dict[str, Any]], computed: dict[str, Any],
+                  paths: Sequence[str]) -> list[tuple[dict[str, Any], str, bool] | ServiceError]:
         out: list[tuple[dict[str, Any], str, bool] | ServiceError] = []
         n_hit = n_miss = n_err = 0
         for i, (item, k) in enumerate(zip(items, keys, strict=True)):
@@ -512,7 +637,7 @@ class Oracle:
                 out.append(item)
                 n_err += 1
                 continue
-            if k in hits:
+            if k in found:
                 out.append((found[k], k, True))
                 n_hit += 1
                 continue
@@ -523,33 +648,42 @@ class Oracle:
             else:
                 out.append((got, k, False))
                 n_miss += 1
-        with self._stats_lock:
-            self._stats["hits"] += n_hit
-            self._stats["misses"] += n_miss
-            self._stats["errors"] += n_err
-            self._stats["writes"] += written
+        self._count(hits=n_hit, misses=n_miss, errors=n_err)
         return out
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:
+            for k, v in deltas.items():
+                self._stats[k] += v
+
+    def _get_pool(self) -> Any:
+        """The analysis processes (spawned on first use), or None when disabled or the cache is in memory."""
+        if self.analyze_processes <= 0 or self._memory_cache:
+            return None
+        with self._pool_lock:
+            if self._pool is None and not self._closed:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                url = self.cache.url.render_as_string(hide_password=False)
+                self._pool = ProcessPoolExecutor(self.analyze_processes,
+                                                 mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_pool_init, initargs=(url,))
+            return self._pool
+
+    def warm_pool(self) -> None:
+        """Start the analysis processes now (a server calls this at start so no request waits for it)."""
+        pool = self._get_pool()
+        if pool is not None:
+            for f in [pool.submit(_pool_job, "scalars", []) for _ in range(self.analyze_processes)]:
+                f.result()
 
     def count_hits(self, n: int) -> None:
         """Hits a caller served from its own memo of reports that came from this oracle."""
-        with self._stats_lock:
-            self._stats["hits"] += n
+        self._count(hits=n)
 
     def _analyze(self, item: Prepared, ctx: Context) -> dict[str, Any]:
-        resolution = item.resolution(ctx)
-        if item.is_block and resolution is None:
-            raise InvalidArgument("a block candidate needs a resolution",
-                                  [("context.resolution", "a single block candidate needs context.resolution")])
-        try:
-            report = analyze(item.spec, batch_size=ctx.batch_size, resolution=resolution, dtype=ctx.dtype,
-                             in_channels=item.in_channels)
-            return report.to_dict()
-        except SpecError as exc:
-            raise InvalidArgument(str(exc), [(item.proto_path(e.path), _reason(item, e.path, e.reason))
-                                             for e in exc.errors]) from None
-        except Exception as exc:  # an engine bug must not take the server down or leak a traceback
-            log.exception("analyze failed for %s", item.label)
-            raise Internal(f"the cost engine failed on this candidate: {type(exc).__name__}") from None
+        return _analyze_item(item, ctx)
 
     # -- latency --------------------------------------------------------------------------
     def latency_queue(self) -> Any:
@@ -1029,6 +1163,10 @@ class Oracle:
         if self._closed:
             return
         self._closed = True
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
         if self._queue is not None and self._owns_queue:
             try:
                 self._queue.close()
@@ -1157,3 +1295,65 @@ def _is_int(v: Any) -> bool:
 def iter_chunks(seq: Sequence[Any], size: int) -> Iterable[tuple[int, Sequence[Any]]]:
     for start in range(0, len(seq), size):
         yield start, seq[start:start + size]
+
+
+# -- analysis processes ---------------------------------------------------------------------------
+_WORKER_CACHE: CostCache | None = None
+
+
+def _pool_init(url: str) -> None:
+    """In a fresh analysis process: open the same cache (its own connections) and load the catalog."""
+    global _WORKER_CACHE
+    _WORKER_CACHE = CostCache(url, memory_bytes=0)
+    from cost_engine.families import catalog  # noqa: F401
+
+
+def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str, Any, Any]], int]:
+    """Analyze, store, then answer: (key, "ok", serialized report, scalars) or (key, "error", error
+    state, None) per job, and the number of rows written. Rows are written before anything is
+    returned, so a served report is always a stored one."""
+    from server.convert import report_to_proto
+
+    out: list[tuple[str, str, Any, Any]] = []
+    rows: list[CacheRow] = []
+    for key, spec, name, in_channels, batch_size, resolution, dtype in jobs:
+        item = Prepared(spec, name or spec.kind, name, in_channels)
+        ctx = Context(batch_size=batch_size, resolution=resolution, dtype=dtype)
+        try:
+            report = _analyze_item(item, ctx)
+        except ServiceError as exc:
+            out.append((key, "error", (type(exc).__name__, exc.message, exc.violations, exc.quota), None))
+            continue
+        rows.append(CacheRow(key, "cost", report, COST_MODEL_VERSION))
+        blob = report_to_proto(serve_report(report, "", key, True, detail)).SerializeToString()
+        out.append((key, "ok", blob, {k: report[k] for k in (*FIGURES, "input_shape", "output_shape", "dtype",
+                                                              "batch_size", "cost_model_version", "candidate")}))
+    written = 0
+    if rows:
+        assert _WORKER_CACHE is not None
+        written = _WORKER_CACHE.put_many(rows)
+    return out, written
+
+
+def _rebuild_error(state: tuple[Any, ...]) -> ServiceError:
+    from server.errors import _rebuild
+
+    return _rebuild(*state)
+
+
+def _analyze_item(item: Prepared, ctx: Context) -> dict[str, Any]:
+    """``analyze(...).to_dict()`` with engine errors as :class:`ServiceError` in proto terms."""
+    resolution = item.resolution(ctx)
+    if item.is_block and resolution is None:
+        raise InvalidArgument("a block candidate needs a resolution",
+                              [("context.resolution", "a single block candidate needs context.resolution")])
+    try:
+        report = analyze(item.spec, batch_size=ctx.batch_size, resolution=resolution, dtype=ctx.dtype,
+                         in_channels=item.in_channels)
+        return report.to_dict()
+    except SpecError as exc:
+        raise InvalidArgument(str(exc), [(item.proto_path(e.path), _reason(item, e.path, e.reason))
+                                         for e in exc.errors]) from None
+    except Exception as exc:  # an engine bug must not take the server down or leak a traceback
+        log.exception("analyze failed for %s", item.label)
+        raise Internal(f"the cost engine failed on this candidate: {type(exc).__name__}") from None

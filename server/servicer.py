@@ -32,7 +32,7 @@ from costoracle.v1 import oracle_pb2_grpc
 from costoracle.v1 import spec_pb2 as spb
 from server import convert
 from server.errors import Internal, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
-from server.oracle import Context, Oracle, Prepared, SweepChunk, serve_report
+from server.oracle import Context, Oracle, Prepared, SweepChunk
 
 __all__ = ["SERVICE_NAME", "CostOracleServicer", "generic_handler"]
 
@@ -79,16 +79,106 @@ class _Undecodable:
         self.reason = reason
 
 
-def _parser(cls: Any) -> Callable[[bytes], Any]:
+class Parsed:
+    """A request message with the bytes it was parsed from (their candidate slices key the memo)."""
+
+    __slots__ = ("msg", "raw")
+
+    def __init__(self, msg: Any, raw: bytes):
+        self.msg = msg
+        self.raw = raw
+
+
+def _parser(cls: Any, keep_raw: bool = False) -> Callable[[bytes], Any]:
     name = cls.DESCRIPTOR.full_name
 
     def parse(data: bytes) -> Any:
         try:
-            return cls.FromString(data)
+            msg = cls.FromString(data)
         except (DecodeError, RuntimeError, ValueError) as exc:
             return _Undecodable(name, str(exc) or type(exc).__name__)
+        return Parsed(msg, data) if keep_raw else msg
 
     return parse
+
+
+def _unwrap(request: Any) -> tuple[Any, bytes | None]:
+    if isinstance(request, Parsed):
+        return request.msg, request.raw
+    return request, None
+
+
+def _serialize(response: Any) -> bytes:
+    """Responses are messages, or wire bytes the handler assembled itself (the batch hot path)."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+# -- protobuf wire format, for the hot path -----------------------------------------------------
+# A serialized message is the concatenation of its fields, and for a field that occurs twice the
+# parser keeps the last scalar value and merges sub-messages. So a cached report's bytes plus a
+# few appended fields (candidate label, cache_hit) IS the report message for this request, and a
+# batch response is the concatenation of its length-delimited results: no message objects needed.
+def _varint(n: int) -> bytes:
+    if n < _SMALL:
+        return _SMALL_VARINTS[n]
+    return _varint_slow(n)
+
+
+def _varint_slow(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+_SMALL = 1 << 16
+_SMALL_VARINTS = [_varint_slow(i) for i in range(_SMALL)]
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def repeated_field_bytes(raw: bytes, number: int) -> list[bytes]:
+    """The serialized elements of repeated message field ``number`` of a top-level message, in order."""
+    out = []
+    pos, end = 0, len(raw)
+    while pos < end:
+        tag, pos = _read_varint(raw, pos)
+        wire = tag & 7
+        if wire == 0:
+            _, pos = _read_varint(raw, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 2:
+            n, pos = _read_varint(raw, pos)
+            if tag >> 3 == number:
+                out.append(raw[pos:pos + n])
+            pos += n
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    return out
+
+
+_CACHE_HIT = {True: _varint(22 << 3) + b"\x01", False: _varint(22 << 3) + b"\x00"}  # CostReport.cache_hit = 22
 
 
 class CallInfo(threading.local):
@@ -108,6 +198,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         self._reports = _BytesLRU(report_memo_bytes)  # (cache key, detail) -> serialized CostReport
         self._candidates = _BytesLRU(1 << 62, max_entries=candidate_memo)  # candidate bytes -> Prepared
         self.info = CallInfo()
+        self._labels: dict[str, bytes] = {}  # candidate label -> its encoded CostReport.candidate field
 
     # -- plumbing -------------------------------------------------------------------------
     def _run(self, method: str, request: Any, context: grpc.ServicerContext, fn: Callable[[], Any]) -> Any:
@@ -178,9 +269,9 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         remaining = context.time_remaining()
         return None if remaining is None else time.time() + remaining
 
-    def _prepare(self, msg: spb.Candidate, path: str) -> Prepared | ServiceError:
+    def _prepare(self, msg: spb.Candidate, path: str, raw: bytes | None = None) -> Prepared | ServiceError:
         """A candidate message as a validated candidate (memoized by its bytes), or its error."""
-        key = msg.SerializeToString(deterministic=True)
+        key = raw if raw is not None else msg.SerializeToString(deterministic=True)
         hit = self._candidates.get(key)
         if hit is not None:
             return hit[0]
@@ -192,56 +283,71 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         self._candidates.put(key, prepared, 1)
         return prepared
 
-    def _prepare_all(self, msgs: Sequence[spb.Candidate], path: str = "candidates",
-                     offset: int = 0) -> list[Prepared | ServiceError]:
-        return [self._prepare(m, f"{path}[{offset + i}]") for i, m in enumerate(msgs)]
+    def _prepare_all(self, msgs: Sequence[spb.Candidate], path: str = "candidates", offset: int = 0,
+                     raws: Sequence[bytes] | None = None) -> list[Prepared | ServiceError]:
+        if raws is None or len(raws) != len(msgs):
+            return [self._prepare(m, f"{path}[{offset + i}]") for i, m in enumerate(msgs)]
+        return [self._prepare(m, f"{path}[{offset + i}]", r) for i, (m, r) in enumerate(zip(msgs, raws, strict=True))]
+
+    @staticmethod
+    def _raw_candidates(raw: bytes | None, number: int = 1) -> list[bytes] | None:
+        if raw is None:
+            return None
+        try:
+            return repeated_field_bytes(raw, number)
+        except (ValueError, IndexError):
+            return None
 
     def _results(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
-                 paths: Sequence[str], context: grpc.ServicerContext) -> list[pb.CostResult]:
-        """CostResult messages in order; cached reports come from the serialized-report memo."""
-        out: list[pb.CostResult | None] = [None] * len(items)
+                 paths: Sequence[str], context: grpc.ServicerContext) -> list[tuple[bytes, bool | None]]:
+        """Serialized ``CostResult``s in order, each with its cache hit (None for an error).
+
+        A report is served from the memo of serialized reports when this process has served its
+        key at this detail before; otherwise from the oracle (its LRU, the cache, or ``analyze``).
+        """
+        out: list[tuple[bytes, bool | None] | None] = [None] * len(items)
         if ctx.wants_latency:
             dicts = self.oracle.cost_prepared(items, ctx, detail, paths, deadline=self._deadline(context),
                                               is_active=context.is_active)
             for i, d in enumerate(dicts):
-                out[i] = _result(d)
+                out[i] = (_result(d).SerializeToString(), None if isinstance(d, ServiceError) else d["cache_hit"])
             return out  # type: ignore[return-value]
         todo: list[int] = []
         memo_hits = 0
         for i, item in enumerate(items):
             if isinstance(item, ServiceError):
-                out[i] = pb.CostResult(error=item.to_status())
+                out[i] = (pb.CostResult(error=item.to_status()).SerializeToString(), None)
                 continue
             got = self._reports.get((item.key(ctx), detail))
             if got is None:
                 todo.append(i)
                 continue
-            r = pb.CostResult()
-            r.report.MergeFromString(got[0])
-            r.report.candidate = item.label
-            r.report.cache_hit = True
-            out[i] = r
+            out[i] = (self._encode(got[0], item.label, True), True)
             memo_hits += 1
         if memo_hits:
             self.oracle.count_hits(memo_hits)
         if todo:
-            full = self.oracle.full_reports([items[i] for i in todo], ctx, [paths[i] for i in todo])
-            for i, got in zip(todo, full, strict=True):
+            blobs = self.oracle.report_blobs([items[i] for i in todo], ctx, detail, [paths[i] for i in todo])
+            for i, got in zip(todo, blobs, strict=True):
                 if isinstance(got, ServiceError):
-                    out[i] = pb.CostResult(error=got.to_status())
+                    out[i] = (pb.CostResult(error=got.to_status()).SerializeToString(), None)
                     continue
-                report, key, hit = got
+                blob, key, hit = got
                 item = items[i]
                 assert isinstance(item, Prepared)
-                msg = convert.report_to_proto(serve_report(report, "", key, True, detail))
-                blob = msg.SerializeToString()
                 self._reports.put((key, detail), blob, len(blob))
-                r = pb.CostResult()
-                r.report.MergeFromString(blob)
-                r.report.candidate = item.label
-                r.report.cache_hit = hit
-                out[i] = r
+                out[i] = (self._encode(blob, item.label, hit), hit)
         return out  # type: ignore[return-value]
+
+    def _encode(self, blob: bytes, label: str, hit: bool) -> bytes:
+        """A ``CostResult`` holding the memoized report with this request's label and cache hit."""
+        tail = self._labels.get(label)
+        if tail is None:
+            tail = _len_field(1, label.encode())
+            if len(self._labels) < 65536:
+                self._labels[label] = tail
+        report = blob + tail + _CACHE_HIT[hit]
+        return b"\x0a" + _varint(len(report)) + report
 
     def _common(self, request: Any) -> tuple[Context, str]:
         errors: list[tuple[str, str]] = []
@@ -260,7 +366,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         return ctx, detail
 
     def _check_size(self, msg: Any) -> Any:
-        size = msg.ByteSize()
+        size = len(msg) if isinstance(msg, bytes) else msg.ByteSize()
         if size > self.oracle.limits.max_message_bytes:
             raise ResourceExhausted(f"the response would be {size} bytes, over the server's limit of "
                                     f"{self.oracle.limits.max_message_bytes}; use StreamCostBatch, a smaller "
@@ -269,55 +375,62 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
 
     # -- RPCs -----------------------------------------------------------------------------
     def GetCost(self, request: pb.GetCostRequest, context: grpc.ServicerContext) -> pb.GetCostResponse:
-        def run() -> pb.GetCostResponse:
-            ctx, detail = self._common(request)
+        msg, raw = _unwrap(request)
+
+        def run() -> bytes:
+            ctx, detail = self._common(msg)
             self.info.candidates = 1
-            item = self._prepare(request.candidate, "candidate")
-            r = self._results([item], ctx, detail, ["candidate"], context)[0]
-            if r.HasField("error"):
-                raise convert.status_to_error(r.error)
-            self.info.cache_hit = r.report.cache_hit
-            return pb.GetCostResponse(report=r.report)
+            raws = self._raw_candidates(raw)
+            item = self._prepare(msg.candidate, "candidate", raws[0] if raws and len(raws) == 1 else None)
+            data, hit = self._results([item], ctx, detail, ["candidate"], context)[0]
+            if hit is None:
+                raise convert.status_to_error(pb.CostResult.FromString(data).error)
+            self.info.cache_hit = hit
+            return data  # CostResult.report and GetCostResponse.report are both field 1
 
         return self._run("GetCost", request, context, run)
 
     def GetCostBatch(self, request: pb.GetCostBatchRequest,
                      context: grpc.ServicerContext) -> pb.GetCostBatchResponse:
-        def run() -> pb.GetCostBatchResponse:
-            ctx, detail = self._common(request)
-            n = len(request.candidates)
+        msg, raw = _unwrap(request)
+
+        def run() -> bytes:
+            ctx, detail = self._common(msg)
+            n = len(msg.candidates)
             self.info.candidates = n
             self.oracle.check_batch_size(n)
-            items = self._prepare_all(request.candidates)
+            items = self._prepare_all(msg.candidates, raws=self._raw_candidates(raw))
             results = self._results(items, ctx, detail, [f"candidates[{i}]" for i in range(n)], context)
-            self.info.cache_hit = sum(1 for r in results if r.HasField("report") and r.report.cache_hit)
-            resp = pb.GetCostBatchResponse()
-            resp.results.extend(results)
-            return self._check_size(resp)
+            self.info.cache_hit = sum(1 for _, hit in results if hit)
+            return self._check_size(b"".join(_len_field(1, data) for data, _ in results))
 
         return self._run("GetCostBatch", request, context, run)
 
     def StreamCostBatch(self, request: pb.StreamCostBatchRequest,
                         context: grpc.ServicerContext) -> Iterator[pb.StreamCostBatchResponse]:
-        def run() -> Iterator[pb.StreamCostBatchResponse]:
-            ctx, detail = self._common(request)
-            n = len(request.candidates)
+        msg, raw = _unwrap(request)
+
+        def run() -> Iterator[bytes | pb.StreamCostBatchResponse]:
+            ctx, detail = self._common(msg)
+            n = len(msg.candidates)
             self.info.candidates = n
             self.oracle.check_batch_size(n)
-            if request.chunk_size < 0:
-                raise InvalidArgument("bad chunk size", [("chunk_size", f"must be >= 0, got {request.chunk_size}")])
-            chunk = int(request.chunk_size or self.oracle.limits.default_chunk_size)
+            if msg.chunk_size < 0:
+                raise InvalidArgument("bad chunk size", [("chunk_size", f"must be >= 0, got {msg.chunk_size}")])
+            chunk = int(msg.chunk_size or self.oracle.limits.default_chunk_size)
+            raws = self._raw_candidates(raw)
             hits = 0
             for start in range(0, n, chunk):
-                msgs = request.candidates[start:start + chunk]
-                items = self._prepare_all(msgs, offset=start)
+                part = msg.candidates[start:start + chunk]
+                items = self._prepare_all(part, offset=start,
+                                          raws=raws[start:start + chunk] if raws and len(raws) == n else None)
                 results = self._results(items, ctx, detail,
                                         [f"candidates[{start + i}]" for i in range(len(items))], context)
-                hits += sum(1 for r in results if r.HasField("report") and r.report.cache_hit)
+                hits += sum(1 for _, hit in results if hit)
                 self.info.cache_hit = hits
-                resp = pb.StreamCostBatchResponse(offset=start, total=n)
-                resp.results.extend(results)
-                yield self._check_size(resp)
+                # StreamCostBatchResponse: offset = 1, results = 2, total = 3
+                head = _varint(1 << 3) + _varint(start) + _varint(3 << 3) + _varint(n)
+                yield self._check_size(head + b"".join(_len_field(2, data) for data, _ in results))
             if n == 0:
                 yield pb.StreamCostBatchResponse(offset=0, total=0)
 
@@ -344,14 +457,16 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         return ctx, detail, budget, pareto
 
     def Filter(self, request: pb.FilterRequest, context: grpc.ServicerContext) -> pb.FilterResponse:
+        msg, raw = _unwrap(request)
+
         def run() -> pb.FilterResponse:
-            ctx, detail, budget, pareto = self._filter_args(request)
-            n = len(request.candidates)
+            ctx, detail, budget, pareto = self._filter_args(msg)
+            n = len(msg.candidates)
             self.info.candidates = n
             self.oracle.check_batch_size(n)
-            items = self._prepare_all(request.candidates)
+            items = self._prepare_all(msg.candidates, raws=self._raw_candidates(raw))
             outcome = self.oracle.filter_prepared(items, budget, ctx, pareto=pareto,
-                                                  include_reports=request.include_reports, detail=detail,
+                                                  include_reports=msg.include_reports, detail=detail,
                                                   deadline=self._deadline(context), is_active=context.is_active)
             resp = pb.FilterResponse(feasible=outcome.feasible, pareto_front=outcome.pareto_front,
                                      measurements=outcome.measurements)
@@ -438,6 +553,10 @@ _METHODS = {
 }
 
 
+#: requests whose candidates are memoized by their raw bytes
+_RAW = frozenset({"GetCost", "GetCostBatch", "StreamCostBatch", "Filter"})
+
+
 def generic_handler(servicer: CostOracleServicer) -> grpc.GenericRpcHandler:
     """The service's handlers, like the generated ``add_CostOracleServicer_to_server`` but with
     request deserializers that never raise: undecodable bytes become INVALID_ARGUMENT (named as
@@ -445,8 +564,9 @@ def generic_handler(servicer: CostOracleServicer) -> grpc.GenericRpcHandler:
     desc = pb.DESCRIPTOR.services_by_name["CostOracle"]
     assert {m.name for m in desc.methods} == set(_METHODS), "servicer and proto disagree on the RPCs"
     handlers = {}
-    for name, (kind, req, resp) in _METHODS.items():
+    for name, (kind, req, _resp) in _METHODS.items():
         fn = getattr(servicer, name)
         make = grpc.unary_unary_rpc_method_handler if kind == "unary" else grpc.unary_stream_rpc_method_handler
-        handlers[name] = make(fn, request_deserializer=_parser(req), response_serializer=resp.SerializeToString)
+        handlers[name] = make(fn, request_deserializer=_parser(req, keep_raw=name in _RAW),
+                              response_serializer=_serialize)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

@@ -167,6 +167,18 @@ def test_context_and_batch_limits(tmp_path: Path) -> None:
         assert rows(o) == 0
 
 
+def test_memoized_spec_dict_equals_to_dict() -> None:
+    from cost_engine.families import BUILTINS
+    from server.oracle import spec_dict
+
+    resolve("resnet18")
+    specs = [resolve(n) for n in sorted(BUILTINS)]
+    specs += [fasternet(d, (1, 2, 3, 1), n_div=n, mlp_ratio=m) for d in (16, 24) for n in (2, 4) for m in (1.5, 2.0)]
+    specs.append(MBConvSpec(out_channels=24, expand_ratio=4))
+    for spec in specs:
+        assert spec_dict(spec) == to_dict(spec)
+
+
 # -- errors and paths -------------------------------------------------------------------------
 def test_translate_path() -> None:
     d = to_dict(efficientnet())

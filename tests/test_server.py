@@ -272,6 +272,28 @@ def test_sweep_over_rpc_is_exactly_the_engine(server: ServerProcess) -> None:
     assert rich(e.value)[:2] == (grpc.StatusCode.INVALID_ARGUMENT, [("space", rich(e.value)[1][0][1])])
 
 
+def test_cold_batch_in_analysis_processes(tmp_path: Path) -> None:
+    """Cold batches go to the analysis processes, which store their rows before answering."""
+    specs = [fasternet(d, (1, 1, 2, 1), n_div=n, mlp_ratio=m) for d in (16, 24, 32) for n in (2, 4)
+             for m in (1.0, 2.0, 3.0)] + [efficientnet(1.0, 1.0, r) for r in (96, 128)]
+    bad = spb.Candidate(network=spb.NetworkSpec(stages=[spb.Stage(blocks=[spb.Block(pool=spb.PoolSpec(
+        kernel_size=31, padding=0))])], resolution=8))
+    cands = [convert.candidate_to_proto(s) for s in specs] + [bad]
+    req = pb.GetCostBatchRequest(candidates=cands, detail=pb.DETAIL_TOTALS)
+    with ServerProcess(f"sqlite:///{tmp_path / 'c.sqlite'}", "--analyze-processes", "2", log_dir=tmp_path) as srv:
+        first = srv.stub().GetCostBatch(req, timeout=300)
+        rows = cache_rows(srv)
+    with ServerProcess(f"sqlite:///{tmp_path / 'c.sqlite'}", "--analyze-processes", "0", log_dir=tmp_path) as srv:
+        second = srv.stub().GetCostBatch(req, timeout=300)
+    assert rows == len(specs)
+    for spec, a, b in zip(specs, first.results, second.results, strict=False):
+        assert not a.report.cache_hit and b.report.cache_hit
+        want = {k: v for k, v in engine(spec).items() if k != "by_module"}
+        assert figures(convert.report_to_dict(a.report)) == want == figures(convert.report_to_dict(b.report))
+    err = convert.status_to_error(first.results[-1].error)
+    assert err.code == "INVALID_ARGUMENT" and err.violations[0][0].startswith(f"candidates[{len(specs)}].network")
+
+
 # -- info, stats, health, reflection ----------------------------------------------------------
 def test_info_stats_health_reflection(server: ServerProcess) -> None:
     ch = server.channel()
