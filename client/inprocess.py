@@ -106,7 +106,11 @@ class InProcessOracle:
 
     def calibrate(self, device: str = "cpu", dtype: str = "float32", threads: int | None = None,
                   refresh: bool = False) -> dict[str, Any]:
-        return self._call(self._core.calibrate, device, dtype, threads, refresh)
+        """Device ceilings for roofline prediction, with the keys a remote oracle answers (``Calibration``)."""
+        from costoracle.v1 import oracle_pb2 as pb
+
+        out = self._call(self._core.calibrate, device, dtype, threads, refresh)
+        return {f.name: out.get(f.name) for f in pb.Calibration.DESCRIPTOR.fields if f.name in out}
 
     def close(self) -> None:
         self._core.close()

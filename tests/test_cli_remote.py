@@ -262,3 +262,29 @@ def test_a_restarted_server_on_the_same_cache_still_hits(tmp_path: Path) -> None
     finally:
         s.stop()
     assert again.cache_hit is True and again.to_dict() == {**first.to_dict(), "cache_hit": True}
+
+
+# -- latency (real timing: slow) ------------------------------------------------------------------
+@pytest.mark.slow
+def test_latency_measured_in_process_is_served_remotely_without_retiming(server: Server, tmp_path: Path) -> None:
+    from cost_engine.spec import ConvSpec
+
+    (tmp_path / "conv.json").write_text(json.dumps(to_dict(ConvSpec(8, stride=2))))
+    args = ("cost", "--spec", str(tmp_path / "conv.json"), "--in-channels", "3", "--resolution", "16", "--latency",
+            "--device", "cpu", "--json")
+    local = ok_json(run_cli(*args, db=server.db, timeout=900))
+    lat = local["latency"]
+    assert {"median_ms", "p10_ms", "p90_ms", "cv", "runs", "source"} <= set(lat)
+    assert lat["source"] == "measured" and lat["runs"] > 0 and lat["cached"] is False
+    assert 0 < lat["p10_ms"] <= lat["median_ms"] <= lat["p90_ms"]
+    assert local["macs"] == cost_engine.analyze(ConvSpec(8, stride=2), resolution=16, in_channels=3).macs
+    again = ok_json(remote(server, *args, timeout=900))
+    assert again["latency"]["cached"] is True and again["latency"]["median_ms"] == lat["median_ms"]
+    assert set(again) == set(local)
+
+    cal = ok_json(run_cli("calibrate", "--json", db=server.db, timeout=900))
+    assert cal["device"] == "cpu" and cal["peak_flops"] > 1e8 and cal["bandwidth_bytes_per_s"] > 1e8
+    cal_remote = ok_json(remote(server, "calibrate", "--json", timeout=900))
+    assert cal_remote["cached"] is True and cal_remote["peak_flops"] == cal["peak_flops"]
+    assert set(cal_remote) == set(cal)
+    assert_clean_failure(remote(server, "cost", "mobilenet_v2", "--latency", "--device", "cuda:7"), "device")

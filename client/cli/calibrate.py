@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
         ("device", cal.get("device")),
         ("dtype", cal.get("dtype")),
         ("threads", cal.get("threads")),
-        ("peak FLOP/s", human(float(cal.get("peak_flops", 0.0)))),
-        ("bandwidth B/s", human(float(cal.get("bandwidth_bytes_per_s", 0.0)))),
-        ("overhead s/op", human(float(cal.get("overhead_s_per_op", 0.0)))),
+        ("peak FLOP/s", human(round(float(cal.get("peak_flops", 0.0))))),
+        ("bandwidth B/s", human(round(float(cal.get("bandwidth_bytes_per_s", 0.0))))),
+        ("overhead us/op", human(1e6 * float(cal.get("overhead_s_per_op", 0.0)))),
         ("cached", cal.get("cached")),
     ]
     table(rows, ("figure", "value"))
