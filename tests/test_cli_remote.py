@@ -41,9 +41,10 @@ START_TIMEOUT_S = 120.0
 class Server:
     """``cost-oracle serve --port 0`` with its address read from the ``listening on`` line, healthy before use."""
 
-    def __init__(self, db: Path, *args: str):
+    def __init__(self, db: Path, *args: str, tls: bytes | None = None):
         self.db = db
         self.args = args
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         self.address = ""
         self.log = db.with_suffix(f".{time.monotonic_ns()}.log")
@@ -56,7 +57,7 @@ class Server:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
         self.address = self._address()
-        with RemoteOracle(self.address) as probe:
+        with RemoteOracle(self.address, tls=self.tls or False) as probe:
             deadline = time.monotonic() + START_TIMEOUT_S
             while not probe.health(timeout=2.0):
                 assert time.monotonic() < deadline, "server never became healthy"
@@ -262,6 +263,28 @@ def test_a_restarted_server_on_the_same_cache_still_hits(tmp_path: Path) -> None
     finally:
         s.stop()
     assert again.cache_hit is True and again.to_dict() == {**first.to_dict(), "cache_hit": True}
+
+
+def test_tls_with_a_private_root_certificate(tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                        str(cert), "-days", "1", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"openssl unavailable: {exc}")
+    s = Server(tmp_path / "cache.sqlite", "--tls-cert", str(cert), "--tls-key", str(key),
+               tls=cert.read_bytes()).start()
+    try:
+        got = ok_json(run_cli("cost", "resnet18", "--resolution", "64", "--json", "--server", s.address,
+                              "--tls-ca", str(cert)))
+        assert got["macs"] == cost_engine.analyze("resnet18", resolution=64).macs
+        with RemoteOracle(s.address, tls=str(cert)) as oracle:
+            assert oracle.cost("resnet18", resolution=64).cache_hit is True
+        # plaintext to a TLS server: a clean failure, no traceback
+        assert_clean_failure(run_cli("cost", "resnet18", "--server", s.address, "--timeout", "5"), code=1)
+    finally:
+        s.stop()
 
 
 # -- latency (real timing: slow) ------------------------------------------------------------------
