@@ -46,7 +46,7 @@ from server import convert  # noqa: E402
 
 OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
 WIDTHS = (24, 40, 80, 112, 160)
-PROCESSES = 2  # --analyze-processes of the benchmarked server (set by --processes)
+PROCESSES: int | None = None  # --analyze-processes of the benchmarked server (None: its default)
 
 
 def ofa_space(n: int, seed: int) -> list[NetworkSpec]:
@@ -96,8 +96,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def server(db: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    extra = [] if PROCESSES is None else ["--analyze-processes", str(PROCESSES)]
     return start([sys.executable, "-m", "server.app", "--port", "0", "--db-url", db, "--workers", str(workers),
-                  "--no-request-log", "--max-message-bytes", str(256 << 20), "--analyze-processes", str(PROCESSES)])
+                  "--no-request-log", "--max-message-bytes", str(256 << 20), *extra])
 
 
 ECHO = textwrap.dedent("""
@@ -176,7 +177,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=8)
-    ap.add_argument("--processes", type=int, default=2, help="server --analyze-processes (cold batch)")
+    ap.add_argument("--processes", type=int, help="server --analyze-processes (default: the server's own)")
     ap.add_argument("--json", help="write the numbers to this file too")
     args = ap.parse_args()
     global PROCESSES
@@ -186,7 +187,7 @@ def main() -> int:
     results: dict[str, float] = {}
     tmp = Path(tempfile.mkdtemp(prefix="oracle-bench-"))
     print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}; server workers {args.workers}, "
-          f"analysis processes {args.processes}")
+          f"analysis processes {'server default' if args.processes is None else args.processes}")
 
     # 1. cached single queries ------------------------------------------------------------------
     proc, addr = server(f"sqlite:///{tmp / 'warm.sqlite'}", args.workers)

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1291,10 +1291,6 @@ def _memo_key(candidate: Any) -> Any:
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
-
-def iter_chunks(seq: Sequence[Any], size: int) -> Iterable[tuple[int, Sequence[Any]]]:
-    for start in range(0, len(seq), size):
-        yield start, seq[start:start + size]
 
 
 # -- analysis processes ---------------------------------------------------------------------------
