@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -67,10 +68,11 @@ def add_context_args(p: argparse.ArgumentParser, *, latency: bool = True, resolu
     if not latency:
         return
     g.add_argument("--device", default="cpu", help="latency device: cpu, cuda, cuda:N (default cpu)")
-    g.add_argument("--latency", nargs="?", const="measure", default="none",
-                   choices=("none", "measure", "predict", "auto"),
-                   help="add a latency figure: measure (default when given), predict, or auto "
-                        "(a cached measurement, else a prediction)")
+    g.add_argument("--latency", dest="latency", action="store_const", const="measure", default="none",
+                   help="add a measured latency on --device (cached; the first measurement takes seconds)")
+    g.add_argument("--latency-mode", dest="latency", choices=("none", "measure", "predict", "auto"),
+                   help="how to get the latency: measure, predict (--latency-method), or auto (a cached "
+                        "measurement, else a prediction)")
     g.add_argument("--latency-method", default="block_table", choices=("block_table", "roofline", "flops"),
                    help="prediction method (default block_table)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for latency (default: usable cores)")
@@ -284,8 +286,11 @@ def _clip(cell: str, width: int = 80) -> str:
     return cell if len(cell) <= width else cell[:width - 3] + "..."
 
 
+_NUMBER = re.compile(r"-?\d[\d.]*(e[+-]?\d+)?[KMGT]?")
+
+
 def _numeric(cell: str) -> bool:
-    return bool(cell) and (cell[0].isdigit() or (cell[0] == "-" and cell[1:2].isdigit()))
+    return _NUMBER.fullmatch(cell) is not None
 
 
 def write_csv(rows: Iterable[Sequence[Any]], header: Sequence[str], out: Any = None) -> None:
