@@ -79,33 +79,42 @@ class _Undecodable:
         self.reason = reason
 
 
-class Parsed:
-    """A request message with the bytes it was parsed from (their candidate slices key the memo)."""
+class Split:
+    """A request whose candidates stay serialized: ``shell`` is the request without them (parsed),
+    ``candidates`` the bytes of each, in order. A candidate seen before is recognized by its bytes
+    and never parsed again; a new one is parsed on its own, so a corrupt one is its own error."""
 
-    __slots__ = ("msg", "raw")
+    __slots__ = ("candidates", "shell")
 
-    def __init__(self, msg: Any, raw: bytes):
-        self.msg = msg
-        self.raw = raw
+    def __init__(self, shell: Any, candidates: list[bytes]):
+        self.shell = shell
+        self.candidates = candidates
 
 
-def _parser(cls: Any, keep_raw: bool = False) -> Callable[[bytes], Any]:
+def _parser(cls: Any, candidates_field: int | None = None) -> Callable[[bytes], Any]:
+    """A request deserializer that never raises (undecodable bytes become :class:`_Undecodable`);
+    with ``candidates_field`` it returns a :class:`Split`."""
     name = cls.DESCRIPTOR.full_name
 
     def parse(data: bytes) -> Any:
         try:
-            msg = cls.FromString(data)
-        except (DecodeError, RuntimeError, ValueError) as exc:
+            if candidates_field is None:
+                return cls.FromString(data)
+            shell, cands = split_field(data, candidates_field)
+            return Split(cls.FromString(shell), cands)
+        except (DecodeError, RuntimeError, ValueError, IndexError) as exc:
             return _Undecodable(name, str(exc) or type(exc).__name__)
-        return Parsed(msg, data) if keep_raw else msg
 
     return parse
 
 
-def _unwrap(request: Any) -> tuple[Any, bytes | None]:
-    if isinstance(request, Parsed):
-        return request.msg, request.raw
-    return request, None
+def _split(request: Any, repeated: bool = True) -> tuple[Any, list[bytes]]:
+    """(request without its candidates, serialized candidates) for a Split or a plain message."""
+    if isinstance(request, Split):
+        return request.shell, request.candidates
+    if repeated:
+        return request, [c.SerializeToString(deterministic=True) for c in request.candidates]
+    return request, [request.candidate.SerializeToString(deterministic=True)] if request.HasField("candidate") else []
 
 
 def _serialize(response: Any) -> bytes:
@@ -155,27 +164,39 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def repeated_field_bytes(raw: bytes, number: int) -> list[bytes]:
-    """The serialized elements of repeated message field ``number`` of a top-level message, in order."""
-    out = []
+def split_field(raw: bytes, number: int) -> tuple[bytes, list[bytes]]:
+    """Split a serialized message into (the message without field ``number``, each occurrence of
+    that length-delimited field in order). Raises ValueError/IndexError on malformed bytes."""
+    parts: list[bytes] = []
+    found: list[bytes] = []
     pos, end = 0, len(raw)
     while pos < end:
+        start = pos
         tag, pos = _read_varint(raw, pos)
         wire = tag & 7
+        if tag >> 3 == 0:
+            raise ValueError("field number 0")
         if wire == 0:
             _, pos = _read_varint(raw, pos)
         elif wire == 1:
             pos += 8
         elif wire == 2:
             n, pos = _read_varint(raw, pos)
+            if pos + n > end:
+                raise ValueError("truncated field")
             if tag >> 3 == number:
-                out.append(raw[pos:pos + n])
+                found.append(raw[pos:pos + n])
+                pos += n
+                continue
             pos += n
         elif wire == 5:
             pos += 4
         else:
             raise ValueError(f"unsupported wire type {wire}")
-    return out
+        if pos > end:
+            raise ValueError("truncated field")
+        parts.append(raw[start:pos])
+    return b"".join(parts), found
 
 
 _CACHE_HIT = {True: _varint(22 << 3) + b"\x01", False: _varint(22 << 3) + b"\x00"}  # CostReport.cache_hit = 22
@@ -269,34 +290,26 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         remaining = context.time_remaining()
         return None if remaining is None else time.time() + remaining
 
-    def _prepare(self, msg: spb.Candidate, path: str, raw: bytes | None = None) -> Prepared | ServiceError:
-        """A candidate message as a validated candidate (memoized by its bytes), or its error."""
-        key = raw if raw is not None else msg.SerializeToString(deterministic=True)
-        hit = self._candidates.get(key)
+    def _prepare(self, raw: bytes, path: str) -> Prepared | ServiceError:
+        """A serialized candidate as a validated candidate (memoized by its bytes), or its error."""
+        hit = self._candidates.get(raw)
         if hit is not None:
             return hit[0]
+        try:
+            msg = spb.Candidate.FromString(raw)
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            return InvalidArgument("undecodable candidate", [(path, f"cannot decode costoracle.v1.Candidate: {exc}")])
         try:
             candidate = convert.candidate_from_proto(msg, path)
             prepared = self.oracle.prepare(candidate, path, validated=True)
         except ServiceError as exc:
             return exc
-        self._candidates.put(key, prepared, 1)
+        self._candidates.put(raw, prepared, 1)
         return prepared
 
-    def _prepare_all(self, msgs: Sequence[spb.Candidate], path: str = "candidates", offset: int = 0,
-                     raws: Sequence[bytes] | None = None) -> list[Prepared | ServiceError]:
-        if raws is None or len(raws) != len(msgs):
-            return [self._prepare(m, f"{path}[{offset + i}]") for i, m in enumerate(msgs)]
-        return [self._prepare(m, f"{path}[{offset + i}]", r) for i, (m, r) in enumerate(zip(msgs, raws, strict=True))]
-
-    @staticmethod
-    def _raw_candidates(raw: bytes | None, number: int = 1) -> list[bytes] | None:
-        if raw is None:
-            return None
-        try:
-            return repeated_field_bytes(raw, number)
-        except (ValueError, IndexError):
-            return None
+    def _prepare_all(self, raws: Sequence[bytes], path: str = "candidates",
+                     offset: int = 0) -> list[Prepared | ServiceError]:
+        return [self._prepare(r, f"{path}[{offset + i}]") for i, r in enumerate(raws)]
 
     def _results(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
                  paths: Sequence[str], context: grpc.ServicerContext) -> list[tuple[bytes, bool | None]]:
@@ -375,13 +388,16 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
 
     # -- RPCs -----------------------------------------------------------------------------
     def GetCost(self, request: pb.GetCostRequest, context: grpc.ServicerContext) -> pb.GetCostResponse:
-        msg, raw = _unwrap(request)
-
         def run() -> bytes:
+            msg, raws = _split(request, repeated=False)
             ctx, detail = self._common(msg)
             self.info.candidates = 1
-            raws = self._raw_candidates(raw)
-            item = self._prepare(msg.candidate, "candidate", raws[0] if raws and len(raws) == 1 else None)
+            if len(raws) > 1:  # a singular field sent in parts: the parts merge (proto semantics)
+                merged = spb.Candidate()
+                for r in raws:
+                    merged.MergeFromString(r)
+                raws = [merged.SerializeToString(deterministic=True)]
+            item = self._prepare(raws[0] if raws else b"", "candidate")
             data, hit = self._results([item], ctx, detail, ["candidate"], context)[0]
             if hit is None:
                 raise convert.status_to_error(pb.CostResult.FromString(data).error)
@@ -392,14 +408,13 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
 
     def GetCostBatch(self, request: pb.GetCostBatchRequest,
                      context: grpc.ServicerContext) -> pb.GetCostBatchResponse:
-        msg, raw = _unwrap(request)
-
         def run() -> bytes:
+            msg, raws = _split(request)
             ctx, detail = self._common(msg)
-            n = len(msg.candidates)
+            n = len(raws)
             self.info.candidates = n
             self.oracle.check_batch_size(n)
-            items = self._prepare_all(msg.candidates, raws=self._raw_candidates(raw))
+            items = self._prepare_all(raws)
             results = self._results(items, ctx, detail, [f"candidates[{i}]" for i in range(n)], context)
             self.info.cache_hit = sum(1 for _, hit in results if hit)
             return self._check_size(b"".join(_len_field(1, data) for data, _ in results))
@@ -408,22 +423,18 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
 
     def StreamCostBatch(self, request: pb.StreamCostBatchRequest,
                         context: grpc.ServicerContext) -> Iterator[pb.StreamCostBatchResponse]:
-        msg, raw = _unwrap(request)
-
         def run() -> Iterator[bytes | pb.StreamCostBatchResponse]:
+            msg, raws = _split(request)
             ctx, detail = self._common(msg)
-            n = len(msg.candidates)
+            n = len(raws)
             self.info.candidates = n
             self.oracle.check_batch_size(n)
             if msg.chunk_size < 0:
                 raise InvalidArgument("bad chunk size", [("chunk_size", f"must be >= 0, got {msg.chunk_size}")])
             chunk = int(msg.chunk_size or self.oracle.limits.default_chunk_size)
-            raws = self._raw_candidates(raw)
             hits = 0
             for start in range(0, n, chunk):
-                part = msg.candidates[start:start + chunk]
-                items = self._prepare_all(part, offset=start,
-                                          raws=raws[start:start + chunk] if raws and len(raws) == n else None)
+                items = self._prepare_all(raws[start:start + chunk], offset=start)
                 results = self._results(items, ctx, detail,
                                         [f"candidates[{start + i}]" for i in range(len(items))], context)
                 hits += sum(1 for _, hit in results if hit)
@@ -457,14 +468,13 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         return ctx, detail, budget, pareto
 
     def Filter(self, request: pb.FilterRequest, context: grpc.ServicerContext) -> pb.FilterResponse:
-        msg, raw = _unwrap(request)
-
         def run() -> pb.FilterResponse:
+            msg, raws = _split(request)
             ctx, detail, budget, pareto = self._filter_args(msg)
-            n = len(msg.candidates)
+            n = len(raws)
             self.info.candidates = n
             self.oracle.check_batch_size(n)
-            items = self._prepare_all(msg.candidates, raws=self._raw_candidates(raw))
+            items = self._prepare_all(raws)
             outcome = self.oracle.filter_prepared(items, budget, ctx, pareto=pareto,
                                                   include_reports=msg.include_reports, detail=detail,
                                                   deadline=self._deadline(context), is_active=context.is_active)
@@ -553,8 +563,8 @@ _METHODS = {
 }
 
 
-#: requests whose candidates are memoized by their raw bytes
-_RAW = frozenset({"GetCost", "GetCostBatch", "StreamCostBatch", "Filter"})
+#: requests whose candidates (field 1 in each) stay serialized until needed
+_SPLIT = frozenset({"GetCost", "GetCostBatch", "StreamCostBatch", "Filter"})
 
 
 def generic_handler(servicer: CostOracleServicer) -> grpc.GenericRpcHandler:
@@ -567,6 +577,6 @@ def generic_handler(servicer: CostOracleServicer) -> grpc.GenericRpcHandler:
     for name, (kind, req, _resp) in _METHODS.items():
         fn = getattr(servicer, name)
         make = grpc.unary_unary_rpc_method_handler if kind == "unary" else grpc.unary_stream_rpc_method_handler
-        handlers[name] = make(fn, request_deserializer=_parser(req, keep_raw=name in _RAW),
+        handlers[name] = make(fn, request_deserializer=_parser(req, 1 if name in _SPLIT else None),
                               response_serializer=_serialize)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
