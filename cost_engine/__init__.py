@@ -22,7 +22,7 @@ __all__ = ["BUILTINS", "COST_MODEL_VERSION", "CostReport", "SpecError", "analyze
 
 
 def build(candidate: Any, **kwargs: Any) -> nn.Module:
-    """The randomly initialized ``torch.nn.Module`` of a candidate (imports torch)."""
+    """The randomly initialized ``torch.nn.Module`` of a candidate, in eval mode (imports torch)."""
     from cost_engine.modules import build as _build
 
     return _build(candidate, **kwargs)

@@ -89,3 +89,9 @@ def test_fused_access_and_peak() -> None:
     assert s.fused_access == 128 + 128 + 16 + 256
     # at the conv: input and output alive; then 2 outputs of 256 at each later op
     assert s.peak_elements == 512
+
+
+def test_build_returns_an_inference_module() -> None:
+    import cost_engine
+
+    assert cost_engine.build("mobilenet_v2").training is False

@@ -25,7 +25,9 @@ class Network(nn.Module):
 
 def build(candidate: Spec | str, input_shape: Shape | None = None, *, in_channels: int | None = None,
           resolution: int | None = None) -> nn.Module:
-    """The ``nn.Module`` of a candidate (spec or built-in name), randomly initialized.
+    """The ``nn.Module`` of a candidate (spec or built-in name), randomly initialized, in eval
+    mode: every figure of the oracle is an inference cost, and tools such as fvcore count
+    BatchNorm differently in training mode (call ``.train()`` to train it).
 
     A network needs no shape; a standalone block needs its ``input_shape`` (or ``in_channels``
     and ``resolution``).
@@ -36,9 +38,9 @@ def build(candidate: Spec | str, input_shape: Shape | None = None, *, in_channel
     if input_shape is None:
         input_shape = input_shape_of(spec, 1, resolution, in_channels)
     if not isinstance(spec, NetworkSpec):
-        return build_block(spec, input_shape)
+        return build_block(spec, input_shape).eval()
     modules = {b.module: build_block(b.spec, b.input_shape) for b in network_blocks(spec, input_shape)}
     stem = [modules[f"stem.{i}"] for i in range(len(spec.stem))]
     stages = [[modules[f"stages.{s}.{i}"] for i in range(len(st))] for s, st in enumerate(spec.stages)]
     head = [modules[f"head.{i}"] for i in range(len(spec.head))]
-    return Network(stem, stages, head)
+    return Network(stem, stages, head).eval()
