@@ -24,13 +24,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from cost_engine import analyze, resolve  # noqa: E402
 from cost_engine.analyze import block_summary  # noqa: E402
-from cost_engine.expand.registry import expand_block  # noqa: E402
+from cost_engine.expand.registry import expand_block_layout  # noqa: E402
 from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec  # noqa: E402
 
 
 def clear_memo() -> None:
     block_summary.cache_clear()
-    expand_block.cache_clear()
+    expand_block_layout.cache_clear()
 
 
 def median_time(fn, repeats: int) -> float:
@@ -119,13 +119,13 @@ def bench_space(n: int, no_memo_sample: int) -> None:
     for spec, res in candidates:
         analyze(spec, resolution=res)
     t_all = time.perf_counter() - t0
+    info = block_summary.cache_info()
     sample = candidates[:no_memo_sample]
     t0 = time.perf_counter()
     for spec, res in sample:
         clear_memo()
         analyze(spec, resolution=res)
     t_cold = (time.perf_counter() - t0) / len(sample)
-    info = block_summary.cache_info()
     print(f"OFA-like MBConv space: {n} distinct candidates (one process, OMP_NUM_THREADS=1)")
     print(f"  total {t_all:.2f} s  ({t_all / n * 1e3:.3f} ms per candidate)   target < 10 s")
     print(f"  without block memo: {t_cold * 1e3:.3f} ms per candidate (sample of {len(sample)})")

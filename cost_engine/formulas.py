@@ -59,9 +59,12 @@ VIEWS: frozenset[str] = frozenset({"split"})
 MAC_OPS: frozenset[str] = frozenset({"conv2d", "linear", "matmul"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpCost:
-    """Counts for one op; memory in elements (bytes = elements * dtype size)."""
+    """Counts for one op; memory in elements (bytes = elements * dtype size).
+
+    Treated as immutable; not ``frozen`` because a frozen ``__init__`` costs ~8x more and one is
+    made per op of every new block."""
 
     macs: int
     flops: int

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
+from math import prod
 
 from cost_engine.formulas import MAC_OPS, OpCost, UnknownOpError, op_cost
 from cost_engine.ops import Op, numel
@@ -109,12 +110,12 @@ def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,))
                 c.read += cost.read
                 c.written += cost.written
         if op.kind in MAC_OPS and op.kind != "matmul":
-            s.activations += numel(op.outputs[0])
+            s.activations += prod(op.outputs[0])
     for c in s.by_kind.values():  # totals from the (few) kinds rather than per op
         s.totals.add(c)
     s.fused_access = _fused_access(ops, costs)
     s.peak_elements = _peak(ops, input_ids)
-    s.views = views_of(ops)
+    s.views = views_of(ops, costs)
     return s
 
 
@@ -167,36 +168,41 @@ def _feeds(producer: Op, consumer: Op, uses: dict[int, int]) -> bool:
 
 
 def _peak(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...]) -> int:
-    """Most activation elements alive at once, each storage freed right after its last use."""
+    """Most activation elements alive at once, each storage freed right after its last use.
+
+    A storage's size is taken where it is first seen (a split part or a slice written in place
+    is seen after its base). Runs once per new block: loops kept flat.
+    """
+    if not ops:
+        return 0
     size: dict[int, int] = {}
     born: dict[int, int] = {}
     last: dict[int, int] = {}
     for i in input_ids:
-        born[i] = -1
-        last[i] = -1
+        born[i] = 0
+        last[i] = 0
     for idx, op in enumerate(ops):
         for t, shape in zip(op.input_ids, op.inputs, strict=False):
-            size[t] = max(size.get(t, 0), numel(shape))
             last[t] = idx
-            born.setdefault(t, -1)
+            if t not in size:
+                size[t] = prod(shape)
+                born.setdefault(t, 0)
         for t, shape in zip(op.output_ids, op.outputs, strict=False):
-            size[t] = max(size.get(t, 0), numel(shape))
-            born.setdefault(t, idx)
-            last[t] = max(last.get(t, idx), idx)
-    if not ops:
-        return 0
-    # the final output stays alive to the end
-    for t in ops[-1].output_ids:
+            if t not in size:
+                size[t] = prod(shape)
+                born.setdefault(t, idx)
+            last[t] = idx
+    for t in ops[-1].output_ids:  # the block's result stays alive to the end
         last[t] = len(ops) - 1
-    delta = [0] * (len(ops) + 2)
-    for t, s in size.items():
-        b = max(born[t], 0)
-        delta[b] += s
-        delta[last[t] + 1] -= s
+    delta = [0] * (len(ops) + 1)
+    for t, n in size.items():
+        delta[born[t]] += n
+        delta[last[t] + 1] -= n
     peak = alive = 0
     for d in delta:
         alive += d
-        peak = max(peak, alive)
+        if alive > peak:
+            peak = alive
     return peak
 
 

@@ -38,9 +38,10 @@ tools on every registered block kind to hold the builders to them):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from math import prod
 
-from cost_engine.formulas import FORMULAS, MAC_OPS
+from cost_engine.formulas import FORMULAS, MAC_OPS, OpCost
 from cost_engine.ops import Op, numel
 
 #: rule(op, macs) -> the tool's count for the op; ``macs`` is the op's MAC count from the formula
@@ -85,22 +86,30 @@ def _dispatch() -> dict[str, tuple[tuple[int, Rule], ...]]:
     return _DISPATCH
 
 
-def views_of(ops: list[Op] | tuple[Op, ...]) -> dict[str, dict[str, int]]:
+def views_of(ops: list[Op] | tuple[Op, ...], costs: Sequence[OpCost | None] | None = None
+             ) -> dict[str, dict[str, int]]:
     """Each tool's numbers for this op list (a block or a whole network), per batch.
 
     One pass over the ops (this runs for every block the first time it is seen): an op kind no tool
-    has a rule for costs a dictionary miss.
+    has a rule for costs a dictionary miss. ``costs`` (from :func:`~cost_engine.formulas.op_cost`,
+    one per op, as ``summarize`` has them) saves recomputing MACs and params.
     """
     dispatch = _dispatch()
     totals = [0] * len(_TOOLS)
     params = 0
-    for op in ops:
-        for w in op.weights:
-            params += numel(w)
+    for j, op in enumerate(ops):
+        cost = costs[j] if costs is not None else None
+        if cost is not None:
+            params += cost.params
+        else:
+            for w in op.weights:
+                params += numel(w)
         rules = dispatch.get(op.kind)
         if rules is None:
             continue
-        macs = FORMULAS[op.kind](op)[0] if op.kind in MAC_OPS else 0
+        macs = 0
+        if op.kind in MAC_OPS:
+            macs = cost.macs if cost is not None else FORMULAS[op.kind](op)[0]
         for i, fn in rules:
             totals[i] += fn(op, macs)
     out: dict[str, dict[str, int]] = {}
@@ -114,11 +123,11 @@ def views_of(ops: list[Op] | tuple[Op, ...]) -> dict[str, dict[str, int]]:
 
 # -- helpers -------------------------------------------------------------------------------------
 def _in(op: Op) -> int:
-    return numel(op.inputs[0])
+    return prod(op.inputs[0])
 
 
 def _out(op: Op) -> int:
-    return numel(op.outputs[0])
+    return prod(op.outputs[0])
 
 
 def _affine(op: Op) -> bool:

@@ -140,8 +140,8 @@ class Emitter:
                 kind,
                 tuple([t.shape for t in inputs]),
                 tuple([t.shape for t in outs]),
-                tuple([tuple(w) for w in weights]),
-                tuple([tuple(b) for b in buffers]),
+                tuple(weights),  # shapes are tuples already (Shape)
+                tuple(buffers),
                 attrs,
                 scope[2],
                 scope[1],
@@ -170,7 +170,8 @@ class Emitter:
         weights: list[Shape] = [(out_channels, c // groups, kh, kw)]
         if bias:
             weights.append((out_channels,))
-        attrs = make_attrs(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups)
+        # make_attrs' canonical (sorted) order, written out: conv is the most frequent op
+        attrs = (("dilation", (dh, dw)), ("groups", groups), ("padding", (ph, pw)), ("stride", (sh, sw)))
         return self.op("conv2d", [x], [(n, out_channels, ho, wo)], weights, attrs=attrs, name=name)[0]
 
     def linear(self, x: T, out_features: int, bias: bool = True, name: str | None = "fc") -> T:
