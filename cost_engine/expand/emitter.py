@@ -11,8 +11,7 @@ current scope's ``forward``. Builders must follow the same structure.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from cost_engine.ops import Attrs, Op, Shape, make_attrs
@@ -56,6 +55,22 @@ class T(NamedTuple):
     contiguous: bool = True
 
 
+class _Scope:
+    """Pops the scope entered by :meth:`Emitter.scope` (a class, not ``@contextmanager``: this is
+    entered for every submodule of every new block, and a generator context manager costs ~4x)."""
+
+    __slots__ = ("_stack",)
+
+    def __init__(self, stack: list[tuple[str, str, str]]):
+        self._stack = stack
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.pop()
+
+
 class Emitter:
     def __init__(self) -> None:
         self.ops: list[Op] = []
@@ -85,14 +100,10 @@ class Emitter:
         path = f"{parent}.{name}" if parent and name else (name or parent)
         self._scope.append((name, module_type, path))
 
-    @contextmanager
-    def scope(self, name: str | int, module_type: str) -> Iterator[None]:
-        """Enter a submodule (attribute ``name``, class ``module_type``)."""
+    def scope(self, name: str | int, module_type: str) -> _Scope:
+        """Enter a submodule (attribute ``name``, class ``module_type``): ``with em.scope(...):``."""
         self._push(str(name), module_type)
-        try:
-            yield
-        finally:
-            self._scope.pop()
+        return _Scope(self._scope)
 
     @property
     def module(self) -> str:
