@@ -80,14 +80,21 @@ class CostReport:
         return dict(self.summary.unknown)
 
     def by_module(self) -> dict[str, dict[str, int]]:
-        if self.blocks:
-            merged = Summary()
-            for prefix, block in self.blocks:
-                merged.merge(block, prefix)
-            modules = merged.by_module
-        else:
-            modules = self.summary.by_module
-        return {m: c.to_dict(self.itemsize) for m, c in modules.items()}
+        """Per innermost module path; the parts add up to the totals."""
+        if not self.blocks:
+            return {m: c.to_dict(self.itemsize) for m, c in self.summary.by_module.items()}
+        out: dict[str, dict[str, int]] = {}
+        for prefix, block in self.blocks:
+            for module, c in block.by_module.items():
+                key = (f"{prefix}.{module}" if module else prefix) if prefix else module
+                row = c.to_dict(self.itemsize)
+                seen = out.get(key)
+                if seen is None:
+                    out[key] = row
+                else:  # only when two blocks share a path, which a network never does
+                    for field_name, value in row.items():
+                        seen[field_name] += value
+        return out
 
     def by_op_type(self) -> dict[str, dict[str, int]]:
         return {k: c.to_dict(self.itemsize) for k, c in sorted(self.summary.by_kind.items())}
