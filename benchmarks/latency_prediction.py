@@ -90,32 +90,75 @@ def scores(pred: list[float], meas: list[float]) -> dict[str, float]:
     }
 
 
-def scatter(path: Path, panels: dict[str, dict[str, tuple[list[float], list[float]]]], title: str) -> None:
+def scatter(path: Path, rows: dict[str, dict[str, dict[str, tuple[list[float], list[float]]]]], title: str) -> None:
+    """One row of panels per ground truth (wall clock, CPU time), one panel per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.8))
-    for ax, (method, spaces) in zip(axes, panels.items(), strict=True):
-        lo, hi = float("inf"), 0.0
-        for (space, (pred, meas)), marker in zip(spaces.items(), ("o", "s"), strict=False):
-            ax.scatter(meas, pred, s=14, marker=marker, label=space, alpha=0.8)
-            lo, hi = min(lo, *meas, *pred), max(hi, *meas, *pred)
-        xs = [lo * 0.8, hi * 1.25]
-        ax.plot(xs, xs, "k-", lw=0.8)
-        for f, style in ((1.1, ":"), (1.2, "--")):
-            ax.plot(xs, [x * f for x in xs], "k" + style, lw=0.6)
-            ax.plot(xs, [x / f for x in xs], "k" + style, lw=0.6)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("measured latency (ms)")
-        ax.set_ylabel("predicted latency (ms)")
-        ax.set_title(method)
-        ax.legend(fontsize=8)
+    ncols = max(len(p) for p in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(5 * ncols, 4.6 * len(rows)), squeeze=False)
+    for r, (truth, panels) in enumerate(rows.items()):
+        for ax, (method, spaces) in zip(axes[r], panels.items(), strict=False):
+            lo, hi = float("inf"), 0.0
+            for (space, (pred, meas)), marker in zip(spaces.items(), ("o", "s"), strict=False):
+                ax.scatter(meas, pred, s=14, marker=marker, label=space, alpha=0.8)
+                lo, hi = min(lo, *meas, *pred), max(hi, *meas, *pred)
+            xs = [lo * 0.8, hi * 1.25]
+            ax.plot(xs, xs, "k-", lw=0.8)
+            for f, style in ((1.1, ":"), (1.2, "--")):
+                ax.plot(xs, [x * f for x in xs], "k" + style, lw=0.6)
+                ax.plot(xs, [x / f for x in xs], "k" + style, lw=0.6)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(ScalarFormatter())
+                axis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(f"measured, {truth} (ms)")
+            ax.set_ylabel("predicted (ms)")
+            ax.set_title(f"{method}", fontsize=10)
+            ax.legend(fontsize=8, title="dotted +-10%, dashed +-20%", title_fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+
+
+def evaluate(raw: dict[str, list[float]], meas: list[float], spaces: dict[str, slice], fit: slice,
+             n_test: int) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+    """Print the score table of every method, raw and residual-corrected; the scatter panels."""
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    print(f"{'method':<12} {'space':<10} {'variant':<10} {'+-10%':>6} {'+-20%':>6} {'MAPE':>7} {'tau':>6}")
+    for method in ("roofline", "block_table", "flops"):
+        residual = Residual.fit(method, raw[method][fit], meas[fit])
+        corrected = [residual.apply(r) for r in raw[method]]
+        panels[method + f" (+ residual, sigma {residual.rel_sigma:.0%})"] = {
+            name: (corrected[sl], meas[sl]) for name, sl in spaces.items()}
+        for name, sl in [*spaces.items(), ("both", slice(0, n_test))]:
+            for variant, values in (("raw", raw[method]), ("corrected", corrected)):
+                s = scores(values[sl], meas[sl])
+                print(f"{method:<12} {name:<10} {variant:<10} {s['within10']:>6.0%} {s['within20']:>6.0%} "
+                      f"{s['mape']:>7.1%} {s['tau']:>6.3f}")
+        print(f"{'':<12} residual: measured = {residual.apply(1.0):.3g} * raw^{residual.slope:.3f}, "
+              f"rel sigma {residual.rel_sigma:.1%} (fit on {residual.n})")
+    return panels
+
+
+def block_table_cpu(candidates: list[NetworkSpec], settings: LatencySettings, cache: Any) -> list[float]:
+    """The block-table sum of each candidate from its blocks' CPU time instead of wall time."""
+    from cost_engine.latency import fingerprint
+    from cost_engine.latency.block_table import table_items
+
+    resolved = settings.resolved()
+    fp = fingerprint(resolved.device, resolved.threads)
+    out = []
+    for c in candidates:
+        items = table_items(c, (1, c.in_channels, c.resolution, c.resolution), resolved, fp)
+        rows = cache.get_many([it.key for it in items])
+        out.append(sum(rows[it.key]["details"]["cpu_time_median_ms"] for it in items))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,28 +212,26 @@ def main(argv: list[str] | None = None) -> int:
     n_test = len(test["ofa"]) + len(test["fasternet"])
     spaces = {"ofa": slice(0, len(test["ofa"])), "fasternet": slice(len(test["ofa"]), n_test)}
     fit = slice(n_test, len(everything))
-    panels: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
-    print()
-    print(f"{'method':<12} {'space':<10} {'variant':<10} {'+-10%':>6} {'+-20%':>6} {'MAPE':>7} {'tau':>6}")
-    for method in ("roofline", "block_table", "flops"):
-        residual = Residual.fit(method, raw[method][fit], meas[fit])
-        corrected = [residual.apply(r) for r in raw[method]]
-        panels[method + f" (+ residual, sigma {residual.rel_sigma:.0%})"] = {
-            name: (corrected[sl], meas[sl]) for name, sl in spaces.items()}
-        for name, sl in [*spaces.items(), ("both", slice(0, n_test))]:
-            for variant, values in (("raw", raw[method]), ("corrected", corrected)):
-                s = scores(values[sl], meas[sl])
-                print(f"{method:<12} {name:<10} {variant:<10} {s['within10']:>6.0%} {s['within20']:>6.0%} "
-                      f"{s['mape']:>7.1%} {s['tau']:>6.3f}")
-        print(f"{'':<12} residual: measured = {residual.apply(1.0):.3g} * raw^{residual.slope:.3f}, "
-              f"rel sigma {residual.rel_sigma:.1%} (fit on {residual.n})")
+    print("\n== against measured wall-clock latency (the oracle's measurement) ==")
+    rows = {"wall clock": evaluate(raw, meas, spaces, fit, n_test)}
+    # the same comparison with contention removed: process CPU time per call, for the networks
+    # and for the blocks of the table (1 thread: CPU time = time actually computing)
+    cpu_meas = [m.details.get("cpu_time_median_ms") for m in measured]
+    if args.threads == 1 and all(cpu_meas):
+        cpu_raw = dict(raw)
+        cpu_raw["block_table"] = block_table_cpu(everything, settings, cache)
+        print("\n== against process CPU time per call (contention from other processes removed) ==")
+        contention = [m.details["contention"] for m in measured]
+        print(f"contention (wall / CPU time) of the measurements: median {statistics.median(contention):.2f}, "
+              f"range {min(contention):.2f}-{max(contention):.2f}")
+        rows["process CPU time"] = evaluate(cpu_raw, cpu_meas, spaces, fit, n_test)
     flops = [analyze(c).flops for c in everything]
     print(f"\ncandidates: {n_test} test + {fit.stop - fit.start} fit; measured latency "
           f"{min(meas[:n_test]):.1f}-{max(meas[:n_test]):.1f} ms, "
           f"FLOPs {min(flops) / 1e6:.0f}-{max(flops) / 1e6:.0f} M")
     out = Path(args.out) / "latency_prediction.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    scatter(out, panels, f"{cal.fingerprint.get('device_name')} / {args.threads} thread(s), fp32, batch 1; "
+    scatter(out, rows, f"{cal.fingerprint.get('device_name')} / {args.threads} thread(s), fp32, batch 1; "
                          f"{args.sessions} sessions per measurement")
     print(f"scatter: {out}\ntotal {time.time() - t_start:.0f} s")
     return 0
