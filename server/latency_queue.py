@@ -32,6 +32,7 @@ from typing import Any
 
 from cost_engine.latency import calibrate as _calibrate
 from cost_engine.latency import measure as _measure
+from cost_engine.latency import measure_many as _measure_many
 from cost_engine.latency.calibrate import calibration_key
 from cost_engine.latency.fingerprint import check_device, fingerprint
 from cost_engine.latency.keys import PROTOCOL_VERSION
@@ -83,12 +84,15 @@ class _Waiter:
 
 @dataclass
 class _Job:
-    key: str
+    """One run on a device's worker: one or more keys (a batch shares worker sessions), a future
+    per key, and every client waiting on any of them. ``run(keys)`` returns ``{key: result}``."""
+
+    keys: list[str]
     device: str
     kind: str
-    run: Callable[[], Any]
+    run: Callable[[list[str]], dict[str, Any]]
     est_s: float
-    future: Future = field(default_factory=Future)
+    futures: dict[str, Future] = field(default_factory=dict)
     waiters: list[_Waiter] = field(default_factory=list)
     started_at: float | None = None
 
@@ -97,12 +101,13 @@ class MeasurementQueue:
     """Serialized, coalescing, cache-first latency work per device (see the module docstring).
 
     ``measure_fn(candidate, settings, *, cache, sessions, time_cap_s)`` defaults to
-    :func:`cost_engine.latency.measure`; tests inject a counting wrapper.
+    :func:`cost_engine.latency.measure` and ``measure_many_fn`` to ``measure_many``; tests inject
+    counting wrappers. ``max_pending`` counts measurements (keys), not jobs.
     """
 
     def __init__(self, cache: Any = None, *, max_pending: int = 64, sessions: int = DEFAULT_SESSIONS,
                  time_cap_s: float | None = None, measure_fn: Callable[..., LatencyResult] | None = None,
-                 prune_interval_s: float = 0.5):
+                 measure_many_fn: Callable[..., list[LatencyResult]] | None = None, prune_interval_s: float = 0.5):
         if max_pending < 1:
             raise ValueError("max_pending must be >= 1")
         self.cache = cache
@@ -110,6 +115,7 @@ class MeasurementQueue:
         self.sessions = sessions
         self.time_cap_s = DEFAULT_TIME_CAP_S if time_cap_s is None else time_cap_s
         self._measure_fn = measure_fn or _measure
+        self._measure_many_fn = measure_many_fn or _measure_many
         self._prune_interval_s = prune_interval_s
         self._cv = threading.Condition()
         self._jobs: dict[str, _Job] = {}
@@ -137,13 +143,35 @@ class MeasurementQueue:
             hit = self.cache.get(key)
             if hit is not None:
                 return self._done(LatencyResult.from_dict(hit, cached=True))
-        est = self._estimate("measure", resolved.device)
+        def run(keys: list[str]) -> dict[str, Any]:
+            return {key: self._measure_fn(candidate, settings, cache=self.cache, sessions=self.sessions,
+                                          time_cap_s=self.time_cap_s)}
 
-        def run() -> LatencyResult:
-            return self._measure_fn(candidate, settings, cache=self.cache, sessions=self.sessions,
-                                    time_cap_s=self.time_cap_s)
+        job = _Job([key], resolved.device, "measure", run, self._estimate("measure", resolved.device))
+        return self._enqueue(job, _Waiter(deadline, is_active))[key]
 
-        return self._enqueue(_Job(key, resolved.device, "measure", run, est), _Waiter(deadline, is_active))
+    def submit_many(self, candidates: list[Any], settings: LatencySettings, *, deadline: float | None = None,
+                    is_active: Callable[[], bool] | None = None) -> list[Future]:
+        """Futures of the measured latency of each candidate (input order). The uncached ones not
+        already queued are measured *together*, in the same worker sessions — a batch of close
+        calls of a budget filter costs ``sessions`` process start-ups, not one per candidate."""
+        resolved = settings.resolved()
+        check_device(resolved.device)
+        keys = [latency_key(c, settings) for c in candidates]
+        hits = self._cache_hits(keys)
+        by_key = {k: c for k, c in zip(keys, candidates, strict=True) if k not in hits}
+        futures: dict[str, Future] = {k: self._done(LatencyResult.from_dict(v, cached=True)) for k, v in hits.items()}
+        if by_key:
+
+            def run(todo: list[str]) -> dict[str, Any]:
+                results = self._measure_many_fn([by_key[k] for k in todo], settings, cache=self.cache,
+                                                sessions=self.sessions, time_cap_s=self.time_cap_s)
+                return dict(zip(todo, results, strict=True))
+
+            job = _Job(list(by_key), resolved.device, "measure", run,
+                       self._estimate("measure", resolved.device, len(by_key)))
+            futures.update(self._enqueue(job, _Waiter(deadline, is_active)))
+        return [futures[k] for k in keys]
 
     def submit_prediction(self, candidate: Any, settings: LatencySettings, method: str = "block_table", *,
                           deadline: float | None = None, is_active: Callable[[], bool] | None = None) -> Future:
@@ -162,11 +190,11 @@ class MeasurementQueue:
             pass  # something must be timed first: queue it
         key = f"predict:{method}:{latency_key(candidate, settings)}"
 
-        def run() -> LatencyResult:
-            return predict(candidate, settings, method=method, cache=self.cache)
+        def run(keys: list[str]) -> dict[str, Any]:
+            return {key: predict(candidate, settings, method=method, cache=self.cache)}
 
-        return self._enqueue(_Job(key, resolved.device, "predict", run, self._estimate("predict", resolved.device)),
-                             _Waiter(deadline, is_active))
+        job = _Job([key], resolved.device, "predict", run, self._estimate("predict", resolved.device))
+        return self._enqueue(job, _Waiter(deadline, is_active))[key]
 
     def submit_calibration(self, device: str = "cpu", dtype: str = "float32", threads: int | None = None, *,
                            refresh: bool = False) -> Future:
@@ -182,22 +210,26 @@ class MeasurementQueue:
 
                 return self._done(Calibration.from_dict(hit, cached=True))
 
-        def run() -> Any:
-            return _calibrate(resolved.device, resolved.dtype, resolved.threads, cache=self.cache, refresh=refresh)
+        job_key = f"calibrate:{key}"
 
-        return self._enqueue(_Job(f"calibrate:{key}", resolved.device, "calibrate", run,
-                                  self._estimate("calibrate", resolved.device)), _Waiter(None, None))
+        def run(keys: list[str]) -> dict[str, Any]:
+            return {job_key: _calibrate(resolved.device, resolved.dtype, resolved.threads, cache=self.cache,
+                                        refresh=refresh)}
+
+        job = _Job([job_key], resolved.device, "calibrate", run, self._estimate("calibrate", resolved.device))
+        return self._enqueue(job, _Waiter(None, None))[job_key]
 
     def stats(self) -> dict[str, Any]:
         with self._cv:
             devices = {}
             for device in sorted(set(self._pending) | set(self._in_flight)):
                 job = self._in_flight.get(device)
-                devices[device] = {"pending": len(self._pending.get(device, ())), "in_flight": int(job is not None),
+                devices[device] = {"pending": sum(len(j.keys) for j in self._pending.get(device, ())),
+                                   "in_flight": len(job.keys) if job is not None else 0,
                                    "busy_s": round(self._busy_s[device], 3)}
             return {
-                "pending": sum(len(q) for q in self._pending.values()),
-                "in_flight": sum(1 for j in self._in_flight.values() if j is not None),
+                "pending": self._pending_count(),
+                "in_flight": sum(len(j.keys) for j in self._in_flight.values() if j is not None),
                 "done": self._counts["done"],
                 "failed": self._counts["failed"],
                 "coalesced": self._counts["coalesced"],
@@ -215,8 +247,9 @@ class MeasurementQueue:
             for queue in self._pending.values():
                 while queue:
                     job = queue.popleft()
-                    self._jobs.pop(job.key, None)
-                    job.future.set_exception(MeasurementDropped("client_gone", "the server is shutting down"))
+                    for key in job.keys:
+                        self._jobs.pop(key, None)
+                        job.futures[key].set_exception(MeasurementDropped("client_gone", "the server is shutting down"))
             self._cv.notify_all()
         for thread in list(self._threads.values()):
             thread.join(timeout)
@@ -235,12 +268,28 @@ class MeasurementQueue:
         fut.set_result(value)
         return fut
 
-    def _estimate(self, kind: str, device: str) -> float:
-        ema = self._duration_ema.get((kind, device))
-        if ema is not None:
-            return ema
-        per_session = STARTUP_ESTIMATE_S + 2 * self.time_cap_s + 1.0
-        return per_session * (self.sessions if kind == "measure" else 1)
+    def _cache_hits(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        if self.cache is None:
+            return {}
+        if hasattr(self.cache, "get_many"):
+            return self.cache.get_many(keys)
+        return {k: v for k in keys if (v := self.cache.get(k)) is not None}
+
+    def _estimate(self, kind: str, device: str, n: int = 1) -> float:
+        """Seconds a job of ``n`` items will take: learned per device and kind (start-up and
+        per-item time apart), or a generous guess before the first job."""
+        sessions = self.sessions if kind == "measure" else 1
+        startup = self._duration_ema.get((kind + ":startup", device), STARTUP_ESTIMATE_S * sessions)
+        per_item = self._duration_ema.get((kind + ":item", device), (2 * self.time_cap_s + 1.0) * sessions)
+        return startup + n * per_item
+
+    def _learn(self, kind: str, device: str, n: int, elapsed: float) -> None:
+        startup_key, item_key = (kind + ":startup", device), (kind + ":item", device)
+        startup = self._duration_ema.get(startup_key, min(elapsed / 2, STARTUP_ESTIMATE_S))
+        per_item = max(0.0, (elapsed - startup) / n)
+        prev = self._duration_ema.get(item_key)
+        self._duration_ema[item_key] = per_item if prev is None else 0.7 * prev + 0.3 * per_item
+        self._duration_ema.setdefault(startup_key, startup)
 
     def _wait_ahead_s(self, device: str, now: float) -> float:
         ahead = sum(j.est_s for j in self._pending.get(device, ()))
@@ -249,37 +298,51 @@ class MeasurementQueue:
             ahead += max(0.0, running.est_s - (now - running.started_at))
         return ahead
 
-    def _enqueue(self, job: _Job, waiter: _Waiter) -> Future:
+    def _enqueue(self, job: _Job, waiter: _Waiter) -> dict[str, Future]:
+        """Queue ``job``; keys already queued or running are coalesced into their job instead.
+        Returns a future per key of ``job``."""
         with self._cv:
             if self._closed:
                 raise QueueFull("the measurement queue is closed")
-            existing = self._jobs.get(job.key)
-            if existing is not None:
-                existing.waiters.append(waiter)
-                self._counts["coalesced"] += 1
-                return existing.future
+            out: dict[str, Future] = {}
+            for key in list(job.keys):
+                existing = self._jobs.get(key)
+                if existing is not None:
+                    existing.waiters.append(waiter)
+                    self._counts["coalesced"] += 1
+                    out[key] = existing.futures[key]
+                    job.keys.remove(key)
+            if not job.keys:
+                return out
             now = time.time()
-            if not waiter.can_wait(now + self._wait_ahead_s(job.device, now) + job.est_s):
-                self._counts["dropped"] += 1
-                fut: Future = Future()
-                fut.set_exception(MeasurementDropped(
-                    "deadline", f"the deadline cannot be met: ~{self._wait_ahead_s(job.device, now) + job.est_s:.0f} s "
-                                "of measurement work is ahead of this request"))
-                return fut
-            if self._pending_count() >= self.max_pending:
+            ahead = self._wait_ahead_s(job.device, now)
+            if not waiter.can_wait(now + ahead + job.est_s):
+                self._counts["dropped"] += len(job.keys)
+                for key in job.keys:
+                    fut: Future = Future()
+                    fut.set_exception(MeasurementDropped(
+                        "deadline", f"the deadline cannot be met: ~{ahead + job.est_s:.0f} s of measurement work "
+                                    "is ahead of this request"))
+                    out[key] = fut
+                return out
+            if self._pending_count() + len(job.keys) > self.max_pending:
                 self._prune_locked()
-            if self._pending_count() >= self.max_pending:
-                raise QueueFull(f"the measurement queue is full ({self.max_pending} measurements pending)")
+            if self._pending_count() + len(job.keys) > self.max_pending:
+                raise QueueFull(f"the measurement queue is full ({self._pending_count()} of {self.max_pending} "
+                                f"measurements pending, {len(job.keys)} more asked)")
             job.waiters.append(waiter)
-            self._jobs[job.key] = job
+            for key in job.keys:
+                job.futures[key] = Future()
+                self._jobs[key] = job
+                out[key] = job.futures[key]
             self._pending.setdefault(job.device, collections.deque()).append(job)
             self._in_flight.setdefault(job.device, None)
             self._start_worker(job.device)
             self._cv.notify_all()
-            return job.future
+            return out
 
     def _pending_count(self) -> int:
-        return sum(len(q) for q in self._pending.values())
+        return sum(len(j.keys) for q in self._pending.values() for j in q)
 
     def _start_worker(self, device: str) -> None:
         thread = self._threads.get(device)
@@ -307,10 +370,11 @@ class MeasurementQueue:
             self._pending[device] = keep
 
     def _fail_dropped(self, job: _Job, reason: str) -> None:
-        self._jobs.pop(job.key, None)
-        self._counts["dropped"] += 1
+        self._counts["dropped"] += len(job.keys)
         text = "every client that asked has gone" if reason == "client_gone" else "the deadline can no longer be met"
-        job.future.set_exception(MeasurementDropped(reason, f"measurement dropped before it started: {text}"))
+        for key in job.keys:
+            self._jobs.pop(key, None)
+            job.futures[key].set_exception(MeasurementDropped(reason, f"measurement dropped before it started: {text}"))
 
     def _worker(self, device: str) -> None:
         while True:
@@ -327,21 +391,22 @@ class MeasurementQueue:
                 job.started_at = time.time()
                 self._in_flight[device] = job
             t0 = time.perf_counter()
+            results: dict[str, Any] = {}
+            error: Exception | None = None
             try:
-                result = job.run()
+                results = job.run(list(job.keys))
             except Exception as exc:  # delivered to every waiting client
-                outcome: tuple[bool, Any] = (False, exc)
-            else:
-                outcome = (True, result)
+                error = exc
             elapsed = time.perf_counter() - t0
             with self._cv:
                 self._in_flight[device] = None
-                self._jobs.pop(job.key, None)
+                for key in job.keys:
+                    self._jobs.pop(key, None)
                 self._busy_s[device] += elapsed
-                prev = self._duration_ema.get((job.kind, device))
-                self._duration_ema[(job.kind, device)] = elapsed if prev is None else 0.7 * prev + 0.3 * elapsed
-                self._counts["done" if outcome[0] else "failed"] += 1
-            if outcome[0]:
-                job.future.set_result(outcome[1])
-            else:
-                job.future.set_exception(outcome[1])
+                self._learn(job.kind, device, len(job.keys), elapsed)
+                self._counts["done" if error is None else "failed"] += len(job.keys)
+            for key in job.keys:
+                if error is None and key in results:
+                    job.futures[key].set_result(results[key])
+                else:
+                    job.futures[key].set_exception(error or RuntimeError(f"no result for {key}"))

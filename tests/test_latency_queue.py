@@ -184,3 +184,25 @@ def test_stats_show_the_queue_per_device():
         assert q.stats()["done"] == 3 and q.stats()["pending"] == 0
         assert q.stats()["devices"]["cpu"]["busy_s"] > 0
     assert latency_key(net(8), s) != latency_key(net(16), s)
+
+
+def test_a_batch_is_measured_in_shared_sessions_with_cached_and_queued_members_reused():
+    cache = MemoryCache()
+    s = LatencySettings(threads=1)
+    nets = [net(w) for w in (8, 16, 24, 32, 40)]
+    with FakeWorker(delay_s=0.3) as fake, MeasurementQueue(cache, sessions=2, max_pending=4) as q:
+        q.submit(nets[0], s).result(timeout=30)  # cached now
+        assert fake.sessions == 2
+        running = q.submit(nets[1], s)  # being measured when the batch arrives
+        wait_for(lambda: q.stats()["in_flight"] == 1)
+        futures = q.submit_many(nets, s)
+        assert futures[0].done() and futures[0].result().cached
+        assert futures[1] is running
+        results = [f.result(timeout=30) for f in futures]
+        # nets[1] alone (2 sessions), then nets[2:] together (2 sessions), not 2 sessions each
+        assert fake.sessions == 2 + 2 + 2
+        assert len(fake.jobs[-1]["items"]) == 3
+        assert [r.key for r in results] == [latency_key(n, s) for n in nets]
+        assert all(r.source == "measured" for r in results)
+        with pytest.raises(QueueFull):
+            q.submit_many([net(w) for w in (48, 56, 64, 72, 80)], s)  # 5 more > max_pending 4
