@@ -22,10 +22,10 @@ import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from cost_engine import analyze, resolve  # noqa: E402
-from cost_engine.analyze import block_summary  # noqa: E402
-from cost_engine.expand.registry import expand_block_layout  # noqa: E402
-from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec  # noqa: E402
+from cost_engine import analyze, resolve
+from cost_engine.analyze import block_summary
+from cost_engine.expand.registry import expand_block_layout
+from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec
 
 
 def clear_memo() -> None:

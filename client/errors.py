@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class Code(str, enum.Enum):
+class Code(str, enum.Enum):  # noqa: UP042 - str() must stay "Code.NAME"-free of StrEnum changes
     """The canonical gRPC status codes by name (kept free of ``grpc`` so the in-process path needs none)."""
 
     OK = "OK"
