@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class Code(str, enum.Enum):  # noqa: UP042 - str() must stay "Code.NAME"-free of StrEnum changes
+class Code(str, enum.Enum):  # noqa: UP042 (StrEnum would change what str() of a member prints)
     """The canonical gRPC status codes by name (kept free of ``grpc`` so the in-process path needs none)."""
 
     OK = "OK"
