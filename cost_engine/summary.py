@@ -7,6 +7,7 @@ disagree through their op lists, never through their arithmetic.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from math import prod
 
@@ -49,8 +50,15 @@ class Counts:
         }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Summary:
+    """The sums of one op list (a block or a traced module), or of merged block summaries.
+
+    ``views`` (what other tools would print) are derived on first access: from the op list kept
+    by reference, or by adding up the merged parts' views. Most callers in a search loop never
+    look at them, and they are the one part that walks the ops a second time.
+    """
+
     totals: Counts = field(default_factory=Counts)
     fused_access: int = 0  # elements read + written with conv/linear+BN+act fused
     activations: int = 0  # output elements of conv and linear ops
@@ -58,7 +66,32 @@ class Summary:
     by_kind: dict[str, Counts] = field(default_factory=dict)
     by_module: dict[str, Counts] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)  # kind -> occurrences
-    views: dict[str, dict[str, int]] = field(default_factory=dict)
+    _ops: Sequence[Op] = ()
+    _costs: Sequence[OpCost | None] = ()
+    _parts: list[Summary] = field(default_factory=list)
+    _views: dict[str, dict[str, int]] | None = None
+
+    @property
+    def views(self) -> dict[str, dict[str, int]]:
+        if self._views is None:
+            from cost_engine.views import views_of  # views re-weight the same per-op records
+
+            views = views_of(self._ops, self._costs or None)
+            for part in self._parts:
+                for tool, counts in part.views.items():
+                    mine = views.setdefault(tool, {})
+                    for k, v in counts.items():
+                        mine[k] = mine.get(k, 0) + v
+            self._views = views
+        return self._views
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Summary):
+            return NotImplemented
+        return (self.totals, self.fused_access, self.activations, self.peak_elements, self.by_kind,
+                self.by_module, self.unknown, self.views) == (
+                other.totals, other.fused_access, other.activations, other.peak_elements, other.by_kind,
+                other.by_module, other.unknown, other.views)
 
     def merge(self, other: Summary, prefix: str = "", modules: bool = True) -> None:
         """Add a later block's summary; the peak of a chain of blocks is the max of their peaks.
@@ -77,17 +110,13 @@ class Summary:
             self.by_module.setdefault(key, Counts()).add(c)
         for kind, n in other.unknown.items():
             self.unknown[kind] = self.unknown.get(kind, 0) + n
-        for tool, counts in other.views.items():
-            mine = self.views.setdefault(tool, {})
-            for k, v in counts.items():
-                mine[k] = mine.get(k, 0) + v
+        self._parts.append(other)
+        self._views = None
 
 
 def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,)) -> Summary:
     """Sum an op list. ``input_ids`` are the tensors alive before the first op (the input)."""
-    from cost_engine.views import views_of  # views re-weight the same per-op records
-
-    s = Summary()
+    s = Summary(_ops=ops)
     costs: list[OpCost | None] = []
     for op in ops:
         try:
@@ -115,7 +144,7 @@ def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,))
         s.totals.add(c)
     s.fused_access = _fused_access(ops, costs)
     s.peak_elements = _peak(ops, input_ids)
-    s.views = views_of(ops, costs)
+    s._costs = costs
     return s
 
 
