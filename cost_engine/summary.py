@@ -6,7 +6,6 @@ disagree through their op lists, never through their arithmetic.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from math import prod
@@ -142,24 +141,16 @@ def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,))
             s.activations += prod(op.outputs[0])
     for c in s.by_kind.values():  # totals from the (few) kinds rather than per op
         s.totals.add(c)
-    s.fused_access = _fused_access(ops, costs)
-    s.peak_elements = _peak(ops, input_ids)
+    s.peak_elements, uses = _liveness(ops, input_ids)
+    s.fused_access = _fused_access(ops, costs, uses)
     s._costs = costs
     return s
 
 
-def _consumers(ops: list[Op] | tuple[Op, ...]) -> dict[int, int]:
-    uses: dict[int, int] = defaultdict(int)
-    for op in ops:
-        for i in op.input_ids:
-            uses[i] += 1
-    return uses
-
-
-def _fused_access(ops: list[Op] | tuple[Op, ...], costs: list[OpCost | None]) -> int:
+def _fused_access(ops: list[Op] | tuple[Op, ...], costs: list[OpCost | None], uses: dict[int, int]) -> int:
     """Memory traffic when each conv/linear runs as one kernel with the BN and activation that
-    follow it (BN folded into the weights and a bias): the intermediates never touch memory."""
-    uses = _consumers(ops)
+    follow it (BN folded into the weights and a bias): the intermediates never touch memory.
+    ``uses`` counts the consumers of each tensor (an intermediate read twice cannot be fused away)."""
     total = 0
     i = 0
     n = len(ops)
@@ -193,17 +184,19 @@ def _feeds(producer: Op, consumer: Op, uses: dict[int, int]) -> bool:
     if not producer.output_ids or len(consumer.input_ids) != 1:
         return False
     out = producer.output_ids[0]
-    return consumer.input_ids[0] == out and uses[out] == 1
+    return consumer.input_ids[0] == out and uses.get(out) == 1
 
 
-def _peak(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...]) -> int:
-    """Most activation elements alive at once, each storage freed right after its last use.
+def _liveness(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...]) -> tuple[int, dict[int, int]]:
+    """Most activation elements alive at once, each storage freed right after its last use; and
+    how many ops read each tensor.
 
     A storage's size is taken where it is first seen (a split part or a slice written in place
-    is seen after its base). Runs once per new block: loops kept flat.
+    is seen after its base). Runs once per new block: one flat pass.
     """
+    uses: dict[int, int] = {}
     if not ops:
-        return 0
+        return 0, uses
     size: dict[int, int] = {}
     born: dict[int, int] = {}
     last: dict[int, int] = {}
@@ -213,6 +206,7 @@ def _peak(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...]) -> int:
     for idx, op in enumerate(ops):
         for t, shape in zip(op.input_ids, op.inputs, strict=False):
             last[t] = idx
+            uses[t] = uses.get(t, 0) + 1
             if t not in size:
                 size[t] = prod(shape)
                 born.setdefault(t, 0)
@@ -232,7 +226,7 @@ def _peak(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...]) -> int:
         alive += d
         if alive > peak:
             peak = alive
-    return peak
+    return peak, uses
 
 
 def counts_fields() -> list[str]:
