@@ -52,11 +52,9 @@ def analyze(candidate: Spec | str, *, batch_size: int = 1, resolution: int | Non
             raise SpecError([FieldError("resolution", "a standalone block needs resolution and in_channels")])
         shape = (batch_size, in_channels, resolution, resolution)
     total = Summary()
-    blocks: list[tuple[str, Summary]] = []
     placed = network_blocks(spec, shape)
     for block in placed:
         s = block_summary(block.spec, block.input_shape, block.channels_last)
-        total.merge(s, block.module, modules=False)
-        blocks.append((block.module, s))
+        total.merge(s, block.module)
     name = candidate if isinstance(candidate, str) else spec.kind
-    return CostReport(name, batch_size, shape, placed[-1].output_shape, dtype, total, blocks)
+    return CostReport(name, batch_size, shape, placed[-1].output_shape, dtype, total)

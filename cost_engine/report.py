@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cost_engine.ops import Shape
@@ -17,11 +17,7 @@ DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float
 
 @dataclass
 class CostReport:
-    """Every static cost of a candidate. Memory figures are in bytes of ``dtype``.
-
-    ``blocks`` keeps each block's own summary so the per-module breakdown is assembled only
-    when a caller asks for it.
-    """
+    """Every static cost of a candidate. Memory figures are in bytes of ``dtype``."""
 
     candidate: str
     batch_size: int
@@ -29,7 +25,6 @@ class CostReport:
     output_shape: Shape
     dtype: str
     summary: Summary
-    blocks: list[tuple[str, Summary]] = field(default_factory=list)
 
     @property
     def itemsize(self) -> int:
@@ -81,20 +76,7 @@ class CostReport:
 
     def by_module(self) -> dict[str, dict[str, int]]:
         """Per innermost module path; the parts add up to the totals."""
-        if not self.blocks:
-            return {m: c.to_dict(self.itemsize) for m, c in self.summary.by_module.items()}
-        out: dict[str, dict[str, int]] = {}
-        for prefix, block in self.blocks:
-            for module, c in block.by_module.items():
-                key = (f"{prefix}.{module}" if module else prefix) if prefix else module
-                row = c.to_dict(self.itemsize)
-                seen = out.get(key)
-                if seen is None:
-                    out[key] = row
-                else:  # only when two blocks share a path, which a network never does
-                    for field_name, value in row.items():
-                        seen[field_name] += value
-        return out
+        return {m: c.to_dict(self.itemsize) for m, c in self.summary.by_module.items()}
 
     def by_op_type(self) -> dict[str, dict[str, int]]:
         return {k: c.to_dict(self.itemsize) for k, c in sorted(self.summary.by_kind.items())}

@@ -49,13 +49,28 @@ class Counts:
         }
 
 
+def _add(table: dict[str, Counts], key: str, cost: OpCost | Counts, ops: int = 1) -> None:
+    c = table.get(key)
+    if c is None:
+        table[key] = Counts(ops, cost.macs, cost.flops, cost.params, cost.buffers, cost.read, cost.written)
+    else:
+        c.ops += ops
+        c.macs += cost.macs
+        c.flops += cost.flops
+        c.params += cost.params
+        c.buffers += cost.buffers
+        c.read += cost.read
+        c.written += cost.written
+
+
 @dataclass(slots=True, eq=False)
 class Summary:
     """The sums of one op list (a block or a traced module), or of merged block summaries.
 
-    ``views`` (what other tools would print) are derived on first access: from the op list kept
-    by reference, or by adding up the merged parts' views. Most callers in a search loop never
-    look at them, and they are the one part that walks the ops a second time.
+    The totals are computed eagerly; ``by_module`` and ``views`` (what other tools would print)
+    are derived on first access, from the op list kept by reference or from the merged parts.
+    A search loop reads the totals of thousands of candidates and the breakdowns of few, and
+    these two are the parts whose cost grows with every op.
     """
 
     totals: Counts = field(default_factory=Counts)
@@ -63,12 +78,27 @@ class Summary:
     activations: int = 0  # output elements of conv and linear ops
     peak_elements: int = 0  # most activation elements alive at once
     by_kind: dict[str, Counts] = field(default_factory=dict)
-    by_module: dict[str, Counts] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)  # kind -> occurrences
     _ops: Sequence[Op] = ()
     _costs: Sequence[OpCost | None] = ()
-    _parts: list[Summary] = field(default_factory=list)
+    _parts: list[tuple[str, Summary]] = field(default_factory=list)  # (module prefix, block summary)
     _views: dict[str, dict[str, int]] | None = None
+    _by_module: dict[str, Counts] | None = None
+
+    @property
+    def by_module(self) -> dict[str, Counts]:
+        """Counts per innermost module path (the parts add up to the totals)."""
+        if self._by_module is None:
+            table: dict[str, Counts] = {}
+            for op, cost in zip(self._ops, self._costs, strict=False):
+                if cost is not None:
+                    _add(table, op.module, cost)
+            for prefix, part in self._parts:
+                for module, c in part.by_module.items():
+                    key = (f"{prefix}.{module}" if module else prefix) if prefix else module
+                    _add(table, key, c, c.ops)
+            self._by_module = table
+        return self._by_module
 
     @property
     def views(self) -> dict[str, dict[str, int]]:
@@ -76,7 +106,7 @@ class Summary:
             from cost_engine.views import views_of  # views re-weight the same per-op records
 
             views = views_of(self._ops, self._costs or None)
-            for part in self._parts:
+            for _, part in self._parts:
                 for tool, counts in part.views.items():
                     mine = views.setdefault(tool, {})
                     for k, v in counts.items():
@@ -92,31 +122,27 @@ class Summary:
                 other.totals, other.fused_access, other.activations, other.peak_elements, other.by_kind,
                 other.by_module, other.unknown, other.views)
 
-    def merge(self, other: Summary, prefix: str = "", modules: bool = True) -> None:
-        """Add a later block's summary; the peak of a chain of blocks is the max of their peaks.
-
-        ``modules=False`` skips the per-module breakdown, the one part whose size grows with the
-        network (a report builds it only when asked for).
-        """
+    def merge(self, other: Summary, prefix: str = "") -> None:
+        """Add a later block's summary (its modules under ``prefix``); the peak of a chain of
+        blocks is the max of their peaks."""
         self.totals.add(other.totals)
         self.fused_access += other.fused_access
         self.activations += other.activations
         self.peak_elements = max(self.peak_elements, other.peak_elements)
         for kind, c in other.by_kind.items():
-            self.by_kind.setdefault(kind, Counts()).add(c)
-        for module, c in other.by_module.items() if modules else ():
-            key = (f"{prefix}.{module}" if module else prefix) if prefix else module
-            self.by_module.setdefault(key, Counts()).add(c)
+            _add(self.by_kind, kind, c, c.ops)
         for kind, n in other.unknown.items():
             self.unknown[kind] = self.unknown.get(kind, 0) + n
-        self._parts.append(other)
+        self._parts.append((prefix, other))
         self._views = None
+        self._by_module = None
 
 
 def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,)) -> Summary:
     """Sum an op list. ``input_ids`` are the tensors alive before the first op (the input)."""
     s = Summary(_ops=ops)
     costs: list[OpCost | None] = []
+    by_kind = s.by_kind
     for op in ops:
         try:
             cost = op_cost(op)
@@ -125,21 +151,10 @@ def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,))
             costs.append(None)
             continue
         costs.append(cost)
-        for key, table in ((op.kind, s.by_kind), (op.module, s.by_module)):
-            c = table.get(key)
-            if c is None:
-                table[key] = Counts(1, cost.macs, cost.flops, cost.params, cost.buffers, cost.read, cost.written)
-            else:
-                c.ops += 1
-                c.macs += cost.macs
-                c.flops += cost.flops
-                c.params += cost.params
-                c.buffers += cost.buffers
-                c.read += cost.read
-                c.written += cost.written
+        _add(by_kind, op.kind, cost)
         if op.kind in MAC_OPS and op.kind != "matmul":
             s.activations += prod(op.outputs[0])
-    for c in s.by_kind.values():  # totals from the (few) kinds rather than per op
+    for c in by_kind.values():  # totals from the (few) kinds rather than per op
         s.totals.add(c)
     s.peak_elements, uses = _liveness(ops, input_ids)
     s.fused_access = _fused_access(ops, costs, uses)

@@ -24,8 +24,7 @@ from cost_engine.latency.result import LatencyResult, combine_sessions
 from cost_engine.latency.settings import LatencySettings
 from cost_engine.latency.worker import MeasurementError, run_session
 from cost_engine.ops import Shape
-from cost_engine.spec.base import Spec, validate
-from cost_engine.spec.base import SpecError as _SpecError
+from cost_engine.spec.base import Spec, SpecError, validate
 
 DEFAULT_SESSIONS = 3
 DEFAULT_TIME_CAP_S = 2.0
@@ -48,7 +47,7 @@ def prepare(candidate: Spec | str, settings: LatencySettings) -> tuple[Spec, Lat
     spec = resolve(candidate)
     errors = validate(spec)
     if errors:
-        raise _SpecError(errors)
+        raise SpecError(errors)
     shape = input_shape_of(spec, resolved.batch_size, resolved.resolution, resolved.in_channels)
     return spec, resolved, shape
 

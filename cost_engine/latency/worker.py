@@ -202,7 +202,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m cost_engine.latency.worker OUT.json < job.json", file=sys.stderr)
+        print("usage: python -c '<worker._BOOTSTRAP>' OUT.json < job.json", file=sys.stderr)
         return 2
     job = json.loads(sys.stdin.read())
     result = run_job(job)
