@@ -126,40 +126,42 @@ class Emitter:
         name: str | None = None,
         module_type: str | None = None,
     ) -> list[T]:
-        # hot path (every op of every new block): no context managers or generator expressions
+        # hot path (every op of every new block): no context managers or generator expressions,
+        # and the one-input one-output case (most ops) without list building
         if name is not None:
             self._push(name, module_type or LEAF_TYPES[kind])
+        x = inputs[0]
         if inplace:
-            outs = [T(inputs[0].id, tuple(s), inputs[0].contiguous) for s in outputs]
+            outs = [T(x.id, tuple(s), x.contiguous) for s in outputs]
         else:
-            outs = [self.tensor(s) for s in outputs]
+            layout = True
             if kind in LAYOUT_PRESERVING:
                 # conv, BN, activations, pools keep the input's order even when the shape changes
                 # (a channels-last map stays so through a 4 -> 8 channel conv); an elementwise
                 # result follows its first operand of the full output shape (TensorIterator)
-                layout = inputs[0].contiguous if kind not in _BROADCASTING else True
                 if kind in _BROADCASTING:
+                    out_shape = tuple(outputs[0])
                     for t in inputs:
-                        if t.shape == outs[0].shape:
+                        if t.shape == out_shape:
                             layout = t.contiguous
                             break
-                if not layout:
-                    outs = [T(t.id, t.shape, False) for t in outs]
+                else:
+                    layout = x.contiguous
+            outs = []
+            for shape in outputs:
+                self._next_id += 1
+                outs.append(T(self._next_id, tuple(shape), layout))
         scope = self._scope[-1] if self._scope else ("", "", "")
-        self.ops.append(
-            Op(
-                kind,
-                tuple([t.shape for t in inputs]),
-                tuple([t.shape for t in outs]),
-                tuple(weights),  # shapes are tuples already (Shape)
-                tuple(buffers),
-                attrs,
-                scope[2],
-                scope[1],
-                tuple([t.id for t in inputs]),
-                tuple([t.id for t in outs]),
-            )
-        )
+        if len(inputs) == 1 and len(outs) == 1:
+            y = outs[0]
+            in_shapes, out_shapes, in_ids, out_ids = (x.shape,), (y.shape,), (x.id,), (y.id,)
+        else:
+            in_shapes = tuple([t.shape for t in inputs])
+            out_shapes = tuple([t.shape for t in outs])
+            in_ids = tuple([t.id for t in inputs])
+            out_ids = tuple([t.id for t in outs])
+        self.ops.append(Op(kind, in_shapes, out_shapes, tuple(weights), tuple(buffers), attrs, scope[2], scope[1],
+                           in_ids, out_ids))
         if name is not None:
             self._scope.pop()
         return outs
