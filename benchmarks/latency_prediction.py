@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sessions", type=int, default=2, help="fresh worker processes per measurement")
     ap.add_argument("--time-cap", type=float, default=0.5, help="sampling seconds per candidate per session")
+    ap.add_argument("--block-sessions", type=int, default=2, help="worker sessions per block of the table")
     ap.add_argument("--ofa", type=int, default=50)
     ap.add_argument("--fasternet", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     raw: dict[str, list[float]] = {}
     for method in ("block_table", "roofline", "flops"):
-        est, _, _ = raw_estimates(everything, settings, method, cache=cache, calibration=cal)
+        est, _, _ = raw_estimates(everything, settings, method, cache=cache, calibration=cal,
+                                  block_sessions=args.block_sessions)
         raw[method] = [e[0] for e in est]
         if method == "block_table":
             print(f"block table: {est[0][2]['table_measurements_this_call']} new block measurements "

@@ -9,6 +9,7 @@ import pytest
 
 from cost_engine import analyze
 from cost_engine.latency import LatencySettings, MemoryCache, filter_by_latency, measure_many
+from cost_engine.latency.block_table import BLOCK_SESSIONS
 from cost_engine.latency.testing import FakeWorker
 from cost_engine.spec import ConvSpec, MBConvSpec, NetworkSpec, PoolSpec, SpecError
 
@@ -37,7 +38,8 @@ def test_filter_matches_measuring_everything_and_measures_only_close_calls():
     assert result.feasible == expected
     assert 0 < result.measurements < len(nets)
     assert result.measured + result.predicted == len(nets)
-    assert fake.sessions - sessions_before == 2  # one session for the blocks, one for the close calls
+    # the blocks in their sessions, then every close call together in one session
+    assert fake.sessions - sessions_before == BLOCK_SESSIONS + 1
     for d in result.decisions:
         assert d["reason"] in ("predicted", "measured")
         if d["reason"] == "measured":

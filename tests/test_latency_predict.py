@@ -17,7 +17,7 @@ from cost_engine.latency import (
     predict,
     predict_many,
 )
-from cost_engine.latency.block_table import MissingBlocks
+from cost_engine.latency.block_table import BLOCK_SESSIONS, MissingBlocks
 from cost_engine.latency.calibrate import MissingCalibration
 from cost_engine.latency.predict import PRIOR_REL_UNCERTAINTY
 from cost_engine.latency.roofline import roofline
@@ -78,17 +78,18 @@ def test_block_table_measures_each_distinct_block_once():
     with FakeWorker() as fake:
         a = net(16, depth=3)
         pa = predict(a, S, cache=cache)
-        # stem, a stride-2 MBConv, one repeated MBConv (measured once for its 2 uses), pool, linear
-        assert fake.items == 5 and fake.sessions == 1
+        # stem, a stride-2 MBConv, one repeated MBConv (measured once for its 2 uses), pool, linear:
+        # 5 distinct blocks, timed together in BLOCK_SESSIONS worker sessions
+        assert fake.items == 5 * BLOCK_SESSIONS and fake.sessions == BLOCK_SESSIONS
         assert pa.details["blocks"] == 6
         predict(a, S, cache=cache)
-        assert fake.items == 5  # served from the table
+        assert fake.items == 5 * BLOCK_SESSIONS  # served from the table
         # a deeper net reuses every block: nothing new to time
         predict(net(16, depth=4), S, cache=cache)
-        assert fake.items == 5
+        assert fake.items == 5 * BLOCK_SESSIONS
         # a wider one shares the stem only (pool and linear see 24 channels, a new input shape)
         predict(net(24, depth=3), S, cache=cache)
-        assert fake.items == 5 + 4
+        assert fake.items == (5 + 4) * BLOCK_SESSIONS
         with pytest.raises(MissingBlocks):
             predict(net(32), S, cache=cache, measure_missing=False)
         # the simulated device is additive, so the table sum is the network's own latency
@@ -99,7 +100,7 @@ def test_predicting_many_times_missing_blocks_in_shared_sessions():
     cache = MemoryCache()
     with FakeWorker() as fake:
         preds = predict_many([net(w, d) for w in (8, 16, 24) for d in (2, 3)], S, cache=cache)
-        assert len(preds) == 6 and fake.sessions == 1
+        assert len(preds) == 6 and fake.sessions == BLOCK_SESSIONS
         depth2 = [p.median_ms for p in preds[0::2]]
         assert depth2 == sorted(depth2)  # wider is slower on the simulated device
         assert all(p.median_ms > q.median_ms for p, q in zip(preds[1::2], preds[0::2], strict=True))

@@ -23,10 +23,13 @@ from cost_engine.latency.settings import LatencySettings
 from cost_engine.ops import Shape
 from cost_engine.spec.base import Spec
 
-#: blocks are many and each is only an ingredient of a prediction: a shorter protocol, one session
+#: blocks are many and each is only an ingredient of a prediction: a shorter protocol, but two
+#: sessions (fresh processes, the second timing the blocks in reverse order): with one session a
+#: slow minute of the host lands on whichever blocks were timed then, and the table's sums lost
+#: half their rank agreement with measured networks (benchmarks/latency_prediction.py)
 BLOCK_PROTOCOL = Protocol(warmup_s=0.1, min_warmup_calls=3, max_warmup_s=1.0, time_cap_s=0.3, min_runs=10,
                           rel_ci=0.02)
-BLOCK_SESSIONS = 1
+BLOCK_SESSIONS = 2
 
 
 class MissingBlocks(LookupError):
