@@ -96,7 +96,13 @@ class Summary:
             for prefix, part in self._parts:
                 for module, c in part.by_module.items():
                     key = (f"{prefix}.{module}" if module else prefix) if prefix else module
-                    _add(table, key, c, c.ops)
+                    if key in table:  # never in a network (block paths are distinct): sum into a new row
+                        merged = Counts()
+                        merged.add(table[key])
+                        merged.add(c)
+                        table[key] = merged
+                    else:  # shared with the block's (memoized) summary: rows are never mutated
+                        table[key] = c
             self._by_module = table
         return self._by_module
 

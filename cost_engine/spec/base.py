@@ -96,7 +96,30 @@ def register(kind: str) -> Callable[[S], S]:
 
 # -- validation -----------------------------------------------------------------------------
 def validate(spec: Spec, path: str = "", recursive: bool = True) -> list[FieldError]:
-    """Every bound and cross-field rule of ``spec`` (and, when ``recursive``, of nested specs)."""
+    """Every bound and cross-field rule of ``spec`` (and, when ``recursive``, of nested specs).
+
+    Memoized per spec (specs are frozen and hashable): a search space repeats the same blocks in
+    thousands of candidates, and a server validates every candidate it is sent.
+    """
+    try:
+        found = _validate_memo(spec, recursive)
+    except TypeError:  # an unhashable value smuggled into a field: validate without the memo
+        found = tuple(_validate(spec, "", recursive))
+    if not path:
+        return list(found)
+    return [FieldError(_rebase(path, e.path), e.reason) for e in found]
+
+
+def _rebase(prefix: str, path: str) -> str:
+    return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
+
+
+@functools.lru_cache(maxsize=65536)
+def _validate_memo(spec: Spec, recursive: bool) -> tuple[FieldError, ...]:
+    return tuple(_validate(spec, "", recursive))
+
+
+def _validate(spec: Spec, path: str, recursive: bool) -> list[FieldError]:
     errors: list[FieldError] = []
     for f in dataclasses.fields(spec):  # type: ignore[arg-type]
         value = getattr(spec, f.name)
