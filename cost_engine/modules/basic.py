@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cost_engine.expand.basic import conv_padding
-from cost_engine.modules.registry import act_module, builder
+from cost_engine.modules.registry import act_module, block_module, builder
 from cost_engine.ops import Shape
 from cost_engine.spec.blocks import ConvSpec, LinearSpec, NormSpec, PoolSpec
 
@@ -29,6 +29,7 @@ def norm2d_module(norm: str, channels: int) -> tuple[str, nn.Module] | None:
     return None
 
 
+@block_module(ConvSpec)
 class ConvBlock(nn.Module):
     def __init__(self, spec: ConvSpec, in_channels: int):
         super().__init__()
@@ -48,10 +49,6 @@ class ConvBlock(nn.Module):
             x = getattr(self, self.norm_name)(x)
         return self.act(x) if self.act is not None else x
 
-
-@builder(ConvSpec)
-def conv(spec: ConvSpec, input_shape: Shape) -> nn.Module:
-    return ConvBlock(spec, input_shape[1])
 
 
 class PoolBlock(nn.Module):

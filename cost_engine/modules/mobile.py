@@ -8,8 +8,7 @@ from torch import nn
 
 from cost_engine.expand.mobile import expanded_channels, fasternet_widths, se_channels
 from cost_engine.modules.basic import ConvBlock
-from cost_engine.modules.registry import act_module, builder
-from cost_engine.ops import Shape
+from cost_engine.modules.registry import act_module, block_module
 from cost_engine.spec.blocks import (
     ConvSpec,
     DepthwiseSeparableSpec,
@@ -51,6 +50,7 @@ def _maybe_se(channels: int, in_channels: int, se_ratio: float, act: str) -> Squ
     return SqueezeExcite(channels, se_channels(in_channels, se_ratio), act) if se_ratio > 0 else None
 
 
+@block_module(DepthwiseSeparableSpec)
 class DepthwiseSeparable(nn.Module):
     def __init__(self, spec: DepthwiseSeparableSpec, in_channels: int):
         super().__init__()
@@ -68,6 +68,7 @@ class DepthwiseSeparable(nn.Module):
         return y + x if self.residual else y
 
 
+@block_module(MBConvSpec)
 class MBConv(nn.Module):
     def __init__(self, spec: MBConvSpec, in_channels: int):
         super().__init__()
@@ -88,6 +89,7 @@ class MBConv(nn.Module):
         return y + x if self.residual else y
 
 
+@block_module(FusedMBConvSpec)
 class FusedMBConv(nn.Module):
     def __init__(self, spec: FusedMBConvSpec, in_channels: int):
         super().__init__()
@@ -134,6 +136,7 @@ class PartialConv(nn.Module):
         return torch.cat((x1, x2), 1)
 
 
+@block_module(FasterNetBlockSpec)
 class FasterNetBlock(nn.Module):
     """Official FasterNet ``MLPBlock`` (DropPath and the disabled layer scale omitted: identities)."""
 
@@ -167,6 +170,7 @@ def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
     return x.view(n, -1, h, w)
 
 
+@block_module(ShuffleV2UnitSpec)
 class ShuffleV2Unit(nn.Module):
     """torchvision ShuffleNetV2 ``InvertedResidual`` (kernel size generalized)."""
 
@@ -204,26 +208,6 @@ class ShuffleV2Unit(nn.Module):
         return channel_shuffle(out, 2)
 
 
-@builder(DepthwiseSeparableSpec)
-def dwsep(spec: DepthwiseSeparableSpec, input_shape: Shape) -> nn.Module:
-    return DepthwiseSeparable(spec, input_shape[1])
 
 
-@builder(MBConvSpec)
-def mbconv(spec: MBConvSpec, input_shape: Shape) -> nn.Module:
-    return MBConv(spec, input_shape[1])
 
-
-@builder(FusedMBConvSpec)
-def fused_mbconv(spec: FusedMBConvSpec, input_shape: Shape) -> nn.Module:
-    return FusedMBConv(spec, input_shape[1])
-
-
-@builder(FasterNetBlockSpec)
-def fasternet(spec: FasterNetBlockSpec, input_shape: Shape) -> nn.Module:
-    return FasterNetBlock(spec, input_shape[1])
-
-
-@builder(ShuffleV2UnitSpec)
-def shufflenet_v2(spec: ShuffleV2UnitSpec, input_shape: Shape) -> nn.Module:
-    return ShuffleV2Unit(spec, input_shape[1])

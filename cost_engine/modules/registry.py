@@ -37,6 +37,16 @@ def builder(spec_cls: type[Spec]) -> Callable[[B], B]:
     return deco
 
 
+def block_module(spec_cls: type[Spec]) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Register an ``nn.Module`` class built as ``cls(spec, in_channels)`` (most block kinds)."""
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        builder(spec_cls)(lambda spec, input_shape: cls(spec, input_shape[1]))
+        return cls
+
+    return deco
+
+
 def act_module(kind: str) -> nn.Module | None:
     """The activation module, or None for "none" (so no Identity appears in module paths)."""
     return None if kind == "none" else ACT_MODULES[kind]()

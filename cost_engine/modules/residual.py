@@ -10,7 +10,7 @@ from torch import nn
 
 from cost_engine.expand.residual import hidden_features, needs_projection, regnet_widths
 from cost_engine.modules.mobile import SqueezeExcite, conv_bn_act
-from cost_engine.modules.registry import act_module, builder
+from cost_engine.modules.registry import act_module, block_module, builder
 from cost_engine.ops import Shape
 from cost_engine.spec.blocks import (
     ConvNeXtBlockSpec,
@@ -22,6 +22,7 @@ from cost_engine.spec.blocks import (
 from cost_engine.spec.tokens import PatchEmbedSpec, TokenPoolSpec, TokensSpec
 
 
+@block_module(ResNetBasicSpec)
 class ResNetBasicBlock(nn.Module):
     def __init__(self, spec: ResNetBasicSpec, in_channels: int):
         super().__init__()
@@ -38,6 +39,7 @@ class ResNetBasicBlock(nn.Module):
         return self.relu(y + shortcut)
 
 
+@block_module(ResNetBottleneckSpec)
 class ResNetBottleneck(nn.Module):
     def __init__(self, spec: ResNetBottleneckSpec, in_channels: int):
         super().__init__()
@@ -55,6 +57,7 @@ class ResNetBottleneck(nn.Module):
         return self.relu(y + shortcut)
 
 
+@block_module(RegNetBlockSpec)
 class RegNetBlock(nn.Module):
     def __init__(self, spec: RegNetBlockSpec, in_channels: int):
         super().__init__()
@@ -76,6 +79,7 @@ class RegNetBlock(nn.Module):
         return self.act(shortcut + self.f(x))
 
 
+@block_module(ConvNeXtBlockSpec)
 class ConvNeXtBlock(nn.Module):
     def __init__(self, spec: ConvNeXtBlockSpec, in_channels: int):
         super().__init__()
@@ -145,6 +149,7 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+@block_module(PatchEmbedSpec)
 class PatchEmbed(nn.Module):
     def __init__(self, spec: PatchEmbedSpec, in_channels: int):
         super().__init__()
@@ -181,34 +186,14 @@ class TokenPool(nn.Module):
         return x[:, 0] if self.mode == "cls" else x.mean(dim=1)
 
 
-@builder(ResNetBasicSpec)
-def resnet_basic(spec: ResNetBasicSpec, input_shape: Shape) -> nn.Module:
-    return ResNetBasicBlock(spec, input_shape[1])
 
 
-@builder(ResNetBottleneckSpec)
-def resnet_bottleneck(spec: ResNetBottleneckSpec, input_shape: Shape) -> nn.Module:
-    return ResNetBottleneck(spec, input_shape[1])
-
-
-@builder(RegNetBlockSpec)
-def regnet(spec: RegNetBlockSpec, input_shape: Shape) -> nn.Module:
-    return RegNetBlock(spec, input_shape[1])
-
-
-@builder(ConvNeXtBlockSpec)
-def convnext(spec: ConvNeXtBlockSpec, input_shape: Shape) -> nn.Module:
-    return ConvNeXtBlock(spec, input_shape[1])
 
 
 @builder(TransformerBlockSpec)
 def transformer(spec: TransformerBlockSpec, input_shape: Shape) -> nn.Module:
     return TransformerBlock(spec, input_shape[-1])
 
-
-@builder(PatchEmbedSpec)
-def patch_embed(spec: PatchEmbedSpec, input_shape: Shape) -> nn.Module:
-    return PatchEmbed(spec, input_shape[1])
 
 
 @builder(TokensSpec)
