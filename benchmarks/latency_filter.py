@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=1, help="sessions per measurement of a close call")
     ap.add_argument("--time-cap", type=float, default=0.3)
     ap.add_argument("--audit", type=int, default=0, help="measure this many prediction-decided candidates")
+    ap.add_argument("--audit-sessions", type=int, default=3)
     ap.add_argument("--db", default="/tmp/latency_bench.sqlite")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--dry-run", action="store_true", help="only count the measurements each limit would need")
@@ -98,11 +99,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.audit:
         decided = [d["index"] for d in result.decisions if d["reason"] == "predicted"]
         chosen = random.Random(7).sample(decided, min(args.audit, len(decided)))
-        audit = measure_many([candidates[i] for i in chosen], settings, cache=cache, sessions=args.sessions,
-                             time_cap_s=args.time_cap)
-        wrong = sum(1 for i, m in zip(chosen, audit, strict=True)
-                    if (m.median_ms <= limit) != result.decisions[i]["feasible"])
-        print(f"audit: measured {len(chosen)} prediction-decided candidates; {wrong} verdict(s) would change")
+        audit = measure_many([candidates[i] for i in chosen], settings, cache=cache, sessions=args.audit_sessions,
+                             time_cap_s=args.time_cap, refresh=True)
+        drift = audit[0].canary["drift"] if audit and audit[0].canary else None
+        print(f"audit: {len(chosen)} prediction-decided candidates measured ({args.audit_sessions} sessions each; "
+              f"canary drift {drift:.2f}x of its reference)")
+        wrong = wrong_drift = 0
+        for i, m in zip(chosen, audit, strict=True):
+            p = by_id[id(candidates[i])]
+            changed = (m.median_ms <= limit) != result.decisions[i]["feasible"]
+            changed_drift = drift is not None and (m.median_ms / drift <= limit) != result.decisions[i]["feasible"]
+            wrong += changed
+            wrong_drift += changed_drift
+            if changed:
+                print(f"  changed: predicted {p.median_ms:.2f} +- {p.uncertainty_ms:.2f}, measured {m.median_ms:.2f} "
+                      f"(session medians {', '.join(f'{x:.2f}' for x in m.session_medians_ms)}), limit {limit:.2f}")
+        print(f"  {wrong} verdict(s) of {len(chosen)} would change; {wrong_drift} after dividing by the canary drift")
     print(f"total {time.time() - t_start:.0f} s")
     return 0
 
