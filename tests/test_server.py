@@ -356,28 +356,30 @@ def test_sigterm_drains_in_flight_call(tmp_path: Path) -> None:
     srv = ServerProcess(f"sqlite:///{tmp_path / 'c.sqlite'}", "--grace", "120", log_dir=tmp_path).start()
     stub = srv.stub()
     stub.GetCost(pb.GetCostRequest(candidate=cand("resnet18")), timeout=60)  # warm
-    # a cold batch of distinct networks that takes a while to compute
-    cands = [convert.candidate_to_proto(efficientnet(1.0 + i / 100, 1.0 + (i % 4) / 10, 160 + 4 * i))
-             for i in range(80)]
+    # a cold batch of distinct networks that takes seconds to compute and render in full (several
+    # times the 0.3 s before SIGTERM, even on a fast machine)
+    n = 600
+    cands = [convert.candidate_to_proto(efficientnet(1.0 + i / 1000, 1.0 + (i % 4) / 10, 160 + 4 * (i % 40)))
+             for i in range(n)]
     result: dict = {}
 
     def call() -> None:
         try:
-            result["resp"] = stub.GetCostBatch(pb.GetCostBatchRequest(candidates=cands, detail=pb.DETAIL_SCALARS),
+            result["resp"] = stub.GetCostBatch(pb.GetCostBatchRequest(candidates=cands, detail=pb.DETAIL_FULL),
                                                timeout=300)
         except grpc.RpcError as exc:  # pragma: no cover - the failure is reported below
             result["error"] = exc
 
     t = threading.Thread(target=call)
     t.start()
-    time.sleep(0.5)  # the batch takes seconds: it is in flight now (checked below from the log order)
+    time.sleep(0.3)  # the batch takes seconds: it is in flight now (checked below from the log order)
     srv.send(signal.SIGTERM)
     t.join(300)
     code = srv.wait(300)
     srv.stop()
     assert "error" not in result, result.get("error")
     resp = result["resp"]
-    assert len(resp.results) == 80 and all(r.HasField("report") for r in resp.results)
+    assert len(resp.results) == n and all(r.HasField("report") for r in resp.results)
     assert code == 0
     log = srv.log()
     assert '"event":"draining"' in log and '"method":"GetCostBatch","status":"OK"' in log
