@@ -44,8 +44,9 @@ def test_allocator_fix_removes_per_call_page_faults():
     assert fixed.details["allocator_env"]["MALLOC_MMAP_MAX_"] == "0"
     assert trap.details["allocator_env"]["MALLOC_MMAP_MAX_"] is None
     assert fixed.page_faults_per_call < 1.0
-    # every call re-faults (most of) an output-sized buffer: 12.8 MB = 3,136 pages of 4 KiB
-    assert trap.page_faults_per_call > 1000
+    # every call re-faults part of an output-sized buffer (12.8 MB = 3,136 pages of 4 KiB); how much
+    # depends on what the process ran before (seen here: 823 to 12,170 per call), never ~0
+    assert trap.page_faults_per_call > 100
 
 
 def test_thread_count_is_the_one_requested_and_reported(three_sessions):
