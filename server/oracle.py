@@ -909,8 +909,9 @@ class Oracle:
                 return [f.result(timeout=timeout) for f in futures]
 
             def measurer(cs: list[Any], st: Any) -> list[Any]:
-                # every measurement goes through the device's queue (one at a time, coalesced)
-                return wait([q.submit(c, st, deadline=deadline, is_active=is_active) for c in cs])
+                # every measurement goes through the device's queue (one at a time, coalesced); the
+                # close calls are timed together, in shared worker sessions
+                return wait(q.submit_many(cs, st, deadline=deadline, is_active=is_active))
 
             def predictor(cs: list[Any], st: Any) -> list[Any]:
                 return wait([q.submit_prediction(c, st, method=ctx.latency_method, deadline=deadline,
