@@ -303,3 +303,36 @@ def _repeated(fd: Any) -> bool:
 
 def server_info(resp: Any) -> ServerInfo:
     return ServerInfo(message_dict(resp))
+
+
+class RemoteBase:
+    """What the sync and the asyncio client share: call settings, metadata and the channel
+    (``grpc`` or ``grpc.aio``, by the subclass's ``_aio``)."""
+
+    _aio = False
+
+    def __init__(self, target: str, *, token: str | None = None, tls: Any = False,
+                 timeout: float = DEFAULT_TIMEOUT_S, latency_timeout: float = LATENCY_TIMEOUT_S,
+                 retries: int = 3, backoff: float = 0.2, max_backoff: float = 5.0,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
+                 options: Sequence[tuple[str, Any]] = ()):
+        import grpc
+        import grpc.aio
+
+        from costoracle.v1 import oracle_pb2_grpc
+
+        self.target = target
+        self.timeout = timeout
+        self.latency_timeout = latency_timeout
+        self.retries = max(0, int(retries))
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_batch = max(1, int(max_batch))
+        self._grpc = grpc
+        self._metadata = metadata(token)
+        opts = channel_options(max_message_bytes, options)
+        creds = credentials(tls)
+        channels = grpc.aio if self._aio else grpc
+        self._channel = (channels.secure_channel(target, creds, options=opts) if creds is not None
+                         else channels.insecure_channel(target, options=opts))
+        self._stub = oracle_pb2_grpc.CostOracleStub(self._channel)

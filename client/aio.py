@@ -18,33 +18,10 @@ from client.errors import DeadlineExceeded
 from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
 
 
-class AsyncRemoteOracle:
+class AsyncRemoteOracle(wire.RemoteBase):
     """The asyncio twin of :class:`client.remote.RemoteOracle` (same constructor arguments)."""
 
-    def __init__(self, target: str, *, token: str | None = None, tls: Any = False,
-                 timeout: float = wire.DEFAULT_TIMEOUT_S, latency_timeout: float = wire.LATENCY_TIMEOUT_S,
-                 retries: int = 3, backoff: float = 0.2, max_backoff: float = 5.0,
-                 max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES, max_batch: int = wire.DEFAULT_MAX_BATCH,
-                 options: Sequence[tuple[str, Any]] = ()):
-        import grpc
-        import grpc.aio
-
-        from costoracle.v1 import oracle_pb2_grpc
-
-        self.target = target
-        self.timeout = timeout
-        self.latency_timeout = latency_timeout
-        self.retries = max(0, int(retries))
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_batch = max(1, int(max_batch))
-        self._grpc = grpc
-        self._metadata = wire.metadata(token)
-        opts = wire.channel_options(max_message_bytes, options)
-        creds = wire.credentials(tls)
-        self._channel = (grpc.aio.secure_channel(target, creds, options=opts) if creds is not None
-                         else grpc.aio.insecure_channel(target, options=opts))
-        self._stub = oracle_pb2_grpc.CostOracleStub(self._channel)
+    _aio = True
 
     def _deadline(self, timeout: float | None, latency: bool = False) -> float:
         t = timeout if timeout is not None else (self.latency_timeout if latency else self.timeout)

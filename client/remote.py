@@ -19,7 +19,7 @@ from client.errors import DeadlineExceeded, OracleError
 from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
 
 
-class RemoteOracle:
+class RemoteOracle(wire.RemoteBase):
     """A cost oracle across the network (``target`` = ``"host:port"``).
 
     ``token``: bearer token (sent as ``authorization`` metadata). ``tls``: ``False`` (plaintext),
@@ -27,29 +27,7 @@ class RemoteOracle:
     ``timeout``: default per-call deadline in seconds; ``retries``: extra attempts on UNAVAILABLE.
     """
 
-    def __init__(self, target: str, *, token: str | None = None, tls: Any = False,
-                 timeout: float = wire.DEFAULT_TIMEOUT_S, latency_timeout: float = wire.LATENCY_TIMEOUT_S,
-                 retries: int = 3, backoff: float = 0.2, max_backoff: float = 5.0,
-                 max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES, max_batch: int = wire.DEFAULT_MAX_BATCH,
-                 options: Sequence[tuple[str, Any]] = ()):
-        import grpc
-
-        from costoracle.v1 import oracle_pb2_grpc
-
-        self.target = target
-        self.timeout = timeout
-        self.latency_timeout = latency_timeout
-        self.retries = max(0, int(retries))
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_batch = max(1, int(max_batch))
-        self._grpc = grpc
-        self._metadata = wire.metadata(token)
-        opts = wire.channel_options(max_message_bytes, options)
-        creds = wire.credentials(tls)
-        self._channel = (grpc.secure_channel(target, creds, options=opts) if creds is not None
-                         else grpc.insecure_channel(target, options=opts))
-        self._stub = oracle_pb2_grpc.CostOracleStub(self._channel)
+    _aio = False
 
     # -- transport -------------------------------------------------------------------------
     def _deadline(self, timeout: float | None, latency: bool = False) -> float:
