@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 
-from cost_engine.expand import network_blocks
+from cost_engine.expand import input_shape_of, network_blocks
 from cost_engine.expand.registry import expand_block
 from cost_engine.families import resolve
 from cost_engine.ops import Shape
 from cost_engine.report import DTYPE_BYTES, CostReport
 from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, FieldError, Spec, SpecError
-from cost_engine.spec.network import NetworkSpec
 from cost_engine.summary import Summary, summarize
 
 
@@ -44,13 +43,7 @@ def analyze(candidate: Spec | str, *, batch_size: int = 1, resolution: int | Non
     """
     check_context(batch_size, resolution, dtype, in_channels)
     spec = resolve(candidate)
-    if isinstance(spec, NetworkSpec):
-        r = resolution or spec.resolution
-        shape: Shape = (batch_size, spec.in_channels, r, r)
-    else:
-        if resolution is None or in_channels is None:
-            raise SpecError([FieldError("resolution", "a standalone block needs resolution and in_channels")])
-        shape = (batch_size, in_channels, resolution, resolution)
+    shape = input_shape_of(spec, batch_size, resolution, in_channels)
     total = Summary()
     placed = network_blocks(spec, shape)
     for block in placed:

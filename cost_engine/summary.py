@@ -7,7 +7,7 @@ disagree through their op lists, never through their arithmetic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from math import prod
 
 from cost_engine.formulas import MAC_OPS, OpCost, UnknownOpError, op_cost
@@ -248,7 +248,3 @@ def _liveness(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...]) -> tup
         if alive > peak:
             peak = alive
     return peak, uses
-
-
-def counts_fields() -> list[str]:
-    return [f.name for f in fields(Counts)]

@@ -26,11 +26,14 @@ class PlacedBlock:
 
 def input_shape_of(candidate: Spec, batch_size: int, resolution: int | None,
                    in_channels: int | None = None) -> Shape:
+    """The input shape of a candidate: a network's own (resolution overridable); a standalone
+    block's from ``resolution`` and ``in_channels``, which it then needs."""
     if isinstance(candidate, NetworkSpec):
         r = resolution or candidate.resolution
         return (batch_size, candidate.in_channels, r, r)
     if resolution is None or in_channels is None:
-        raise SpecError([FieldError("context", "a standalone block needs resolution and in_channels")])
+        missing = "resolution" if resolution is None else "in_channels"
+        raise SpecError([FieldError(missing, "a standalone block needs resolution and in_channels")])
     return (batch_size, in_channels, resolution, resolution)
 
 
