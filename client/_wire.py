@@ -11,6 +11,7 @@ without ``in_channels``, something that is not a candidate) is answered locally 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -336,3 +337,18 @@ class RemoteBase:
         self._channel = (channels.secure_channel(target, creds, options=opts) if creds is not None
                          else channels.insecure_channel(target, options=opts))
         self._stub = oracle_pb2_grpc.CostOracleStub(self._channel)
+
+    def _deadline(self, timeout: float | None, latency: bool = False) -> float:
+        t = timeout if timeout is not None else (self.latency_timeout if latency else self.timeout)
+        return time.monotonic() + t
+
+    def _retry_pause(self, exc: Any, attempt: int, deadline: float, received: bool = False) -> float:
+        """Seconds to wait before retrying a failed call, or raise its typed error: only
+        UNAVAILABLE is retried, within the retry budget and the deadline, and a stream only
+        before its first message (nothing is delivered twice)."""
+        if received or not (is_retryable(exc) and attempt < self.retries):
+            raise rpc_error(exc) from None
+        pause = backoff_delay(attempt, self.backoff, self.max_backoff)
+        if time.monotonic() + pause >= deadline:
+            raise rpc_error(exc) from None
+        return pause

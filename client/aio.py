@@ -23,10 +23,6 @@ class AsyncRemoteOracle(wire.RemoteBase):
 
     _aio = True
 
-    def _deadline(self, timeout: float | None, latency: bool = False) -> float:
-        t = timeout if timeout is not None else (self.latency_timeout if latency else self.timeout)
-        return time.monotonic() + t
-
     async def _unary(self, method: str, request: Any, deadline: float) -> Any:
         call = getattr(self._stub, method)
         attempt = 0
@@ -37,11 +33,7 @@ class AsyncRemoteOracle(wire.RemoteBase):
             try:
                 return await call(request, timeout=remaining, metadata=self._metadata)
             except self._grpc.RpcError as exc:
-                if not (wire.is_retryable(exc) and attempt < self.retries):
-                    raise wire.rpc_error(exc) from None
-                pause = wire.backoff_delay(attempt, self.backoff, self.max_backoff)
-                if time.monotonic() + pause >= deadline:
-                    raise wire.rpc_error(exc) from None
+                pause = self._retry_pause(exc, attempt, deadline)
                 await asyncio.sleep(pause)
                 attempt += 1
 
@@ -60,11 +52,7 @@ class AsyncRemoteOracle(wire.RemoteBase):
                     yield msg
                 return
             except self._grpc.RpcError as exc:
-                if received or not (wire.is_retryable(exc) and attempt < self.retries):
-                    raise wire.rpc_error(exc) from None
-                pause = wire.backoff_delay(attempt, self.backoff, self.max_backoff)
-                if time.monotonic() + pause >= deadline:
-                    raise wire.rpc_error(exc) from None
+                pause = self._retry_pause(exc, attempt, deadline, received)
                 await asyncio.sleep(pause)
                 attempt += 1
             finally:

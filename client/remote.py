@@ -30,10 +30,6 @@ class RemoteOracle(wire.RemoteBase):
     _aio = False
 
     # -- transport -------------------------------------------------------------------------
-    def _deadline(self, timeout: float | None, latency: bool = False) -> float:
-        t = timeout if timeout is not None else (self.latency_timeout if latency else self.timeout)
-        return time.monotonic() + t
-
     def _unary(self, method: str, request: Any, deadline: float) -> Any:
         call = getattr(self._stub, method)
         attempt = 0
@@ -44,11 +40,7 @@ class RemoteOracle(wire.RemoteBase):
             try:
                 return call(request, timeout=remaining, metadata=self._metadata)
             except self._grpc.RpcError as exc:
-                if not (wire.is_retryable(exc) and attempt < self.retries):
-                    raise wire.rpc_error(exc) from None
-                pause = wire.backoff_delay(attempt, self.backoff, self.max_backoff)
-                if time.monotonic() + pause >= deadline:
-                    raise wire.rpc_error(exc) from None
+                pause = self._retry_pause(exc, attempt, deadline)
                 time.sleep(pause)
                 attempt += 1
 
@@ -68,11 +60,7 @@ class RemoteOracle(wire.RemoteBase):
                     yield msg
                 return
             except self._grpc.RpcError as exc:
-                if received or not (wire.is_retryable(exc) and attempt < self.retries):
-                    raise wire.rpc_error(exc) from None
-                pause = wire.backoff_delay(attempt, self.backoff, self.max_backoff)
-                if time.monotonic() + pause >= deadline:
-                    raise wire.rpc_error(exc) from None
+                pause = self._retry_pause(exc, attempt, deadline, received)
                 time.sleep(pause)
                 attempt += 1
             finally:
