@@ -16,6 +16,8 @@ from typing import Any
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from cost_engine.spec.base import join_path
+
 __all__ = [
     "Cancelled",
     "DeadlineExceeded",
@@ -129,14 +131,6 @@ def translate_path(engine_path: str, node: Any) -> str:
         if isinstance(cur, dict) and isinstance(cur.get("kind"), str):
             out += f".{cur['kind']}"
     return out
-
-
-def join_path(prefix: str, path: str) -> str:
-    if not prefix:
-        return path
-    if not path:
-        return prefix
-    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
 
 
 class InvalidArgument(ServiceError):

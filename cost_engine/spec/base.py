@@ -107,11 +107,16 @@ def validate(spec: Spec, path: str = "", recursive: bool = True) -> list[FieldEr
         found = tuple(_validate(spec, "", recursive))
     if not path:
         return list(found)
-    return [FieldError(_rebase(path, e.path), e.reason) for e in found]
+    return [FieldError(join_path(path, e.path), e.reason) for e in found]
 
 
-def _rebase(prefix: str, path: str) -> str:
-    return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
+def join_path(prefix: str, path: str) -> str:
+    """``prefix`` + a field path relative to it (``a.b`` + ``[2].c`` -> ``a.b[2].c``)."""
+    if not prefix:
+        return path
+    if not path:
+        return prefix
+    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
 
 
 @functools.lru_cache(maxsize=65536)
