@@ -80,9 +80,10 @@ class RooflineTerms:
 
 
 @functools.lru_cache(maxsize=65536)
-def block_roofline(spec: Spec, input_shape: Shape, ceilings: Ceilings, itemsize: int) -> RooflineTerms:
+def block_roofline(spec: Spec, input_shape: Shape, ceilings: Ceilings, itemsize: int,
+                   channels_last: bool = False) -> RooflineTerms:
     terms = RooflineTerms()
-    for op in expand_block(spec, input_shape)[0]:
+    for op in expand_block(spec, input_shape, channels_last)[0]:
         cost = op_cost(op)
         compute = cost.flops / ceilings.peak_flops
         memory = (cost.read + cost.written) * itemsize / ceilings.bandwidth
@@ -99,5 +100,5 @@ def roofline(spec: Spec, input_shape: Shape, cal: Calibration, dtype: str) -> Ro
     itemsize = DTYPE_BYTES[dtype]
     total = RooflineTerms()
     for block in network_blocks(spec, input_shape):
-        total = total + block_roofline(block.spec, block.input_shape, ceilings, itemsize)
+        total = total + block_roofline(block.spec, block.input_shape, ceilings, itemsize, block.channels_last)
     return total
