@@ -81,8 +81,12 @@ class CostReport:
     def by_op_type(self) -> dict[str, dict[str, int]]:
         return {k: c.to_dict(self.itemsize) for k, c in sorted(self.summary.by_kind.items())}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, breakdowns: bool = True) -> dict[str, Any]:
+        """The report as plain JSON data. Without ``breakdowns``, ``by_module`` and ``views`` are
+        left out: they are the two parts whose size and cost grow with every op, they are derived
+        from the same op records, and a search loop that reads the figures never needs them (the
+        oracle stores reports without them and re-derives them from memoized blocks on request)."""
+        out: dict[str, Any] = {
             "candidate": self.candidate,
             "batch_size": self.batch_size,
             "input_shape": list(self.input_shape),
@@ -101,7 +105,14 @@ class CostReport:
             "op_count": self.summary.totals.ops,
             "unknown_ops": self.unknown_ops,
             "by_op_type": self.by_op_type(),
-            "by_module": self.by_module(),
-            "views": {tool: dict(v) for tool, v in sorted(self.summary.views.items())},
-            "cost_model_version": COST_MODEL_VERSION,
         }
+        if breakdowns:
+            out.update(self.breakdowns())
+        out["cost_model_version"] = COST_MODEL_VERSION
+        return out
+
+    def breakdowns(self, by_module: bool = True) -> dict[str, Any]:
+        """``by_module`` (unless told not to) and ``views``: what ``to_dict(breakdowns=False)`` leaves out."""
+        out: dict[str, Any] = {"by_module": self.by_module()} if by_module else {}
+        out["views"] = {tool: dict(v) for tool, v in sorted(self.summary.views.items())}
+        return out

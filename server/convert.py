@@ -152,18 +152,35 @@ def block_from_proto(msg: spb.Block, path: str) -> Spec:
     return spec
 
 
+@functools.lru_cache(maxsize=4096)
+def _shell_errors(scalars: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, str], ...]:
+    """Field errors of a network's own scalar fields (engine paths), from ``from_dict``."""
+    fields = dict(scalars)
+    try:
+        from_dict({"kind": "network", **fields}, expected=NetworkSpec)
+    except SpecError as exc:
+        return tuple((e.path, e.reason) for e in exc.errors if e.path in fields)
+    return ()
+
+
 def network_from_proto(msg: spb.NetworkSpec, path: str) -> NetworkSpec:
     """A network from its message: every block validated (memoized), then the network's own fields
     and rules by the engine's validation; every bad field of every block is reported at once."""
     errors: list[tuple[str, str]] = []
 
+    memo = _BLOCKS._data
+
     def blocks(items: Sequence[spb.Block], base: str) -> tuple[Spec, ...]:
         out = []
         for i, b in enumerate(items):
-            try:
-                out.append(block_from_proto(b, f"{base}[{i}]"))
-            except ServiceError as exc:
-                errors.extend(exc.violations)
+            spec = memo.get(b.SerializeToString(deterministic=True))  # the hot path: a block seen before
+            if spec is None:
+                try:
+                    spec = block_from_proto(b, f"{base}[{i}]")
+                except ServiceError as exc:
+                    errors.extend(exc.violations)
+                    continue
+            out.append(spec)
         return tuple(out)
 
     stem = blocks(msg.stem, f"{path}.stem")
@@ -171,11 +188,9 @@ def network_from_proto(msg: spb.NetworkSpec, path: str) -> NetworkSpec:
     head = blocks(msg.head, f"{path}.head")
     scalars = _scalars(msg)
     # the network's own scalar fields go through from_dict's typed parsing and bounds too (on a
-    # shell with no blocks, so only its "needs at least one block" rule is not about them)
-    try:
-        from_dict({"kind": "network", **scalars}, expected=NetworkSpec)
-    except SpecError as exc:
-        errors.extend((join_path(path, e.path), e.reason) for e in exc.errors if e.path in scalars)
+    # shell with no blocks, so only its "needs at least one block" rule is not about them);
+    # the candidates of a search space share these few fields, so the verdict is memoized
+    errors.extend((join_path(path, p), reason) for p, reason in _shell_errors(tuple(sorted(scalars.items()))))
     if errors:
         if not (msg.stem or msg.head or any(st.blocks for st in msg.stages)):
             errors.append((f"{path}.stages", "a network needs at least one block"))

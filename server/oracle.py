@@ -8,7 +8,9 @@ mbconv.kernel_size``) in both.
 Data path for every candidate: validate and resolve it (a built-in name becomes its spec) →
 key = ``cache_key(to_dict(spec), cost context, COST_MODEL_VERSION)`` → in-process LRU of parsed
 reports → the cache (``get_many`` for a batch) → ``cost_engine.analyze`` for what is missing →
-``put_many`` of the full ``to_dict()`` reports → answer. A candidate that fails validation or
+``put_many`` of ``to_dict(breakdowns=False)`` (every figure and the per-op-type counts; the
+per-module breakdown and the other tools' views are re-derived from memoized blocks when a
+request's detail asks for them) → answer. A candidate that fails validation or
 expansion is answered with its own error and never written. The cost context holds only what
 the analytic figures depend on (batch size, effective resolution, dtype, and a single block's
 input channels); latency settings select a measurement, which the latency layer caches under
@@ -32,7 +34,7 @@ from typing import Any
 
 from cost_engine.analyze import analyze
 from cost_engine.families import BUILTINS, resolve
-from cost_engine.report import COST_MODEL_VERSION, DTYPE_BYTES
+from cost_engine.report import COST_MODEL_VERSION, DTYPE_BYTES, CostReport
 from cost_engine.spec.base import (
     MAX_BATCH,
     MAX_CHANNELS,
@@ -53,7 +55,8 @@ from server.budget import (
     latency_constraint,
     pareto_front,
 )
-from server.cache import CacheRow, CostCache, cache_key
+from server.cache import CacheRow, CostCache, canonical_json
+from server.cache.keys import cache_key_of_json
 from server.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -100,7 +103,8 @@ LATENCY_METHODS = ("block_table", "roofline", "flops")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 DETAILS = ("full", "totals", "scalars")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:(0|[1-9][0-9]{0,2}))?)$")
-#: report keys each detail level leaves out (the cache always holds the full report)
+#: report keys each detail level leaves out (the cache holds every figure and ``by_op_type``; ``views``
+#: and ``by_module`` are re-derived from memoized blocks for the details that show them)
 _DROPPED = {"full": (), "totals": ("by_module",), "scalars": ("by_module", "by_op_type", "views", "unknown_ops")}
 #: every scalar figure of a report, all computed from the op list
 FIGURES = ("params", "buffers", "macs", "flops", "memory_access_elements", "memory_access_bytes",
@@ -274,7 +278,7 @@ class Prepared:
         memo = (ctx.batch_size, r, ctx.dtype)
         k = self._keys.get(memo)
         if k is None:
-            k = cache_key(self.spec_dict, self.cost_context(ctx), COST_MODEL_VERSION)
+            k = cache_key_of_json(spec_json(self.spec), self.cost_context(ctx), COST_MODEL_VERSION)
             if len(self._keys) < 64:
                 self._keys[memo] = k
         return k
@@ -341,6 +345,34 @@ class _LRU:
         return len(self._data)
 
 
+@functools.lru_cache(maxsize=65536)
+def _block_json(spec: Spec) -> str:
+    return canonical_json(_block_dict(spec))
+
+
+def _json_of(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ",".join([_block_json(v) if isinstance(v, Spec) else _json_of(v) for v in value]) + "]"
+    if isinstance(value, Spec):
+        return _block_json(value)
+    return canonical_json(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(sorted(("kind", *(f.name for f in dataclasses.fields(cls)))))
+
+
+def spec_json(spec: Spec) -> str:
+    """``canonical_json(to_dict(spec))``, assembled from each block's memoized text: hashing a new
+    candidate of a search space then costs only its own few fields (a test checks the equality
+    byte for byte on every built-in and on random spaces)."""
+    if not isinstance(spec, NetworkSpec):
+        return _block_json(spec)
+    return "{" + ",".join([f'"{name}":' + (f'"{spec.kind}"' if name == "kind" else _json_of(getattr(spec, name)))
+                           for name in _field_names(type(spec))]) + "}"
+
+
 # -- the oracle -----------------------------------------------------------------------------
 class Oracle:
     """Costs of candidates, cached. Thread-safe; one instance serves every request of a server.
@@ -359,7 +391,8 @@ class Oracle:
         self._queue = latency_queue
         self._owns_queue = latency_queue is None
         self._queue_lock = threading.Lock()
-        self._reports = _LRU(report_memory)  # key -> full report dict (parsed once)
+        self._reports = _LRU(report_memory)  # key -> stored report dict (parsed once)
+        self._breakdowns = _LRU(256)  # (key, with by_module) -> re-derived views (and by_module)
         self._prepared = _LRU(16384)  # spec / name -> Prepared
         self._stats_lock = threading.Lock()
         self._stats = {"hits": 0, "misses": 0, "writes": 0, "errors": 0}
@@ -499,7 +532,7 @@ class Oracle:
                 continue
             report, key, hit = got
             assert isinstance(item, Prepared)
-            out.append(serve_report(report, item.label, key, hit, detail))
+            out.append(self.serve(report, item, ctx, key, hit, detail))
         if ctx.wants_latency:
             self.attach_latency(items, out, ctx, paths, deadline=deadline, is_active=is_active)
         return out
@@ -520,8 +553,6 @@ class Oracle:
         there are enough of them; those processes store their rows before they answer."""
         from server.convert import report_to_proto  # convert imports this module
 
-        def encode(report: dict[str, Any], key: str) -> bytes:
-            return report_to_proto(serve_report(report, "", key, True, detail)).SerializeToString()
 
         keys = [item.key(ctx) if isinstance(item, Prepared) else None for item in items]
         found, missing = self._lookup(keys)
@@ -540,13 +571,16 @@ class Oracle:
                 pool.shutdown(wait=False, cancel_futures=True)
                 computed = self._compute_local(items, keys, missing, ctx)
         out: list[tuple[bytes, str, bool] | ServiceError] = []
-        for got in self._assemble(items, keys, found, computed, paths):
+        for item, got in zip(items, self._assemble(items, keys, found, computed, paths), strict=True):
             if isinstance(got, ServiceError):
                 out.append(got)
                 continue
             report, key, hit = got
             blob = blobs.get(key)
-            out.append((blob if blob is not None else encode(report, key), key, hit))
+            if blob is None:
+                assert isinstance(item, Prepared)
+                blob = report_to_proto(self.serve(report, item, ctx, key, True, detail, label="")).SerializeToString()
+            out.append((blob, key, hit))
         return out
 
     def _lookup(self, keys: Sequence[str | None]) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -578,7 +612,7 @@ class Oracle:
                 continue
             assert isinstance(item, Prepared)
             try:
-                report = self._analyze(item, ctx)
+                report = _analyze_item(item, ctx).to_dict(breakdowns=False)
             except ServiceError as exc:
                 computed[k] = exc  # paths relative to the candidate: each position prefixes its own
                 continue
@@ -682,8 +716,19 @@ class Oracle:
         """Hits a caller served from its own memo of reports that came from this oracle."""
         self._count(hits=n)
 
-    def _analyze(self, item: Prepared, ctx: Context) -> dict[str, Any]:
-        return _analyze_item(item, ctx)
+    def serve(self, report: dict[str, Any], item: Prepared, ctx: Context, key: str, hit: bool, detail: str, *,
+              label: str | None = None) -> dict[str, Any]:
+        """What a caller gets for a stored report at ``detail``: the breakdowns the stored row leaves
+        out (``views``, ``by_module``) are re-derived from the engine's memoized blocks when the detail
+        asks for them, and kept in a small memo for the next caller."""
+        if detail != "scalars" and "views" not in report:
+            memo_key = (key, detail == "full")
+            extra = self._breakdowns.get(memo_key)
+            if extra is None:
+                extra = _analyze_item(item, ctx).breakdowns(by_module=detail == "full")
+                self._breakdowns.put(memo_key, extra)
+            report = {**report, **extra}
+        return serve_report(report, item.label if label is None else label, key, hit, detail)
 
     # -- latency --------------------------------------------------------------------------
     def latency_queue(self) -> Any:
@@ -852,7 +897,7 @@ class Oracle:
             if include_reports:
                 prepared = items[i]
                 assert isinstance(prepared, Prepared)
-                item.report = serve_report(report, prepared.label, key, hit, detail)
+                item.report = self.serve(report, prepared, actx, key, hit, detail)
             results.append(item)
             if item.feasible:
                 survivors.append(i)
@@ -1317,11 +1362,14 @@ def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[
         item = Prepared(spec, name or spec.kind, name, in_channels)
         ctx = Context(batch_size=batch_size, resolution=resolution, dtype=dtype)
         try:
-            report = _analyze_item(item, ctx)
+            engine_report = _analyze_item(item, ctx)
         except ServiceError as exc:
             out.append((key, "error", (type(exc).__name__, exc.message, exc.violations, exc.quota), None))
             continue
+        report = engine_report.to_dict(breakdowns=False)
         rows.append(CacheRow(key, "cost", report, COST_MODEL_VERSION))
+        if detail != "scalars":
+            report = {**report, **engine_report.breakdowns(by_module=detail == "full")}
         blob = report_to_proto(serve_report(report, "", key, True, detail)).SerializeToString()
         out.append((key, "ok", blob, {k: report[k] for k in (*FIGURES, "input_shape", "output_shape", "dtype",
                                                               "batch_size", "cost_model_version", "candidate")}))
@@ -1338,16 +1386,15 @@ def _rebuild_error(state: tuple[Any, ...]) -> ServiceError:
     return _rebuild(*state)
 
 
-def _analyze_item(item: Prepared, ctx: Context) -> dict[str, Any]:
-    """``analyze(...).to_dict()`` with engine errors as :class:`ServiceError` in proto terms."""
+def _analyze_item(item: Prepared, ctx: Context) -> CostReport:
+    """``analyze(...)`` with engine errors as :class:`ServiceError` in proto terms."""
     resolution = item.resolution(ctx)
     if item.is_block and resolution is None:
         raise InvalidArgument("a block candidate needs a resolution",
                               [("context.resolution", "a single block candidate needs context.resolution")])
     try:
-        report = analyze(item.spec, batch_size=ctx.batch_size, resolution=resolution, dtype=ctx.dtype,
-                         in_channels=item.in_channels)
-        return report.to_dict()
+        return analyze(item.spec, batch_size=ctx.batch_size, resolution=resolution, dtype=ctx.dtype,
+                       in_channels=item.in_channels)
     except SpecError as exc:
         raise InvalidArgument(str(exc), [(item.proto_path(e.path), _reason(item, e.path, e.reason))
                                          for e in exc.errors]) from None

@@ -179,6 +179,32 @@ def test_memoized_spec_dict_equals_to_dict() -> None:
         assert spec_dict(spec) == to_dict(spec)
 
 
+def test_assembled_spec_json_and_key_equal_the_canonical_ones() -> None:
+    """The server hashes a candidate from its blocks' memoized JSON texts; the bytes (and so the
+    key) must be exactly those of canonical_json(to_dict(spec)), or one candidate gets two keys."""
+    from cost_engine.families import BUILTINS
+    from server.cache import canonical_json
+    from server.oracle import Prepared, spec_json
+
+    rng = random.Random(7)
+    specs = [resolve(n) for n in sorted(BUILTINS)]
+    for _ in range(200):  # random MBConv networks with awkward floats, and FasterNets
+        stages = tuple(tuple(MBConvSpec(out_channels=rng.choice((8, 24, 40)), kernel_size=rng.choice((3, 5, 7)),
+                                        expand_ratio=rng.choice((1, 2.5, 4.0, 6, 1 / 3)),
+                                        se_ratio=rng.choice((0.0, 0.25, 0.1)), act=rng.choice(("relu6", "silu")))
+                             for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(1, 3)))
+        specs.append(NetworkSpec(stem=(ConvSpec(out_channels=16, stride=2),), stages=stages,
+                                 resolution=rng.choice((32, 160, 224))))
+        specs.append(fasternet(rng.choice((16, 40)), (1, rng.randint(1, 3), 1, 1), n_div=rng.choice((2, 4)),
+                               mlp_ratio=rng.choice((1.5, 2.0, 3.0))))
+    specs.append(MBConvSpec(out_channels=24, expand_ratio=4))
+    ctx = Context(batch_size=3, resolution=None, dtype="float16")
+    for spec in specs:
+        assert spec_json(spec) == canonical_json(to_dict(spec))
+        p = Prepared(spec, spec.kind)
+        assert p.key(ctx) == cache_key(to_dict(spec), p.cost_context(ctx), COST_MODEL_VERSION)
+
+
 # -- errors and paths -------------------------------------------------------------------------
 def test_translate_path() -> None:
     d = to_dict(efficientnet())

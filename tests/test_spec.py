@@ -93,3 +93,27 @@ def test_light_layers_import_no_torch_grpc_or_database() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_memoized_spec_hash_is_never_shipped_to_another_process() -> None:
+    """Specs memoize their hash; it comes from this process's (randomized) string hashing, so a
+    pickled spec (the analysis processes get specs by pickle) must not carry it."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    from cost_engine.families import resolve
+
+    spec = resolve("efficientnet_b0")
+    h = hash(spec)
+    assert hash(spec) == h and "_spec_hash" in spec.__dict__
+    blob = pickle.dumps(spec)
+    back = pickle.loads(blob)
+    assert "_spec_hash" not in back.__dict__ and back == spec and hash(back) == h
+    code = ("import pickle, sys; s = pickle.loads(sys.stdin.buffer.read()); "
+            "from cost_engine.families import resolve; r = resolve('efficientnet_b0'); "
+            "print(hash(s) == hash(r), s == r, {s: 1}.get(r))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, env=env, check=True)
+    assert out.stdout.split() == [b"True", b"True", b"1"]

@@ -78,6 +78,38 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the memoized hash is of this process's string hashing (randomized per process): never ship it
+        state = dict(self.__dict__)
+        state.pop(_HASH_ATTR, None)
+        return state
+
+
+_HASH_ATTR = "_spec_hash"
+
+
+def _memoize_hash(cls: type) -> None:
+    """Give a frozen spec dataclass a hash computed once per instance.
+
+    A spec is a dict key everywhere on the hot path (block memo, validation memo, JSON memo, the
+    server's candidate memo), and a dataclass recomputes the hash of its field tuple (a network:
+    of every nested block) at every lookup.
+    """
+    plain = cls.__hash__
+    if plain is None or getattr(plain, "_memoized", False):
+        return
+
+    def __hash__(self: Any) -> int:
+        try:
+            return self.__dict__[_HASH_ATTR]
+        except KeyError:
+            h = plain(self)
+            object.__setattr__(self, _HASH_ATTR, h)
+            return h
+
+    __hash__._memoized = True  # type: ignore[attr-defined]
+    cls.__hash__ = __hash__  # type: ignore[method-assign]
+
 
 SPEC_KINDS: dict[str, type[Spec]] = {}
 S = TypeVar("S", bound=type)
@@ -88,6 +120,7 @@ def register(kind: str) -> Callable[[S], S]:
         if kind in SPEC_KINDS:
             raise ValueError(f"spec kind {kind!r} registered twice")
         cls.kind = kind  # type: ignore[attr-defined]
+        _memoize_hash(cls)
         SPEC_KINDS[kind] = cls  # type: ignore[assignment]
         return cls
 
@@ -140,7 +173,8 @@ def _check_value(value: Any, meta: Mapping[str, Any], path: str, recursive: bool
     if isinstance(value, tuple):
         out: list[FieldError] = []
         for i, v in enumerate(value):
-            out.extend(_check_value(v, meta, join(path, i), recursive))
+            if recursive or not isinstance(v, Spec):  # a nested spec unchecked: no path to build
+                out.extend(_check_value(v, meta, join(path, i), recursive))
         return out
     if isinstance(value, bool) or value is None:
         return []

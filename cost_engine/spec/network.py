@@ -40,7 +40,7 @@ class NetworkSpec(Spec):
 
     def check(self) -> list[tuple[str, str]]:
         problems = []
-        n = len(self.blocks())
+        n = len(self.stem) + sum(len(stage) for stage in self.stages) + len(self.head)
         if n == 0:
             problems.append(("stages", "a network needs at least one block"))
         if n > MAX_BLOCKS:

@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["cache_key", "canonical_json"]
+__all__ = ["cache_key", "cache_key_of_json", "canonical_json"]
 
 
 def canonical_json(value: Any) -> str:
@@ -31,16 +31,27 @@ def canonical_json(value: Any) -> str:
     Raises ``ValueError`` for NaN or infinity (they have no JSON form, and a key must not depend
     on how a library spells them) and ``TypeError`` for values JSON cannot represent.
     """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return _ENCODER.encode(value)
+
+
+# one encoder object: json.dumps with options builds a new one per call, a third of a small key's cost
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def cache_key(spec_dict: Mapping[str, Any], context: Mapping[str, Any], version: str) -> str:
     """sha256 hex digest (64 characters) of the canonical JSON of ``{"spec", "context", "version"}``."""
     if not isinstance(spec_dict, Mapping):
         raise TypeError(f"spec_dict must be a mapping (from cost_engine.spec.to_dict), got {type(spec_dict).__name__}")
+    return cache_key_of_json(canonical_json(spec_dict), context, version)
+
+
+def cache_key_of_json(spec_json: str, context: Mapping[str, Any], version: str) -> str:
+    """:func:`cache_key` from the spec's canonical JSON text (which a server assembles from its
+    blocks' memoized texts): the hashed material is the same canonical JSON byte for byte, since
+    ``{"spec", "context", "version"}`` with sorted keys is these three parts in this order."""
     if not isinstance(context, Mapping):
         raise TypeError(f"context must be a mapping, got {type(context).__name__}")
     if not isinstance(version, str) or not version:
         raise TypeError(f"version must be a non-empty string, got {version!r}")
-    material = canonical_json({"spec": spec_dict, "context": context, "version": version})
+    material = f'{{"context":{canonical_json(context)},"spec":{spec_json},"version":{canonical_json(version)}}}'
     return hashlib.sha256(material.encode("ascii")).hexdigest()
