@@ -25,6 +25,7 @@ from cost_engine.spec.base import SPEC_KINDS, Spec, SpecError, from_dict, to_dic
 from cost_engine.spec.network import NetworkSpec
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import spec_pb2 as spb
+from server import wire as _wire
 from server.budget import Budget
 from server.errors import InvalidArgument, ServiceError, from_status, join_path, translate_path
 from server.oracle import (
@@ -161,6 +162,16 @@ def _shell_errors(scalars: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, str]
     except SpecError as exc:
         return tuple((e.path, e.reason) for e in exc.errors if e.path in fields)
     return ()
+
+
+def _shell_ok(scalars: tuple[tuple[str, Any], ...]) -> bool:
+    return not _shell_errors(scalars)
+
+
+def network_from_wire(raw: bytes) -> NetworkSpec | None:
+    """A serialized ``Candidate``'s network without message objects, when all its blocks were
+    converted before (see ``server.wire``); None means: take :func:`candidate_from_proto`."""
+    return _wire.network_from_wire(raw, _BLOCKS._data, _shell_ok)
 
 
 def network_from_proto(msg: spb.NetworkSpec, path: str) -> NetworkSpec:

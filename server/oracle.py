@@ -57,6 +57,7 @@ from server.budget import (
 )
 from server.cache import CacheRow, CostCache, canonical_json
 from server.cache.keys import cache_key_of_json
+from server.cache.store import encode_rows
 from server.errors import (
     Cancelled,
     DeadlineExceeded,
@@ -234,7 +235,7 @@ class SweepChunk:
 class Prepared:
     """A validated candidate: its resolved spec, canonical spec dict, and memoized cache keys."""
 
-    __slots__ = ("_keys", "_spec_dict", "in_channels", "label", "name", "spec")
+    __slots__ = ("_keys", "_spec_dict", "in_channels", "label", "name", "spec", "wire")
 
     def __init__(self, spec: Spec, label: str, name: str | None = None, in_channels: int | None = None,
                  spec_dict: dict[str, Any] | None = None):
@@ -244,6 +245,10 @@ class Prepared:
         self.in_channels = in_channels
         self._spec_dict = spec_dict
         self._keys: dict[tuple[int, int, str], str] = {}
+        #: the candidate as a serialized ``costoracle.v1.Candidate``, when it came over the wire: what
+        #: the analysis processes are sent (bytes cost nothing to ship; a pickled spec costs more
+        #: than converting it again there)
+        self.wire: bytes | None = None
 
     @property
     def spec_dict(self) -> dict[str, Any]:
@@ -402,7 +407,6 @@ class Oracle:
         self.pool_threshold = max(1, int(pool_threshold))
         self._pool: Any = None
         self._pool_lock = threading.Lock()
-        self._memory_cache = self.cache.backend == "sqlite" and self.cache.url.database in (None, "", ":memory:")
 
     # -- candidates -----------------------------------------------------------------------
     def prepare(self, candidate: Candidate, path: str = "candidate", *, validated: bool = False) -> Prepared:
@@ -550,26 +554,50 @@ class Oracle:
                      paths: Sequence[str]) -> list[tuple[bytes, str, bool] | ServiceError]:
         """(serialized ``CostReport`` at ``detail`` with an empty label and cache_hit set, key, hit) per
         item, or its error — the servicer's path. Cold candidates go to the analysis processes when
-        there are enough of them; those processes store their rows before they answer."""
-        from server.convert import report_to_proto  # convert imports this module
+        there are enough of them; their rows are stored before anything is answered."""
+        return self.begin_report_blobs(items, ctx, detail, paths)()
 
-
+    def begin_report_blobs(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
+                           paths: Sequence[str]) -> Callable[[], list[tuple[bytes, str, bool] | ServiceError]]:
+        """:meth:`report_blobs` in two steps: look up and hand the cold candidates to the analysis
+        processes now, collect (store, then answer) when the returned function is called. A server
+        converts the next part of a long batch while the processes analyze this one."""
         keys = [item.key(ctx) if isinstance(item, Prepared) else None for item in items]
         found, missing = self._lookup(keys)
         pool = self._get_pool() if len(missing) >= self.pool_threshold else None
-        blobs: dict[str, bytes] = {}
         if pool is None:
             computed = self._compute_local(items, keys, missing, ctx)
-        else:
+            return lambda: self._blobs(items, keys, found, computed, {}, ctx, detail, paths)
+        try:
+            futures = self._submit_pool(pool, items, keys, missing, ctx, detail)
+        except Exception:
+            futures = None
+            self._drop_pool(pool)
+
+        def finish() -> list[tuple[bytes, str, bool] | ServiceError]:
             try:
-                computed, blobs = self._compute_pool(pool, items, keys, missing, ctx, detail)
+                if futures is None:
+                    raise RuntimeError("the analysis processes are gone")
+                computed, blobs = self._collect_pool(futures)
             except Exception:  # a broken pool (a worker killed): answer from this process, restart it later
                 log.exception("the analysis processes failed; analyzing in the server process")
-                with self._pool_lock:
-                    if self._pool is pool:
-                        self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
-                computed = self._compute_local(items, keys, missing, ctx)
+                self._drop_pool(pool)
+                computed, blobs = self._compute_local(items, keys, missing, ctx), {}
+            return self._blobs(items, keys, found, computed, blobs, ctx, detail, paths)
+
+        return finish
+
+    def _drop_pool(self, pool: Any) -> None:
+        with self._pool_lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def _blobs(self, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
+               found: dict[str, dict[str, Any]], computed: dict[str, Any], blobs: dict[str, bytes], ctx: Context,
+               detail: str, paths: Sequence[str]) -> list[tuple[bytes, str, bool] | ServiceError]:
+        from server.convert import report_to_proto  # convert imports this module
+
         out: list[tuple[bytes, str, bool] | ServiceError] = []
         for item, got in zip(items, self._assemble(items, keys, found, computed, paths), strict=True):
             if isinstance(got, ServiceError):
@@ -629,10 +657,10 @@ class Oracle:
             self._count(writes=written)
         return computed
 
-    def _compute_pool(self, pool: Any, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
-                      missing: Sequence[str], ctx: Context, detail: str) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """Analyze the missing keys in the analysis processes (each stores its rows, then answers with the
-        serialized report): key -> scalars-only report dict or error, and key -> serialized report."""
+    def _submit_pool(self, pool: Any, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
+                     missing: Sequence[str], ctx: Context, detail: str) -> list[Any]:
+        """Hand the missing keys to the analysis processes (in a few jobs per process, so both finish
+        together); each job answers with the serialized reports and its rows already encoded."""
         todo = set(missing)
         jobs: list[tuple[Any, ...]] = []
         seen: set[str] = set()
@@ -641,22 +669,33 @@ class Oracle:
                 continue
             assert isinstance(item, Prepared)
             seen.add(k)
-            jobs.append((k, item.spec, item.name, item.in_channels, ctx.batch_size, item.resolution(ctx), ctx.dtype))
-        n = self.analyze_processes
-        size = max(1, -(-len(jobs) // (4 * n)))
-        futures = [pool.submit(_pool_job, detail, jobs[i:i + size]) for i in range(0, len(jobs), size)]
+            what = item.wire if item.wire is not None else (item.name if item.name is not None else item.spec)
+            jobs.append((k, what, item.in_channels, ctx.batch_size, item.resolution(ctx), ctx.dtype))
+        size = max(1, -(-len(jobs) // (4 * self.analyze_processes)))
+        return [pool.submit(_pool_job, detail, jobs[i:i + size]) for i in range(0, len(jobs), size)]
+
+    def _collect_pool(self, futures: Sequence[Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """Wait for the jobs, then store every row they encoded in one go (one writer: SQLite would
+        make parallel writers wait on its lock with sleeps) before anything is answered: key ->
+        scalars-only report dict or error, and key -> serialized report."""
         computed: dict[str, Any] = {}
         blobs: dict[str, bytes] = {}
-        written = 0
+        rows: list[dict[str, Any]] = []
         for f in futures:
-            results, w = f.result()
-            written += w
+            results, encoded = f.result()
+            rows.extend(encoded)
             for key, status, value, extra in results:
                 if status == "ok":
                     blobs[key] = value
                     computed[key] = extra
                 else:
                     computed[key] = _rebuild_error(value)
+        written = 0
+        if rows:
+            try:
+                written = self.cache.put_encoded(rows)
+            except Exception:  # the answers are still right; the next request recomputes them
+                log.exception("cache write of %d rows failed", len(rows))
         self._count(writes=written)
         return computed, blobs
 
@@ -691,18 +730,17 @@ class Oracle:
                 self._stats[k] += v
 
     def _get_pool(self) -> Any:
-        """The analysis processes (spawned on first use), or None when disabled or the cache is in memory."""
-        if self.analyze_processes <= 0 or self._memory_cache:
+        """The analysis processes (spawned on first use), or None when disabled."""
+        if self.analyze_processes <= 0:
             return None
         with self._pool_lock:
             if self._pool is None and not self._closed:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
 
-                url = self.cache.url.render_as_string(hide_password=False)
                 self._pool = ProcessPoolExecutor(self.analyze_processes,
                                                  mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_pool_init, initargs=(url,))
+                                                 initializer=_pool_init)
             return self._pool
 
     def warm_pool(self) -> None:
@@ -1340,28 +1378,24 @@ def _is_int(v: Any) -> bool:
 
 
 # -- analysis processes ---------------------------------------------------------------------------
-_WORKER_CACHE: CostCache | None = None
-
-
-def _pool_init(url: str) -> None:
-    """In a fresh analysis process: open the same cache (its own connections) and load the catalog."""
-    global _WORKER_CACHE
-    _WORKER_CACHE = CostCache(url, memory_bytes=0)
+def _pool_init() -> None:
+    """In a fresh analysis process: load the catalog (the first job should not pay for it)."""
     from cost_engine.families import catalog  # noqa: F401
 
 
-def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str, Any, Any]], int]:
-    """Analyze, store, then answer: (key, "ok", serialized report, scalars) or (key, "error", error
-    state, None) per job, and the number of rows written. Rows are written before anything is
-    returned, so a served report is always a stored one."""
+def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str, Any, Any]],
+                                                                     list[dict[str, Any]]]:
+    """Analyze and encode: (key, "ok", serialized report, scalars) or (key, "error", error state,
+    None) per job, and the rows encoded for ``CostCache.put_encoded``. The server stores the rows
+    before it answers anything, so a served report is always a stored one."""
     from server.convert import report_to_proto
 
     out: list[tuple[str, str, Any, Any]] = []
     rows: list[CacheRow] = []
-    for key, spec, name, in_channels, batch_size, resolution, dtype in jobs:
-        item = Prepared(spec, name or spec.kind, name, in_channels)
+    for key, what, in_channels, batch_size, resolution, dtype in jobs:
         ctx = Context(batch_size=batch_size, resolution=resolution, dtype=dtype)
         try:
+            item = _worker_item(what, in_channels)
             engine_report = _analyze_item(item, ctx)
         except ServiceError as exc:
             out.append((key, "error", (type(exc).__name__, exc.message, exc.violations, exc.quota), None))
@@ -1373,11 +1407,22 @@ def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[
         blob = report_to_proto(serve_report(report, "", key, True, detail)).SerializeToString()
         out.append((key, "ok", blob, {k: report[k] for k in (*FIGURES, "input_shape", "output_shape", "dtype",
                                                               "batch_size", "cost_model_version", "candidate")}))
-    written = 0
-    if rows:
-        assert _WORKER_CACHE is not None
-        written = _WORKER_CACHE.put_many(rows)
-    return out, written
+    return out, encode_rows(rows)
+
+
+def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
+    """The job's candidate: wire bytes (converted here, with this process's block memo), a
+    built-in name, or a spec. The server validated it already; a failure here is an engine error."""
+    if isinstance(what, bytes):
+        from costoracle.v1.spec_pb2 import Candidate
+        from server.convert import candidate_from_proto, network_from_wire  # convert imports this module
+
+        what = network_from_wire(what) or candidate_from_proto(Candidate.FromString(what))
+        if isinstance(what, BlockCandidate):
+            what = what.block
+    if isinstance(what, str):
+        return Prepared(resolve(what), what, what)
+    return Prepared(what, what.kind, None, in_channels)
 
 
 def _rebuild_error(state: tuple[Any, ...]) -> ServiceError:

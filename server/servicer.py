@@ -38,6 +38,8 @@ __all__ = ["SERVICE_NAME", "CostOracleServicer", "generic_handler"]
 
 SERVICE_NAME = "costoracle.v1.CostOracle"
 log = logging.getLogger("cost_oracle.requests")
+#: candidates converted per part of a long batch when analysis processes take the cold ones
+_PIPELINE_PART = 128
 
 
 class _BytesLRU:
@@ -295,15 +297,21 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         hit = self._candidates.get(raw)
         if hit is not None:
             return hit[0]
+        candidate: Any = convert.network_from_wire(raw)  # a network of blocks seen before: no message objects
+        if candidate is None:
+            try:
+                msg = spb.Candidate.FromString(raw)
+            except (DecodeError, RuntimeError, ValueError) as exc:
+                return InvalidArgument("undecodable candidate",
+                                       [(path, f"cannot decode costoracle.v1.Candidate: {exc}")])
         try:
-            msg = spb.Candidate.FromString(raw)
-        except (DecodeError, RuntimeError, ValueError) as exc:
-            return InvalidArgument("undecodable candidate", [(path, f"cannot decode costoracle.v1.Candidate: {exc}")])
-        try:
-            candidate = convert.candidate_from_proto(msg, path)
+            if candidate is None:
+                candidate = convert.candidate_from_proto(msg, path)
             prepared = self.oracle.prepare(candidate, path, validated=True)
         except ServiceError as exc:
             return exc
+        if prepared.wire is None:
+            prepared.wire = raw
         self._candidates.put(raw, prepared, 1)
         return prepared
 
@@ -311,9 +319,33 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                      offset: int = 0) -> list[Prepared | ServiceError]:
         return [self._prepare(r, f"{path}[{offset + i}]") for i, r in enumerate(raws)]
 
+    def _batch(self, raws: Sequence[bytes], ctx: Context, detail: str, context: grpc.ServicerContext,
+               offset: int = 0) -> list[tuple[bytes, bool | None]]:
+        """Serialized ``CostResult``s of serialized candidates, in order, each with its cache hit.
+
+        With analysis processes, a long batch is converted and handed over in parts: the processes
+        analyze one part while this thread converts the next, and the results are collected in order.
+        """
+        step = _PIPELINE_PART if self.oracle.analyze_processes > 0 else max(1, len(raws))
+        finishers = []
+        for start in range(0, len(raws), step):
+            items = self._prepare_all(raws[start:start + step], offset=offset + start)
+            paths = [f"candidates[{offset + start + i}]" for i in range(len(items))]
+            finishers.append(self._begin_results(items, ctx, detail, paths, context))
+        out: list[tuple[bytes, bool | None]] = []
+        for finish in finishers:
+            out.extend(finish())
+        return out
+
     def _results(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
                  paths: Sequence[str], context: grpc.ServicerContext) -> list[tuple[bytes, bool | None]]:
-        """Serialized ``CostResult``s in order, each with its cache hit (None for an error).
+        """Serialized ``CostResult``s in order, each with its cache hit (None for an error)."""
+        return self._begin_results(items, ctx, detail, paths, context)()
+
+    def _begin_results(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
+                       paths: Sequence[str],
+                       context: grpc.ServicerContext) -> Callable[[], list[tuple[bytes, bool | None]]]:
+        """:meth:`_results` in two steps (see :meth:`Oracle.begin_report_blobs`).
 
         A report is served from the memo of serialized reports when this process has served its
         key at this detail before; otherwise from the oracle (its LRU, the cache, or ``analyze``).
@@ -324,7 +356,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                                               is_active=context.is_active)
             for i, d in enumerate(dicts):
                 out[i] = (_result(d).SerializeToString(), None if isinstance(d, ServiceError) else d["cache_hit"])
-            return out  # type: ignore[return-value]
+            return lambda: out  # type: ignore[return-value]
         todo: list[int] = []
         memo_hits = 0
         for i, item in enumerate(items):
@@ -339,9 +371,12 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             memo_hits += 1
         if memo_hits:
             self.oracle.count_hits(memo_hits)
-        if todo:
-            blobs = self.oracle.report_blobs([items[i] for i in todo], ctx, detail, [paths[i] for i in todo])
-            for i, got in zip(todo, blobs, strict=True):
+        if not todo:
+            return lambda: out  # type: ignore[return-value]
+        pending = self.oracle.begin_report_blobs([items[i] for i in todo], ctx, detail, [paths[i] for i in todo])
+
+        def finish() -> list[tuple[bytes, bool | None]]:
+            for i, got in zip(todo, pending(), strict=True):
                 if isinstance(got, ServiceError):
                     out[i] = (pb.CostResult(error=got.to_status()).SerializeToString(), None)
                     continue
@@ -350,7 +385,9 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                 assert isinstance(item, Prepared)
                 self._reports.put((key, detail), blob, len(blob))
                 out[i] = (self._encode(blob, item.label, hit), hit)
-        return out  # type: ignore[return-value]
+            return out  # type: ignore[return-value]
+
+        return finish
 
     def _encode(self, blob: bytes, label: str, hit: bool) -> bytes:
         """A ``CostResult`` holding the memoized report with this request's label and cache hit."""
@@ -414,8 +451,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             n = len(raws)
             self.info.candidates = n
             self.oracle.check_batch_size(n)
-            items = self._prepare_all(raws)
-            results = self._results(items, ctx, detail, [f"candidates[{i}]" for i in range(n)], context)
+            results = self._batch(raws, ctx, detail, context)
             self.info.cache_hit = sum(1 for _, hit in results if hit)
             return self._check_size(b"".join(_len_field(1, data) for data, _ in results))
 

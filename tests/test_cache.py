@@ -237,6 +237,27 @@ def test_bad_rows_are_refused_and_nothing_is_written(db_url: str) -> None:
         assert cache.stats()["rows"] == 0
 
 
+def test_rows_encoded_in_another_process_are_stored_as_put_many_would(db_url: str) -> None:
+    """The analysis processes encode rows (JSON text and checksum) and the server writes them:
+    the stored rows are byte for byte those put_many writes, and pass their checksums."""
+    import pickle
+
+    from server.cache.store import encode_rows
+
+    rows = [(key_of(i), "cost", payload_of(i), VERSION) for i in range(40)]
+    encoded = pickle.loads(pickle.dumps(encode_rows(rows + rows[:3])))  # as shipped between processes
+    assert len(encoded) == 40
+    with CostCache(db_url) as cache:
+        assert cache.put_encoded(encoded) == 40
+        assert cache.put_encoded(encoded[:5]) == 0  # already stored: first writer wins
+        assert cache.get_many([key_of(i) for i in range(40)]) == {key_of(i): payload_of(i) for i in range(40)}
+    with CostCache(db_url) as fresh:
+        assert all(fresh.get(key_of(i)) == payload_of(i) for i in range(40))
+        assert fresh.stats()["corrupt"] == 0
+    with pytest.raises(ValueError, match="key"):  # a bad row fails at encoding, before any write
+        encode_rows([(key_of(1), "cost", {}, VERSION), ("bad", "cost", {}, VERSION)])
+
+
 def test_a_row_that_fails_its_checksum_is_a_miss_and_is_replaced(db_url: str) -> None:
     with CostCache(db_url) as cache:
         cache.put(key_of(5), "cost", payload_of(5), VERSION)

@@ -362,3 +362,52 @@ def test_sweep_limits_and_validation(tmp_path: Path) -> None:
         assert out.points[0].result.error is None and out.points[1].result.error is not None
         assert out.points[1].result.error.violations[0][0].startswith("fasternet.n_div")
         assert rows(o) == 1
+
+
+def test_wire_fast_path_agrees_with_the_full_conversion() -> None:
+    """server.wire reads a candidate network off the wire when all its blocks were converted
+    before; it must give exactly the full path's spec, and decline (None) anything unusual."""
+    from cost_engine.families import BUILTINS
+
+    resolve("resnet18")
+    specs = [resolve(n) for n in sorted(BUILTINS)]
+    specs += [fasternet(d, (1, 2, 1, 1), n_div=n) for d in (16, 24) for n in (2, 4)]
+    for spec in specs:
+        raw = convert.candidate_to_proto(spec).SerializeToString()
+        full = convert.candidate_from_proto(spec_pb2.Candidate.FromString(raw))  # fills the block memo
+        assert full == spec
+        assert convert.network_from_wire(raw) == spec
+    # networks whose own scalars are set, in any order, repeated (the last wins)
+    net = fasternet(16, (1, 1, 1, 1))
+    msg = convert.candidate_to_proto(net)
+    msg.network.resolution = 96
+    msg.network.in_channels = 1
+    raw = msg.SerializeToString()
+    want = convert.candidate_from_proto(spec_pb2.Candidate.FromString(raw))
+    assert convert.network_from_wire(raw) == want and want.resolution == 96 and want.in_channels == 1
+    # a scalar repeated inside the network message: the last occurrence wins, as protobuf parses it
+    net_bytes = msg.network.SerializeToString() + spec_pb2.NetworkSpec(resolution=128).SerializeToString()
+    assert len(net_bytes) < 1 << 14
+    again = b"\x12" + bytes([len(net_bytes) & 0x7F | 0x80, len(net_bytes) >> 7]) + net_bytes
+    parsed = convert.candidate_from_proto(spec_pb2.Candidate.FromString(again))
+    assert parsed.resolution == 128 and convert.network_from_wire(again) == parsed
+    # the network field twice (protobuf merges the two messages): declined
+    assert convert.network_from_wire(raw + raw) is None
+    # declined: the full path decides (and names the field)
+    declined = {
+        "unseen block": convert.candidate_to_proto(NetworkSpec(stem=(ConvSpec(out_channels=999, stride=2),))),
+        "builtin": spec_pb2.Candidate(builtin="resnet18"),
+        "block candidate": spec_pb2.Candidate(block=spec_pb2.Block(conv=spec_pb2.ConvSpec(out_channels=8)),
+                                              in_channels=3),
+    }
+    bad_res = convert.candidate_to_proto(net)
+    bad_res.network.resolution = 0
+    declined["explicit zero resolution"] = bad_res
+    neg = convert.candidate_to_proto(net)
+    neg.network.in_channels = -3
+    declined["negative in_channels"] = neg
+    for name, m in declined.items():
+        assert convert.network_from_wire(m.SerializeToString()) is None, name
+    assert convert.network_from_wire(raw + b"\xff") is None  # truncated garbage
+    assert convert.network_from_wire(raw + b"\x08\x01") is None  # an unknown top-level field
+    assert convert.network_from_wire(b"") is None

@@ -294,6 +294,60 @@ def test_cold_batch_in_analysis_processes(tmp_path: Path) -> None:
     assert err.code == "INVALID_ARGUMENT" and err.violations[0][0].startswith(f"candidates[{len(specs)}].network")
 
 
+def test_long_cold_batch_is_pipelined_in_order(tmp_path: Path) -> None:
+    """A batch longer than one part (128) with analysis processes: converted and handed over part by
+    part, answered in request order, bad candidates in later parts with their own index, every row
+    stored compact (no by_module/views) and a full report re-derived exactly on the next request."""
+    import json
+    import random
+
+    from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec
+
+    rng = random.Random(3)
+    specs: list[NetworkSpec] = []
+    while len(specs) < 300:
+        stages = tuple(tuple(MBConvSpec(out_channels=w, kernel_size=rng.choice((3, 5)), expand_ratio=rng.choice((3, 6)),
+                                        stride=2 if i == 0 else 1) for i in range(rng.randint(1, 3)))
+                       for w in (16, 24, 32))
+        net = NetworkSpec(stem=(ConvSpec(out_channels=8, stride=2),), stages=stages,
+                          head=(PoolSpec(mode="global_avg", flatten=True), LinearSpec(out_features=10)),
+                          resolution=rng.choice((32, 64)))
+        if net not in specs:
+            specs.append(net)
+    cands = [convert.candidate_to_proto(s) for s in specs]
+    bad_at = (5, 140, 290)
+    for i in bad_at:
+        cands[i].network.stages[1].blocks[0].mbconv.kernel_size = 4
+    req = pb.GetCostBatchRequest(candidates=cands, detail=pb.DETAIL_SCALARS)
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    with ServerProcess(url, "--analyze-processes", "2", log_dir=tmp_path) as srv:
+        first = srv.stub().GetCostBatch(req, timeout=600)
+        again = srv.stub().GetCostBatch(req, timeout=600)
+        assert cache_rows(srv) == len(specs) - len(bad_at)
+    for i, (spec, a, b) in enumerate(zip(specs, first.results, again.results, strict=True)):
+        if i in bad_at:
+            err = convert.status_to_error(a.error)
+            assert err.code == "INVALID_ARGUMENT"
+            assert list(err.violations) == [(f"candidates[{i}].network.stages[1].blocks[0].mbconv.kernel_size",
+                                       err.violations[0][1])]
+            continue
+        got, hit = convert.report_to_dict(a.report), convert.report_to_dict(b.report)
+        assert not got["cache_hit"] and hit["cache_hit"]
+        want = analyze(spec).to_dict(breakdowns=False)
+        assert {k: got[k] for k in want if k not in ("candidate", "by_op_type", "unknown_ops")} == \
+            {k: v for k, v in want.items() if k not in ("candidate", "by_op_type", "unknown_ops")}
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        payloads = [json.loads(r[0]) for r in conn.execute("SELECT payload FROM cost_oracle_cache_v1")]
+    assert all("by_module" not in d and "views" not in d and "by_op_type" in d for d in payloads)
+    # a restarted server (cold memos) re-derives the breakdowns of a stored row exactly
+    with ServerProcess(url, "--analyze-processes", "0", log_dir=tmp_path) as srv:
+        full = srv.stub().GetCostBatch(pb.GetCostBatchRequest(candidates=cands[:3], detail=pb.DETAIL_FULL),
+                                       timeout=600)
+    for spec, r in zip(specs[:3], full.results, strict=True):
+        d = convert.report_to_dict(r.report)
+        assert d["cache_hit"] and figures(d) == engine(spec)
+
+
 # -- info, stats, health, reflection ----------------------------------------------------------
 def test_info_stats_health_reflection(server: ServerProcess) -> None:
     ch = server.channel()

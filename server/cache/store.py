@@ -61,7 +61,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from server.cache.schema import CACHE_TABLE, SCHEMA_VERSION, cache_table
 
-__all__ = ["DB_URL_ENV", "CacheRow", "CostCache", "default_sqlite_path", "resolve_url", "row_checksum"]
+__all__ = ["DB_URL_ENV", "CacheRow", "CostCache", "default_sqlite_path", "encode_rows", "resolve_url", "row_checksum"]
 
 log = logging.getLogger("server.cache")
 
@@ -140,7 +140,28 @@ def _payload_json(payload: Mapping[str, Any]) -> str:
         raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
     # compact, not sorted: a payload's text only has to round-trip (the key is what is canonical),
     # and sorting large reports costs a quarter more
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True)
+    return _PAYLOAD_ENCODER.encode(payload)
+
+
+_PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
+def encode_rows(rows: Iterable[CacheRow | tuple | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows checked and encoded as the insert's parameters (payload JSON text and its checksum);
+    raises ``ValueError``/``TypeError`` for a bad key, kind, version or payload before anything
+    is written. The first of two rows with one key is kept."""
+    params: dict[str, dict[str, Any]] = {}
+    now = time.time()
+    for item in rows:
+        row = _as_row(item)
+        _check_row(row)
+        if row.key in params:
+            continue
+        payload = _payload_json(row.payload)
+        params[row.key] = {"key": row.key, "kind": row.kind, "cost_model_version": row.version,
+                           "payload": payload, "checksum": row_checksum(row.key, row.kind, row.version, payload),
+                           "created_at": now}
+    return list(params.values())
 
 
 def _check_row(row: CacheRow) -> None:
@@ -494,18 +515,15 @@ class CostCache:
         """Store rows (``CacheRow``s, ``(key, kind, payload, version)`` tuples or dicts with
         those names); returns how many were new. Each chunk of rows is one transaction; rows
         whose key is already stored are left as they are (the first writer wins)."""
-        params: dict[str, dict[str, Any]] = {}
-        now = time.time()
-        for item in rows:
-            row = _as_row(item)
-            _check_row(row)
-            if row.key in params:
-                continue
-            payload = _payload_json(row.payload)
-            params[row.key] = {"key": row.key, "kind": row.kind, "cost_model_version": row.version,
-                               "payload": payload, "checksum": row_checksum(row.key, row.kind, row.version, payload),
-                               "created_at": now}
-        ordered = [params[k] for k in sorted(params)]  # one lock order for every writer: no deadlocks
+        return self.put_encoded(encode_rows(rows))
+
+    def put_encoded(self, params: Iterable[dict[str, Any]]) -> int:
+        """Store rows already encoded by :func:`encode_rows` (possibly in another process, so the
+        JSON and checksum work of a large batch runs in parallel and one writer stores it all)."""
+        unique: dict[str, dict[str, Any]] = {}
+        for p in params:
+            unique.setdefault(p["key"], p)
+        ordered = [unique[k] for k in sorted(unique)]  # one lock order for every writer: no deadlocks
         written = 0
         for start in range(0, len(ordered), _WRITE_CHUNK):
             chunk = ordered[start:start + _WRITE_CHUNK]
