@@ -1,0 +1,75 @@
+"""What runs in the analysis processes that take the cold part of a large batch.
+
+Its own module because these functions run in other processes: they are started with ``spawn``,
+so everything submitted to them must be a module-level function importable by its path, and none
+of it may lean on the server process's state (its memos, its pool, its locks). Jobs carry wire
+bytes, built-in names or specs, and answer with serialized reports plus rows already encoded for
+the cache, so the server process only stores them (one writer) and forwards the bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cost_engine.families import resolve
+from cost_engine.report import COST_MODEL_VERSION
+from cost_engine.spec.base import Spec
+from server.cache import CacheRow
+from server.cache.store import encode_rows
+from server.candidates import BlockCandidate, Context, Prepared
+from server.errors import ServiceError
+from server.reports import FIGURES, _analyze_item, serve_report
+
+
+def _pool_init() -> None:
+    """In a fresh analysis process: load the catalog (the first job should not pay for it)."""
+    from cost_engine.families import catalog  # noqa: F401
+
+
+def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str, Any, Any]],
+                                                                     list[dict[str, Any]]]:
+    """Analyze and encode: (key, "ok", serialized report, scalars) or (key, "error", error state,
+    None) per job, and the rows encoded for ``CostCache.put_encoded``. The server stores the rows
+    before it answers anything, so a served report is always a stored one."""
+    from server.convert import report_to_proto
+
+    out: list[tuple[str, str, Any, Any]] = []
+    rows: list[CacheRow] = []
+    for key, what, in_channels, batch_size, resolution, dtype in jobs:
+        ctx = Context(batch_size=batch_size, resolution=resolution, dtype=dtype)
+        try:
+            item = _worker_item(what, in_channels)
+            engine_report = _analyze_item(item, ctx)
+        except ServiceError as exc:
+            out.append((key, "error", (type(exc).__name__, exc.message, exc.violations, exc.quota), None))
+            continue
+        report = engine_report.to_dict(breakdowns=False)
+        rows.append(CacheRow(key, "cost", report, COST_MODEL_VERSION))
+        if detail != "scalars":
+            report = {**report, **engine_report.breakdowns(by_module=detail == "full")}
+        blob = report_to_proto(serve_report(report, "", key, True, detail)).SerializeToString()
+        out.append((key, "ok", blob, {k: report[k] for k in (*FIGURES, "input_shape", "output_shape", "dtype",
+                                                              "batch_size", "cost_model_version", "candidate")}))
+    return out, encode_rows(rows)
+
+
+def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
+    """The job's candidate: wire bytes (converted here, with this process's block memo), a
+    built-in name, or a spec. The server validated it already; a failure here is an engine error."""
+    if isinstance(what, bytes):
+        from costoracle.v1.spec_pb2 import Candidate
+        from server.convert import candidate_from_proto, network_from_wire  # convert imports this module
+
+        what = network_from_wire(what) or candidate_from_proto(Candidate.FromString(what))
+        if isinstance(what, BlockCandidate):
+            what = what.block
+    if isinstance(what, str):
+        return Prepared(resolve(what), what, what)
+    return Prepared(what, what.kind, None, in_channels)
+
+
+def _rebuild_error(state: tuple[Any, ...]) -> ServiceError:
+    from server.errors import _rebuild
+
+    return _rebuild(*state)

@@ -1,0 +1,257 @@
+"""The oracle's latency glue: from a costed candidate to a measurement or a prediction.
+
+Kept apart from the analytic path because latency is optional on a server (``cost_engine.latency``
+is imported only when a request asks for it) and because its failures come from a
+different place: the measurement queue, the device and the deadline, each mapped here to the
+status a caller can act on (FAILED_PRECONDITION for a missing device, RESOURCE_EXHAUSTED for a
+full queue, DEADLINE_EXCEEDED, ...). :class:`LatencyMixin` is part of
+:class:`server.oracle.Oracle`; it uses the oracle's ``cache``, ``limits`` and measurement queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cost_engine.spec.base import SpecError
+from server.cache import CostCache
+from server.candidates import Context, Limits, Prepared, _is_int
+from server.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    ResourceExhausted,
+    ServiceError,
+    join_path,
+)
+
+__all__ = ["LatencyMixin", "latency_dict"]
+
+#: the oracle's one logger name, whichever module logs
+log = logging.getLogger("cost_oracle.oracle")
+
+
+class LatencyMixin:
+    """The latency methods of :class:`server.oracle.Oracle` (which sets the attributes below)."""
+
+    cache: CostCache
+    limits: Limits
+    _queue: Any
+    _queue_lock: threading.Lock
+
+    def latency_queue(self) -> Any:
+        with self._queue_lock:
+            if self._queue is None:
+                try:
+                    from server.latency_queue import MeasurementQueue
+                except ImportError as exc:
+                    raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
+                self._queue = MeasurementQueue(self.cache, max_pending=self.limits.max_pending_measurements)
+            return self._queue
+
+    def latency_settings(self, item: Prepared, ctx: Context, path: str = "context") -> Any:
+        try:
+            from cost_engine.latency import LatencySettings
+        except ImportError as exc:
+            raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
+        s = LatencySettings(device=ctx.device or "cpu", batch_size=ctx.batch_size, resolution=ctx.resolution,
+                            dtype=ctx.dtype, threads=ctx.threads, memory_format=ctx.memory_format,
+                            compile=ctx.compile, cudnn_benchmark=ctx.cudnn_benchmark, in_channels=item.in_channels)
+        try:
+            s.validate()
+        except SpecError as exc:
+            raise InvalidArgument(str(exc), [(join_path(path, e.path), e.reason) for e in exc.errors]) from None
+        return s
+
+    def _submit_latency(self, item: Prepared, ctx: Context, mode: str, *, deadline: float | None = None,
+                        is_active: Callable[[], bool] | None = None) -> Any:
+        """A future of the latency of one candidate (raises ServiceError at submission)."""
+        from cost_engine.latency import UnknownDevice
+
+        settings = self.latency_settings(item, ctx)
+        q = self.latency_queue()
+        try:
+            if mode == "measure":
+                return q.submit(item.candidate, settings, deadline=deadline, is_active=is_active)
+            if mode == "auto":
+                cached = self._cached_measurement(item, settings)
+                if cached is not None:
+                    return _done(cached)
+            return q.submit_prediction(item.candidate, settings, method=ctx.latency_method, deadline=deadline,
+                                       is_active=is_active)
+        except UnknownDevice as exc:
+            raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
+        except SpecError as exc:
+            raise InvalidArgument(str(exc), [(join_path("context", e.path), e.reason) for e in exc.errors]) from None
+        except ServiceError:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "QueueFull":
+                raise ResourceExhausted(f"the measurement queue is full ({exc}); retry later",
+                                        quota="max_pending_measurements") from None
+            raise
+
+    def _cached_measurement(self, item: Prepared, settings: Any) -> Any:
+        from cost_engine.latency import latency_key
+        from cost_engine.latency.result import LatencyResult
+
+        try:
+            payload = self.cache.get(latency_key(item.candidate, settings))
+        except Exception:
+            return None
+        if not payload:
+            return None
+        try:
+            return LatencyResult.from_dict(payload, cached=True)
+        except Exception:
+            return None
+
+    def latency_of(self, items: Sequence[Prepared | ServiceError], ctx: Context, mode: str | None = None, *,
+                   deadline: float | None = None, is_active: Callable[[], bool] | None = None,
+                   paths: Sequence[str] | None = None) -> list[dict[str, Any] | ServiceError | None]:
+        """Latency dicts (proto ``Latency`` keys) per item; all submitted first, then awaited."""
+        mode = mode or ctx.latency
+        paths = paths or [f"candidates[{i}]" for i in range(len(items))]
+        futures: list[Any] = []
+        for item in items:
+            if not isinstance(item, Prepared):
+                futures.append(None)
+                continue
+            try:
+                futures.append(self._submit_latency(item, ctx, mode, deadline=deadline, is_active=is_active))
+            except (FailedPrecondition, ResourceExhausted):
+                # request-level conditions: the whole call fails with them
+                for f in futures:
+                    if f is not None and not isinstance(f, ServiceError):
+                        f.cancel()
+                raise
+            except ServiceError as exc:
+                futures.append(exc)
+        out: list[dict[str, Any] | ServiceError | None] = []
+        for i, f in enumerate(futures):
+            if f is None or isinstance(f, ServiceError):
+                out.append(f)
+                continue
+            try:
+                timeout = None if deadline is None else max(0.0, deadline - time.time())
+                out.append(latency_dict(f.result(timeout=timeout)))
+            except ServiceError as exc:
+                out.append(exc)
+            except Exception as exc:
+                out.append(_latency_error(exc, paths[i]))
+        return out
+
+    def attach_latency(self, items: Sequence[Prepared | ServiceError], reports: list[Any], ctx: Context,
+                       paths: Sequence[str] | None = None, *, deadline: float | None = None,
+                       is_active: Callable[[], bool] | None = None) -> None:
+        todo = [it if not isinstance(r, ServiceError) else r for it, r in zip(items, reports, strict=True)]
+        lats = self.latency_of(todo, ctx, deadline=deadline, is_active=is_active, paths=paths)
+        for i, lat in enumerate(lats):
+            if isinstance(reports[i], ServiceError):
+                continue
+            if isinstance(lat, ServiceError):
+                reports[i] = lat
+            elif lat is not None:
+                reports[i]["latency"] = lat
+                reports[i]["sources"] = {**reports[i]["sources"], "latency": lat["source"]}
+
+    def calibrate(self, device: str = "cpu", dtype: str = "float32", threads: int | None = None,
+                  refresh: bool = False, timeout: float | None = None) -> dict[str, Any]:
+        """Device ceilings for roofline prediction (measured once per fingerprint, then cached)."""
+        errors = []
+        if dtype not in ("float32", "float16", "bfloat16"):
+            errors.append(("dtype", f"must be one of float32, float16, bfloat16; got {dtype!r}"))
+        if threads is not None and (not _is_int(threads) or not 1 <= threads <= 1024):
+            errors.append(("threads", f"must be an integer in [1, 1024], got {threads!r}"))
+        if errors:
+            raise InvalidArgument("invalid calibration request", errors)
+        try:
+            from cost_engine.latency import UnknownDevice
+        except ImportError as exc:
+            raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
+        q = self.latency_queue()
+        try:
+            result = q.submit_calibration(device or "cpu", dtype, threads, refresh=refresh).result(timeout=timeout)
+        except UnknownDevice as exc:
+            raise FailedPrecondition(str(exc), [("device", str(exc))]) from None
+        except SpecError as exc:
+            raise InvalidArgument(str(exc), [(e.path, e.reason) for e in exc.errors]) from None
+        except ServiceError:
+            raise
+        except Exception as exc:
+            raise _latency_error(exc, "") from None
+        d = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        d["fingerprint"] = {k: str(v) for k, v in (d.get("fingerprint") or {}).items()}
+        return d
+
+
+def latency_dict(result: Any) -> dict[str, Any]:
+    """A latency result as the proto ``Latency`` fields (JSON-plain)."""
+    d = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    canary = d.get("canary") or {}
+    settings = d.get("settings") or {}
+    out = {
+        "median_ms": float(d.get("median_ms") or 0.0),
+        "p10_ms": float(d.get("p10_ms") or 0.0),
+        "p90_ms": float(d.get("p90_ms") or 0.0),
+        "cv": float(d.get("cv") or 0.0),
+        "runs": int(d.get("runs") or 0),
+        "source": str(d.get("source") or ""),
+        "method": str(d.get("method") or ""),
+        "uncertainty_ms": float(d.get("uncertainty_ms") or 0.0),
+        "fingerprint": {k: str(v) for k, v in (d.get("fingerprint") or {}).items()},
+        "protocol_version": str(d.get("protocol_version") or ""),
+        "sessions": int(d.get("sessions") or 0),
+        "spread_across_sessions": float(d.get("spread_across_sessions") or 0.0),
+        "session_medians_ms": [float(x) for x in d.get("session_medians_ms") or ()],
+        "device": str(settings.get("device") or d.get("device") or ""),
+        "threads": int(d.get("threads") or settings.get("threads") or 0),
+        "cached": bool(d.get("cached")),
+        "key": str(d.get("key") or ""),
+        "canary_drift": float(canary.get("drift") or 0.0) if isinstance(canary, dict) else 0.0,
+        "page_faults_per_call": float(d.get("page_faults_per_call") or 0.0),
+    }
+    for k, v in out.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = 0.0
+    return out
+
+
+def _latency_error(exc: BaseException, path: str) -> ServiceError:
+    name = type(exc).__name__
+    if name == "MeasurementDropped":
+        if getattr(exc, "code", "") == "DEADLINE_EXCEEDED":
+            return DeadlineExceeded(f"latency measurement dropped: {exc}")
+        return Cancelled(f"latency measurement dropped: {exc}")
+    if name == "QueueFull":
+        return ResourceExhausted(f"the measurement queue is full ({exc}); retry later",
+                                 quota="max_pending_measurements")
+    if name == "UnknownDevice":
+        return FailedPrecondition(str(exc), [("context.device", str(exc))])
+    if isinstance(exc, TimeoutError):
+        return DeadlineExceeded("latency was not ready before the deadline")
+    if isinstance(exc, SpecError):
+        return InvalidArgument(str(exc), [(join_path(path, e.path), e.reason) for e in exc.errors])
+    log.error("latency failed: %s: %s", name, exc)
+    return Internal(f"latency measurement failed: {name}: {exc}")
+
+
+def _done(value: Any) -> Any:
+    from concurrent.futures import Future
+
+    f: Future[Any] = Future()
+    f.set_result(value)
+    return f
+
+
+def _settings_id(s: Any) -> Any:
+    try:
+        return tuple(sorted((k, repr(v)) for k, v in s.to_dict().items()))
+    except Exception:
+        return id(s)

@@ -1,0 +1,328 @@
+"""The oracle's search: which candidates fit a budget, and sweeps of a space against one.
+
+Built on the cost path rather than inside it: a filter or a sweep costs its candidates exactly
+as ``cost_batch`` does (same cache keys, same errors) and then decides — the analytic limits for
+every candidate first, latency only for the survivors, grouped by their settings so one queue
+times them together. :class:`SearchMixin` is part of :class:`server.oracle.Oracle`; it uses the
+oracle's request checks (``check_context``, ``check_detail``, ``check_batch_size``,
+``check_device``), its cost path (``prepare``, ``_prepare_all``, ``full_reports``, ``serve``) and
+its latency methods.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cost_engine.spec.base import SpecError
+from cost_engine.spec.network import NetworkSpec
+from server.budget import (
+    LATENCY_LIMIT,
+    PARETO_FIELDS,
+    Budget,
+    Constraint,
+    analytic_constraints,
+    latency_constraint,
+    pareto_front,
+)
+from server.cache import CostCache
+from server.candidates import Candidate, Context, Limits, Prepared
+from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, join_path
+from server.oracle_latency import _latency_error, _settings_id, latency_dict
+from server.sweeps import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space, expand_space
+
+__all__ = ["FilterItem", "FilterOutcome", "SearchMixin", "SweepChunk", "SweepOutcome", "SweepPoint"]
+
+
+@dataclass
+class FilterItem:
+    index: int
+    feasible: bool
+    constraints: list[Constraint] = field(default_factory=list)
+    violated: list[str] = field(default_factory=list)
+    error: ServiceError | None = None
+    report: dict[str, Any] | None = None
+    pareto: bool = False
+    decided_by: str = "analytic"
+    #: internal: the figures a Pareto front may use (not sent)
+    _values: dict[str, float] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class FilterOutcome:
+    results: list[FilterItem]
+    feasible: list[int]
+    pareto_front: list[int]
+    measurements: int
+
+
+@dataclass
+class SweepPoint:
+    index: int
+    params: dict[str, float]
+    label: str
+    spec: NetworkSpec | None
+    result: FilterItem
+
+
+@dataclass
+class SweepOutcome:
+    total: int
+    points: list[SweepPoint]
+    feasible: list[int]
+    pareto_front: list[int]
+    measurements: int
+
+
+@dataclass
+class SweepChunk:
+    """Part of a streamed sweep: ``points`` are final except their ``pareto`` flag."""
+
+    total: int
+    points: list[SweepPoint]
+
+
+class SearchMixin:
+    """The filter and sweep methods of :class:`server.oracle.Oracle` (which sets the attributes below)."""
+
+    cache: CostCache
+    limits: Limits
+
+    # -- budgets --------------------------------------------------------------------------
+    def check_budget(self, budget: Budget, ctx: Context, pareto: Sequence[str]) -> None:
+        if not isinstance(budget, Budget):
+            raise InvalidArgument("bad budget", [("budget", f"must be a Budget, got {type(budget).__name__}")])
+        errors = budget.validate()
+        for i, name in enumerate(pareto):
+            if name not in PARETO_FIELDS:
+                errors.append((f"pareto_fields[{i}]", f"must be one of {', '.join(PARETO_FIELDS)}; got {name!r}"))
+            elif name == "latency_ms" and budget.max_latency_ms is None and not ctx.wants_latency:
+                errors.append((f"pareto_fields[{i}]", "latency_ms needs budget.max_latency_ms or context.latency"))
+        if errors:
+            raise InvalidArgument("invalid budget", errors)
+        if budget.max_latency_ms is not None:
+            self.check_device(ctx)
+
+    def filter(self, candidates: Sequence[Candidate], budget: Budget, context: Context | None = None, *,
+               pareto: Sequence[str] = (), include_reports: bool = False, detail: str = "scalars",
+               deadline: float | None = None, is_active: Callable[[], bool] | None = None) -> FilterOutcome:
+        """Which candidates fit ``budget``: analytic limits for all, latency only for the survivors."""
+        ctx = context or Context()
+        self.check_context(ctx)
+        self.check_detail(detail)
+        self.check_budget(budget, ctx, pareto)
+        candidates = list(candidates)
+        self.check_batch_size(len(candidates))
+        items = self._prepare_all(candidates, "candidates")
+        return self.filter_prepared(items, budget, ctx, pareto=pareto, include_reports=include_reports,
+                                    detail=detail, deadline=deadline, is_active=is_active)
+
+    def filter_prepared(self, items: Sequence[Prepared | ServiceError], budget: Budget, ctx: Context, *,
+                        pareto: Sequence[str] = (), include_reports: bool = False, detail: str = "scalars",
+                        offset: int = 0, paths: Sequence[str] | None = None, front: bool = True,
+                        deadline: float | None = None,
+                        is_active: Callable[[], bool] | None = None) -> FilterOutcome:
+        actx = ctx.analytic()
+        full = self.full_reports(items, actx, paths)
+        results: list[FilterItem] = []
+        survivors: list[int] = []
+        for i, got in enumerate(full):
+            if isinstance(got, ServiceError):
+                results.append(FilterItem(offset + i, False, error=got, decided_by="error"))
+                continue
+            report, key, hit = got
+            cons = analytic_constraints(budget, report)
+            item = FilterItem(offset + i, all(c.value <= 0 for c in cons), cons,
+                              [c.name for c in cons if c.value > 0], decided_by="analytic")
+            item._values = {f: float(report[f]) for f in PARETO_FIELDS if f in report}
+            if include_reports:
+                prepared = items[i]
+                assert isinstance(prepared, Prepared)
+                item.report = self.serve(report, prepared, actx, key, hit, detail)
+            results.append(item)
+            if item.feasible:
+                survivors.append(i)
+        measurements = 0
+        need_latency = budget.max_latency_ms is not None or (ctx.wants_latency and (include_reports
+                                                                                   or "latency_ms" in pareto))
+        if survivors and need_latency:
+            measurements = self._latency_filter(items, results, survivors, budget, ctx, deadline, is_active)
+        feasible = [r.index for r in results if r.feasible]
+        front_idx: list[int] = []
+        if pareto and front:
+            front_idx = self.front(results, pareto)
+        return FilterOutcome(results, feasible, front_idx, measurements)
+
+    @staticmethod
+    def front(results: Sequence[FilterItem], pareto: Sequence[str]) -> list[int]:
+        cands = [r for r in results if r.feasible and all(p in r._values for p in pareto)]
+        pts = [[r._values[p] for p in pareto] for r in cands]
+        idx = [cands[j].index for j in pareto_front(pts)]
+        chosen = set(idx)
+        for r in results:
+            r.pareto = r.index in chosen
+        return sorted(idx)
+
+    def _latency_filter(self, items: Sequence[Prepared | ServiceError], results: list[FilterItem],
+                        survivors: list[int], budget: Budget, ctx: Context, deadline: float | None,
+                        is_active: Callable[[], bool] | None) -> int:
+        """Latency for the analytic survivors; returns the number of measurements it needed."""
+        prepared = [items[i] for i in survivors]
+        assert all(isinstance(p, Prepared) for p in prepared)
+        if budget.max_latency_ms is None:
+            lats = self.latency_of(prepared, ctx, deadline=deadline, is_active=is_active)
+            measured = 0
+            for i, lat in zip(survivors, lats, strict=True):
+                self._set_latency(results[i], lat, None)
+                measured += bool(lat and not isinstance(lat, ServiceError) and lat.get("source") == "measured"
+                                 and not lat.get("cached"))
+            return measured
+        from cost_engine.latency import UnknownDevice, filter_by_latency
+
+        q = self.latency_queue()
+        # one settings object per survivor (block candidates differ in in_channels)
+        settings = [self.latency_settings(p, ctx) for p in prepared]  # type: ignore[arg-type]
+        groups: dict[Any, list[int]] = {}
+        for j, s in enumerate(settings):
+            groups.setdefault(_settings_id(s), []).append(j)
+        total_measurements = 0
+        for members in groups.values():
+            s = settings[members[0]]
+            cands = [prepared[j].candidate for j in members]  # type: ignore[union-attr]
+
+            def wait(futures: list[Any]) -> list[Any]:
+                timeout = None if deadline is None else max(0.0, deadline - time.time())
+                return [f.result(timeout=timeout) for f in futures]
+
+            def measurer(cs: list[Any], st: Any) -> list[Any]:
+                # every measurement goes through the device's queue (one at a time, coalesced); the
+                # close calls are timed together, in shared worker sessions
+                return wait(q.submit_many(cs, st, deadline=deadline, is_active=is_active))
+
+            def predictor(cs: list[Any], st: Any) -> list[Any]:
+                return wait([q.submit_prediction(c, st, method=ctx.latency_method, deadline=deadline,
+                                                 is_active=is_active) for c in cs])
+
+            try:
+                res = filter_by_latency(cands, float(budget.max_latency_ms), s, cache=self.cache,
+                                        measure_all=budget.measure_all, method=ctx.latency_method,
+                                        measurer=measurer, predictor=predictor)
+            except UnknownDevice as exc:
+                raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
+            except SpecError as exc:
+                raise InvalidArgument(str(exc), [(join_path("context", e.path), e.reason)
+                                                 for e in exc.errors]) from None
+            except ServiceError:
+                raise
+            except Exception as exc:  # queue full, dropped, measurement failure
+                raise _latency_error(exc, "context") from None
+            total_measurements += int(res.measurements)
+            for d in res.decisions:
+                j = members[int(d["index"])]
+                lat = d.get("latency")
+                self._set_latency(results[survivors[j]], latency_dict(lat) if lat is not None else None, budget,
+                                  decided_by=str(d.get("reason", "predicted")), feasible=bool(d.get("feasible")))
+        return total_measurements
+
+    @staticmethod
+    def _set_latency(item: FilterItem, lat: dict[str, Any] | ServiceError | None, budget: Budget | None, *,
+                     decided_by: str | None = None, feasible: bool | None = None) -> None:
+        if isinstance(lat, ServiceError):
+            item.error, item.feasible, item.decided_by = lat, False, "error"
+            return
+        if lat is None:
+            return
+        item._values["latency_ms"] = float(lat["median_ms"])
+        if item.report is not None:
+            item.report["latency"] = lat
+            item.report["sources"] = {**item.report["sources"], "latency": lat["source"]}
+        if budget is not None and budget.max_latency_ms is not None:
+            c = latency_constraint(budget, float(lat["median_ms"]))
+            item.constraints.append(c)
+            ok = feasible if feasible is not None else c.value <= 0
+            if not ok and LATENCY_LIMIT not in item.violated:
+                item.violated.append(LATENCY_LIMIT)
+            item.feasible = item.feasible and ok
+            item.decided_by = decided_by or lat.get("source", "predicted")
+
+    # -- sweeps ---------------------------------------------------------------------------
+    def check_space(self, space: Space) -> int:
+        if not isinstance(space, (EfficientNetCompoundSpace, MultiplierSpace, FasterNetSpace)):
+            raise InvalidArgument("bad sweep space", [("space", "must be an efficientnet_compound, multipliers or "
+                                                                "fasternet space")])
+        errors = space.validate()
+        if errors:
+            raise InvalidArgument("invalid sweep space", errors)
+        n = space.size()
+        if n > self.limits.max_sweep_size:
+            raise ResourceExhausted(f"{space.name}: {n} points is over the server's limit of "
+                                    f"{self.limits.max_sweep_size} per sweep; narrow the grid",
+                                    quota="max_sweep_size")
+        return n
+
+    def sweep_iter(self, space: Space, budget: Budget | None = None, context: Context | None = None, *,
+                   pareto: Sequence[str] = (), include_reports: bool = False, include_specs: bool = False,
+                   detail: str = "scalars", chunk_size: int | None = None, deadline: float | None = None,
+                   is_active: Callable[[], bool] | None = None) -> Iterator[SweepChunk | SweepOutcome]:
+        """Chunks of costed points, then one :class:`SweepOutcome` (with empty ``points``) as the summary."""
+        budget = budget or Budget()
+        ctx = context or Context()
+        self.check_context(ctx)
+        self.check_detail(detail)
+        self.check_budget(budget, ctx, pareto)
+        total = self.check_space(space)
+        chunk = max(1, int(chunk_size or self.limits.default_chunk_size))
+        all_results: list[FilterItem] = []
+        measurements = 0
+        pending: list[Any] = []
+
+        def run(batch: list[Any]) -> SweepChunk:
+            nonlocal measurements
+            items: list[Prepared | ServiceError] = []
+            paths = []
+            for pt in batch:
+                paths.append(f"{space.name}[{pt.index}]")
+                if pt.error is not None:
+                    items.append(InvalidArgument(f"point {pt.label}: {pt.error}",
+                                                 [(join_path(space.name, e.path) if e.path else space.name,
+                                                   f"{pt.label}: {e.reason}") for e in pt.error.errors]))
+                else:
+                    items.append(self.prepare(pt.spec, paths[-1], validated=True))
+            outcome = self.filter_prepared(items, budget, ctx, pareto=(), include_reports=include_reports,
+                                           detail=detail, offset=batch[0].index, paths=paths, front=False,
+                                           deadline=deadline, is_active=is_active)
+            measurements += outcome.measurements
+            all_results.extend(outcome.results)
+            points = [SweepPoint(pt.index, pt.params, pt.label, pt.spec if include_specs else None, r)
+                      for pt, r in zip(batch, outcome.results, strict=True)]
+            return SweepChunk(total, points)
+
+        for pt in expand_space(space):
+            pending.append(pt)
+            if len(pending) >= chunk:
+                yield run(pending)
+                pending = []
+        if pending:
+            yield run(pending)
+        front_idx = self.front(all_results, pareto) if pareto else []
+        yield SweepOutcome(total, [], [r.index for r in all_results if r.feasible], front_idx, measurements)
+
+    def sweep(self, space: Space, budget: Budget | None = None, context: Context | None = None, *,
+              pareto: Sequence[str] = (), include_reports: bool = False, include_specs: bool = False,
+              detail: str = "scalars", progress: Callable[[int, int], None] | None = None) -> SweepOutcome:
+        """The whole sweep at once (``progress(done, total)`` after every chunk)."""
+        points: list[SweepPoint] = []
+        summary: SweepOutcome | None = None
+        for part in self.sweep_iter(space, budget, context, pareto=pareto, include_reports=include_reports,
+                                    include_specs=include_specs, detail=detail):
+            if isinstance(part, SweepChunk):
+                points.extend(part.points)
+                if progress is not None:
+                    progress(len(points), part.total)
+            else:
+                summary = part
+        assert summary is not None
+        summary.points = points
+        return summary
