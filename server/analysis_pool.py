@@ -61,7 +61,8 @@ def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
         from costoracle.v1.spec_pb2 import Candidate
         from server.convert import candidate_from_proto, network_from_wire  # convert imports this module
 
-        what = network_from_wire(what) or candidate_from_proto(Candidate.FromString(what))
+        fast = network_from_wire(what)
+        what = fast[0] if fast is not None else candidate_from_proto(Candidate.FromString(what))
         if isinstance(what, BlockCandidate):
             what = what.block
     if isinstance(what, str):

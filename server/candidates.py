@@ -15,6 +15,7 @@ import functools
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +119,7 @@ class Limits:
 class Prepared:
     """A validated candidate: its resolved spec, canonical spec dict, and memoized cache keys."""
 
-    __slots__ = ("_keys", "_spec_dict", "in_channels", "label", "name", "spec", "wire")
+    __slots__ = ("_json", "_keys", "_spec_dict", "in_channels", "label", "name", "spec", "wire")
 
     def __init__(self, spec: Spec, label: str, name: str | None = None, in_channels: int | None = None,
                  spec_dict: dict[str, Any] | None = None):
@@ -128,10 +129,19 @@ class Prepared:
         self.in_channels = in_channels
         self._spec_dict = spec_dict
         self._keys: dict[tuple[int, int, str], str] = {}
+        #: ``spec_json(spec)``, when the caller already has it (a network read off the wire)
+        self._json: str | None = None
         #: the candidate as a serialized ``costoracle.v1.Candidate``, when it came over the wire: what
         #: the analysis processes are sent (bytes cost nothing to ship; a pickled spec costs more
         #: than converting it again there)
         self.wire: bytes | None = None
+
+    def know_json(self, text: str) -> Prepared:
+        """Remember the spec's canonical JSON (``spec_json(self.spec)``, byte for byte) so that its
+        keys need not assemble it again."""
+        if self._json is None:
+            self._json = text
+        return self
 
     @property
     def spec_dict(self) -> dict[str, Any]:
@@ -166,7 +176,9 @@ class Prepared:
         memo = (ctx.batch_size, r, ctx.dtype)
         k = self._keys.get(memo)
         if k is None:
-            k = cache_key_of_json(spec_json(self.spec), self.cost_context(ctx), COST_MODEL_VERSION)
+            if self._json is None:
+                self._json = spec_json(self.spec)
+            k = cache_key_of_json(self._json, self.cost_context(ctx), COST_MODEL_VERSION)
             if len(self._keys) < 64:
                 self._keys[memo] = k
         return k
@@ -238,27 +250,30 @@ def _block_json(spec: Spec) -> str:
     return canonical_json(_block_dict(spec))
 
 
-def _json_of(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "[" + ",".join([_block_json(v) if isinstance(v, Spec) else _json_of(v) for v in value]) + "]"
-    if isinstance(value, Spec):
-        return _block_json(value)
-    return canonical_json(value)
-
-
-@functools.lru_cache(maxsize=64)
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(sorted(("kind", *(f.name for f in dataclasses.fields(cls)))))
-
-
 def spec_json(spec: Spec) -> str:
     """``canonical_json(to_dict(spec))``, assembled from each block's memoized text: hashing a new
     candidate of a search space then costs only its own few fields (a test checks the equality
     byte for byte on every built-in and on random spaces)."""
     if not isinstance(spec, NetworkSpec):
         return _block_json(spec)
-    return "{" + ",".join([f'"{name}":' + (f'"{spec.kind}"' if name == "kind" else _json_of(getattr(spec, name)))
-                           for name in _field_names(type(spec))]) + "}"
+    return network_json([_block_json(b) for b in spec.stem],
+                        ["[" + ",".join([_block_json(b) for b in s]) + "]" for s in spec.stages],
+                        [_block_json(b) for b in spec.head], spec.in_channels, spec.resolution)
+
+
+def network_json(stem: Sequence[str], stages: Sequence[str], head: Sequence[str], in_channels: int,
+                 resolution: int) -> str:
+    """A network's canonical JSON from its blocks' canonical texts (what a server that reads blocks
+    off the wire has at hand; ``stages``: each stage's JSON array of its blocks' texts): the fields
+    in sorted order, as ``canonical_json`` writes them."""
+    return (f'{{"head":[{",".join(head)}],"in_channels":{int(in_channels)},"kind":"network",'
+            f'"resolution":{int(resolution)},"stages":[{",".join(stages)}],"stem":[{",".join(stem)}]}}')
+
+
+# network_json writes these fields and no others: a new NetworkSpec field must be added there
+if tuple(sorted(("kind", *(f.name for f in dataclasses.fields(NetworkSpec))))) != (
+        "head", "in_channels", "kind", "resolution", "stages", "stem"):
+    raise RuntimeError("server.candidates.network_json does not write every NetworkSpec field")
 
 
 def _memo_key(candidate: Any) -> Any:

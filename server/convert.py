@@ -21,12 +21,15 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from cost_engine.spec.base import SPEC_KINDS, Spec, SpecError, from_dict, to_dict, validate
 from cost_engine.spec.network import NetworkSpec
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import spec_pb2 as spb
 from server import wire as _wire
 from server.budget import Budget
+from server.candidates import spec_json
 from server.errors import InvalidArgument, ServiceError, from_status, join_path, translate_path
 from server.oracle import (
     BlockCandidate,
@@ -103,23 +106,41 @@ def _scalars(msg: Any) -> dict[str, Any]:
     return {fd.name: value for fd, value in msg.ListFields() if fd.message_type is None}
 
 
+class _BlockTable(dict):  # type: ignore[type-arg]
+    """bytes -> (spec, canonical JSON); a miss converts the block from its bytes, so that a network
+    with a few new blocks is still read off the wire (only those blocks become messages). A block
+    that does not decode or validate is a ``KeyError``: the caller takes the full path, which names
+    the field."""
+
+    def __missing__(self, key: bytes) -> tuple[Spec, str]:
+        try:
+            spec = block_from_proto(spb.Block.FromString(key), "block")
+        except (DecodeError, RuntimeError, ValueError, ServiceError):
+            raise KeyError("block") from None
+        return _BLOCKS.put(key, spec)
+
+
 class _BlockMemo:
-    """Parsed and validated block specs by their serialized message: blocks repeat across the
-    candidates of a search space, so most blocks of a new candidate were parsed before."""
+    """Parsed and validated block specs, each with its canonical JSON, by their serialized message:
+    blocks repeat across the candidates of a search space, so most blocks of a new candidate were
+    parsed (and their part of its cache key written) before."""
 
     def __init__(self, capacity: int = 65536):
         self.capacity = capacity
-        self._data: dict[bytes, Spec] = {}
+        self._data: _BlockTable = _BlockTable()
         self._lock = threading.Lock()
 
     def get(self, key: bytes) -> Spec | None:
-        return self._data.get(key)
+        hit = self._data.get(key)
+        return None if hit is None else hit[0]
 
-    def put(self, key: bytes, spec: Spec) -> None:
+    def put(self, key: bytes, spec: Spec) -> tuple[Spec, str]:
+        entry = (spec, spec_json(spec))
         with self._lock:
             if len(self._data) >= self.capacity:
                 self._data.clear()  # crude but bounded; refilled by the next requests
-            self._data[key] = spec
+            self._data[key] = entry
+        return entry
 
 
 _BLOCKS = _BlockMemo()
@@ -168,9 +189,10 @@ def _shell_ok(scalars: tuple[tuple[str, Any], ...]) -> bool:
     return not _shell_errors(scalars)
 
 
-def network_from_wire(raw: bytes) -> NetworkSpec | None:
-    """A serialized ``Candidate``'s network without message objects, when all its blocks were
-    converted before (see ``server.wire``); None means: take :func:`candidate_from_proto`."""
+def network_from_wire(raw: bytes) -> tuple[NetworkSpec, str] | None:
+    """A serialized ``Candidate``'s network and its canonical JSON without message objects, when
+    all its blocks were converted before (see ``server.wire``); None means: take
+    :func:`candidate_from_proto`."""
     return _wire.network_from_wire(raw, _BLOCKS._data, _shell_ok)
 
 
@@ -184,8 +206,10 @@ def network_from_proto(msg: spb.NetworkSpec, path: str) -> NetworkSpec:
     def blocks(items: Sequence[spb.Block], base: str) -> tuple[Spec, ...]:
         out = []
         for i, b in enumerate(items):
-            spec = memo.get(b.SerializeToString(deterministic=True))  # the hot path: a block seen before
-            if spec is None:
+            hit = memo.get(b.SerializeToString(deterministic=True))  # the hot path: a block seen before
+            if hit is not None:
+                spec = hit[0]
+            else:
                 try:
                     spec = block_from_proto(b, f"{base}[{i}]")
                 except ServiceError as exc:

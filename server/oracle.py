@@ -125,8 +125,15 @@ class Oracle(LatencyMixin, SearchMixin):
         self._pool_lock = threading.Lock()
 
     # -- candidates -----------------------------------------------------------------------
-    def prepare(self, candidate: Candidate, path: str = "candidate", *, validated: bool = False) -> Prepared:
-        """Validate and resolve one candidate; raises :class:`InvalidArgument` with proto paths under ``path``."""
+    def prepare(self, candidate: Candidate, path: str = "candidate", *, validated: bool = False,
+                spec_json: str | None = None) -> Prepared:
+        """Validate and resolve one candidate; raises :class:`InvalidArgument` with proto paths under ``path``.
+
+        ``spec_json``: a validated network's canonical JSON, when the caller has it (a server reads
+        it off the wire with the spec, and memoizes by the bytes: hashing a new network for this
+        memo would cost more than the ``Prepared``)."""
+        if spec_json is not None and validated and isinstance(candidate, NetworkSpec):
+            return self._prepare(candidate, path, validated).know_json(spec_json)
         memo_key = _memo_key(candidate)
         if memo_key is not None:
             hit = self._prepared.get(memo_key)

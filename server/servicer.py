@@ -297,19 +297,19 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         hit = self._candidates.get(raw)
         if hit is not None:
             return hit[0]
-        candidate: Any = convert.network_from_wire(raw)  # a network of blocks seen before: no message objects
-        if candidate is None:
+        fast = convert.network_from_wire(raw)  # a network of blocks seen before: no message objects
+        if fast is not None:
+            prepared = self.oracle.prepare(fast[0], path, validated=True, spec_json=fast[1])
+        else:
             try:
                 msg = spb.Candidate.FromString(raw)
             except (DecodeError, RuntimeError, ValueError) as exc:
                 return InvalidArgument("undecodable candidate",
                                        [(path, f"cannot decode costoracle.v1.Candidate: {exc}")])
-        try:
-            if candidate is None:
-                candidate = convert.candidate_from_proto(msg, path)
-            prepared = self.oracle.prepare(candidate, path, validated=True)
-        except ServiceError as exc:
-            return exc
+            try:
+                prepared = self.oracle.prepare(convert.candidate_from_proto(msg, path), path, validated=True)
+            except ServiceError as exc:
+                return exc
         if prepared.wire is None:
             prepared.wire = raw
         self._candidates.put(raw, prepared, 1)

@@ -1,27 +1,31 @@
-"""A serialized ``Candidate`` network straight to its spec, when every block in it was seen before.
+"""A serialized ``Candidate`` network straight to its spec and canonical JSON, block by block.
 
 Why: converting a candidate through protobuf message objects costs a wrapper object and a
 re-serialization per block (about 0.1 ms for a 20-block network), which was the largest part
 of a cold batch after the analysis itself. A candidate of a search space is made of blocks
-the server has already converted and validated (``convert``'s block memo, keyed by a block's
-serialized bytes), so reading the network's few fields off the wire and looking each block's
-bytes up is enough.
+the server has mostly converted and validated before (``convert``'s block memo, keyed by a
+block's serialized bytes, holding each block's spec and canonical JSON), so reading the
+network's few fields off the wire and looking each block's bytes up is enough; a block not seen
+yet is converted on its own by the memo. The network's canonical JSON (its cache key's
+material) is assembled from the blocks' texts on the way.
 
 Only the common, unambiguous shape is taken: a ``Candidate`` holding one ``network`` field,
 whose fields are ``stem``/``stages``/``head``/``in_channels``/``resolution`` with their
-declared wire types, and every block's bytes already in the memo. Anything else (an unknown
-field, a block never seen, a value the engine would refuse, bytes that do not parse) returns
-None and the caller takes the full path, which reports every error with its field path. So
-this module decides nothing the full path would decide differently: it only skips work.
+declared wire types, every block of which converts. Anything else (an unknown field, a block
+that does not decode or validate, a value the engine would refuse, bytes that do not parse)
+returns None and the caller takes the full path, which reports every error with its field path.
+So this module decides nothing the full path would decide differently: it only skips work.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from cost_engine.spec.base import Spec, validate
+from cost_engine.spec.base import Spec
 from cost_engine.spec.network import NetworkSpec
 from costoracle.v1 import spec_pb2 as spb
+from server.candidates import network_json
 
 __all__ = ["network_from_wire"]
 
@@ -41,6 +45,7 @@ _SCALARS = {_tag(spb.NetworkSpec, "in_channels", _VARINT): "in_channels",
             _tag(spb.NetworkSpec, "resolution", _VARINT): "resolution"}
 _STAGE_BLOCKS = _tag(spb.Stage, "blocks", _LEN)
 _MAX_SCALAR = 1 << 31  # anything larger (or a negative int64) goes the full way
+assert max(_CAND_NETWORK, _STEM, _STAGES, _HEAD, _STAGE_BLOCKS, *_SCALARS) < 0x80, "one-byte tags only"
 
 
 class _Unusual(Exception):
@@ -48,6 +53,7 @@ class _Unusual(Exception):
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position) of the varint at ``pos``; IndexError past the end."""
     b = buf[pos]
     if b < 0x80:
         return b, pos + 1
@@ -63,54 +69,93 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes) -> list[tuple[int, Any]]:
-    """(tag, bytes or int) of each field of one message level; raises _Unusual on anything else."""
-    out: list[tuple[int, Any]] = []
-    pos, end = 0, len(buf)
-    while pos < end:
-        tag, pos = _varint(buf, pos)
-        wire_type = tag & 7
-        if wire_type == _LEN:
-            n, pos = _varint(buf, pos)
-            if pos + n > end:
-                raise _Unusual
-            out.append((tag, buf[pos:pos + n]))
-            pos += n
-        elif wire_type == _VARINT:
-            value, pos = _varint(buf, pos)
-            out.append((tag, value))
-        else:
-            raise _Unusual
-    return out
+#: (blocks, JSON array text) of a stage by its bytes: the candidates of a search share whole stages
+#: (a stage of two blocks of nine choices has 81 forms), and a hit skips a loop over its blocks.
+#: Bytes decide a stage's value alone, so it holds for any ``blocks`` table that converts correctly.
+_STAGE_MEMO: dict[bytes, tuple[tuple[Spec, ...], str]] = {}
+_STAGE_MEMO_CAPACITY = 65536
 
 
-def network_from_wire(raw: bytes, blocks: dict[bytes, Spec], shell_ok: Any) -> NetworkSpec | None:
-    """The ``NetworkSpec`` of serialized ``Candidate`` bytes, or None (take the full path).
-
-    ``blocks``: validated block specs by their serialized bytes; ``shell_ok(scalars)``: whether
-    the network's own scalar fields (as a sorted tuple of items) pass the engine's checks.
-    """
-    try:
-        top = _fields(raw)
-        if len(top) != 1 or top[0][0] != _CAND_NETWORK:
+def _stage(raw: bytes, pos: int, stop: int,
+           blocks: Mapping[bytes, tuple[Spec, str]]) -> tuple[tuple[Spec, ...], str] | None:
+    """The blocks of the ``Stage`` message in ``raw[pos:stop]`` and its JSON array text (memoized),
+    or None; KeyError for a block that does not convert."""
+    start = pos
+    specs: list[Spec] = []
+    texts: list[str] = []
+    while pos < stop:
+        if raw[pos] != _STAGE_BLOCKS:
             return None
-        stem: list[Spec] = []
-        stages: list[tuple[Spec, ...]] = []
-        head: list[Spec] = []
-        scalars: dict[str, int] = {}
-        for tag, value in _fields(top[0][1]):
+        n = raw[pos + 1]
+        if n < 0x80:  # a block under 128 bytes (most are): no call for its length
+            pos += 2
+        else:
+            n, pos = _varint(raw, pos + 1)
+        if pos + n > stop:
+            return None
+        spec, text = blocks[raw[pos:pos + n]]
+        specs.append(spec)
+        texts.append(text)
+        pos += n
+    stage = (tuple(specs), "[" + ",".join(texts) + "]")
+    if len(_STAGE_MEMO) >= _STAGE_MEMO_CAPACITY:
+        _STAGE_MEMO.clear()  # crude but bounded, like the block memo
+    _STAGE_MEMO[raw[start:stop]] = stage
+    return stage
+
+
+def network_from_wire(raw: bytes, blocks: Mapping[bytes, tuple[Spec, str]],
+                      shell_ok: Callable[[tuple[tuple[str, int], ...]], bool]) -> tuple[NetworkSpec, str] | None:
+    """The ``NetworkSpec`` of serialized ``Candidate`` bytes and its canonical JSON, or None (take
+    the full path).
+
+    ``blocks``: (validated block spec, its canonical JSON) by the block's serialized bytes (a
+    ``KeyError`` for a block that does not convert);
+    ``shell_ok(scalars)``: whether the network's own scalar fields (as a sorted tuple of items)
+    pass the engine's checks. One pass over the bytes, no intermediate lists of fields: this runs
+    once per candidate of every cold batch.
+    """
+    stem: list[Spec] = []
+    stages: list[tuple[Spec, ...]] = []
+    head: list[Spec] = []
+    stem_json: list[str] = []
+    stages_json: list[str] = []
+    head_json: list[str] = []
+    scalars: dict[str, int] = {}
+    try:
+        if raw[0] != _CAND_NETWORK:
+            return None
+        n, pos = _varint(raw, 1)
+        end = pos + n
+        if end != len(raw):  # not exactly one network field
+            return None
+        while pos < end:
+            tag = raw[pos]  # every tag taken here is one byte; a longer one matches none of them
             if tag == _STAGES:
-                stage = []
-                for t, b in _fields(value):
-                    if t != _STAGE_BLOCKS:
+                n, pos = _varint(raw, pos + 1)
+                stop = pos + n
+                if stop > end:
+                    return None
+                stage = _STAGE_MEMO.get(raw[pos:stop])
+                if stage is None:
+                    stage = _stage(raw, pos, stop, blocks)
+                    if stage is None:
                         return None
-                    stage.append(blocks[b])
-                stages.append(tuple(stage))
-            elif tag == _STEM:
-                stem.append(blocks[value])
-            elif tag == _HEAD:
-                head.append(blocks[value])
-            elif tag in _SCALARS and value < _MAX_SCALAR:
+                stages.append(stage[0])
+                stages_json.append(stage[1])
+                pos = stop
+            elif tag in (_STEM, _HEAD):
+                n, pos = _varint(raw, pos + 1)
+                if pos + n > end:
+                    return None
+                spec, text = blocks[raw[pos:pos + n]]
+                (stem if tag == _STEM else head).append(spec)
+                (stem_json if tag == _STEM else head_json).append(text)
+                pos += n
+            elif tag in _SCALARS:
+                value, pos = _varint(raw, pos + 1)
+                if value >= _MAX_SCALAR:
+                    return None
                 scalars[_SCALARS[tag]] = value  # the last occurrence wins, as in protobuf
             else:
                 return None
@@ -119,4 +164,8 @@ def network_from_wire(raw: bytes, blocks: dict[bytes, Spec], shell_ok: Any) -> N
     if not shell_ok(tuple(sorted(scalars.items()))):
         return None
     spec = NetworkSpec(stem=tuple(stem), stages=tuple(stages), head=tuple(head), **scalars)
-    return None if validate(spec, recursive=False) else spec
+    # the blocks were validated when first converted and the scalars just now: what is left of
+    # validate(spec, recursive=False) is the network's own rule
+    if spec.check():
+        return None
+    return spec, network_json(stem_json, stages_json, head_json, spec.in_channels, spec.resolution)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,10 +17,11 @@ from cost_engine.families.fasternet import fasternet
 from cost_engine.families.mobilenet import mobilenet_v2
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec import ConvSpec, MBConvSpec, NetworkSpec, to_dict
+from cost_engine.spec.base import MAX_BLOCKS
 from costoracle.v1 import spec_pb2
 from server import convert
 from server.budget import pareto_front
-from server.cache import cache_key
+from server.cache import cache_key, canonical_json
 from server.errors import InvalidArgument, ResourceExhausted, ServiceError, from_status, translate_path
 from server.oracle import (
     BlockCandidate,
@@ -366,8 +368,17 @@ def test_sweep_limits_and_validation(tmp_path: Path) -> None:
 
 def test_wire_fast_path_agrees_with_the_full_conversion() -> None:
     """server.wire reads a candidate network off the wire when all its blocks were converted
-    before; it must give exactly the full path's spec, and decline (None) anything unusual."""
+    before; it must give exactly the full path's spec (and that spec's canonical JSON, byte for
+    byte), and decline (None) anything unusual."""
     from cost_engine.families import BUILTINS
+
+    def wire(raw: bytes) -> Any:
+        got = convert.network_from_wire(raw)
+        if got is None:
+            return None
+        spec, text = got
+        assert text == canonical_json(to_dict(spec))
+        return spec
 
     resolve("resnet18")
     specs = [resolve(n) for n in sorted(BUILTINS)]
@@ -376,7 +387,10 @@ def test_wire_fast_path_agrees_with_the_full_conversion() -> None:
         raw = convert.candidate_to_proto(spec).SerializeToString()
         full = convert.candidate_from_proto(spec_pb2.Candidate.FromString(raw))  # fills the block memo
         assert full == spec
-        assert convert.network_from_wire(raw) == spec
+        assert wire(raw) == spec
+    # blocks never seen are converted one by one on the way (the same spec as the full path's)
+    unseen = NetworkSpec(stem=(ConvSpec(out_channels=999, stride=2),), stages=((ConvSpec(out_channels=997),),))
+    assert wire(convert.candidate_to_proto(unseen).SerializeToString()) == unseen
     # networks whose own scalars are set, in any order, repeated (the last wins)
     net = fasternet(16, (1, 1, 1, 1))
     msg = convert.candidate_to_proto(net)
@@ -384,18 +398,20 @@ def test_wire_fast_path_agrees_with_the_full_conversion() -> None:
     msg.network.in_channels = 1
     raw = msg.SerializeToString()
     want = convert.candidate_from_proto(spec_pb2.Candidate.FromString(raw))
-    assert convert.network_from_wire(raw) == want and want.resolution == 96 and want.in_channels == 1
+    assert wire(raw) == want and want.resolution == 96 and want.in_channels == 1
     # a scalar repeated inside the network message: the last occurrence wins, as protobuf parses it
     net_bytes = msg.network.SerializeToString() + spec_pb2.NetworkSpec(resolution=128).SerializeToString()
     assert len(net_bytes) < 1 << 14
     again = b"\x12" + bytes([len(net_bytes) & 0x7F | 0x80, len(net_bytes) >> 7]) + net_bytes
     parsed = convert.candidate_from_proto(spec_pb2.Candidate.FromString(again))
-    assert parsed.resolution == 128 and convert.network_from_wire(again) == parsed
+    assert parsed.resolution == 128 and wire(again) == parsed
     # the network field twice (protobuf merges the two messages): declined
-    assert convert.network_from_wire(raw + raw) is None
+    assert wire(raw + raw) is None
     # declined: the full path decides (and names the field)
     declined = {
-        "unseen block": convert.candidate_to_proto(NetworkSpec(stem=(ConvSpec(out_channels=999, stride=2),))),
+        "invalid block": spec_pb2.Candidate(network=spec_pb2.NetworkSpec(
+            stem=[spec_pb2.Block(conv=spec_pb2.ConvSpec(out_channels=10**9))])),
+        "empty block": spec_pb2.Candidate(network=spec_pb2.NetworkSpec(stem=[spec_pb2.Block()])),
         "builtin": spec_pb2.Candidate(builtin="resnet18"),
         "block candidate": spec_pb2.Candidate(block=spec_pb2.Block(conv=spec_pb2.ConvSpec(out_channels=8)),
                                               in_channels=3),
@@ -407,7 +423,20 @@ def test_wire_fast_path_agrees_with_the_full_conversion() -> None:
     neg.network.in_channels = -3
     declined["negative in_channels"] = neg
     for name, m in declined.items():
-        assert convert.network_from_wire(m.SerializeToString()) is None, name
-    assert convert.network_from_wire(raw + b"\xff") is None  # truncated garbage
-    assert convert.network_from_wire(raw + b"\x08\x01") is None  # an unknown top-level field
-    assert convert.network_from_wire(b"") is None
+        assert wire(m.SerializeToString()) is None, name
+    assert wire(raw + b"\xff") is None  # truncated garbage
+    assert wire(raw + b"\x08\x01") is None  # an unknown top-level field
+    assert wire(b"") is None
+    assert wire(b"\x12\x05\x0a\x03\x0a\x05\x08") is None  # a stem block whose own field overruns it
+    # a network length that disagrees with the bytes, and a block cut short inside a stage: declined
+    assert wire(raw[:-3]) is None
+    block = convert.candidate_to_proto(net).network.stem[0]
+    stage = spec_pb2.Stage(blocks=[block]).SerializeToString()[:-1]  # the block's length now overruns
+    network = b"\x12" + bytes([len(stage)]) + stage
+    assert len(network) < 0x80
+    assert wire(b"\x12" + bytes([len(network)]) + network) is None
+    # the network's own rules still hold: no blocks at all, or more than the engine allows
+    assert wire(spec_pb2.Candidate(network=spec_pb2.NetworkSpec()).SerializeToString()) is None
+    huge = spec_pb2.Candidate(network=spec_pb2.NetworkSpec(stem=[block] * (MAX_BLOCKS + 1)))
+    assert wire(huge.SerializeToString()) is None
+    assert wire(spec_pb2.Candidate(network=spec_pb2.NetworkSpec(stem=[block] * 3)).SerializeToString()) is not None

@@ -59,6 +59,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from server.cache.payload import dumps as dump_payload
 from server.cache.schema import CACHE_TABLE, SCHEMA_VERSION, cache_table
 
 __all__ = ["DB_URL_ENV", "CacheRow", "CostCache", "default_sqlite_path", "encode_rows", "resolve_url", "row_checksum"]
@@ -138,12 +139,8 @@ def row_checksum(key: str, kind: str, version: str, payload_json: str) -> str:
 def _payload_json(payload: Mapping[str, Any]) -> str:
     if not isinstance(payload, Mapping):
         raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
-    # compact, not sorted: a payload's text only has to round-trip (the key is what is canonical),
-    # and sorting large reports costs a quarter more
-    return _PAYLOAD_ENCODER.encode(payload)
-
-
-_PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+    # compact, not sorted: a payload's text only has to round-trip (the key is what is canonical)
+    return dump_payload(payload)
 
 
 def encode_rows(rows: Iterable[CacheRow | tuple | Mapping[str, Any]]) -> list[dict[str, Any]]:
