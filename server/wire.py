@@ -69,18 +69,11 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-#: (blocks, JSON array text) of a stage by its bytes: the candidates of a search share whole stages
-#: (a stage of two blocks of nine choices has 81 forms), and a hit skips a loop over its blocks.
-#: Bytes decide a stage's value alone, so it holds for any ``blocks`` table that converts correctly.
-_STAGE_MEMO: dict[bytes, tuple[tuple[Spec, ...], str]] = {}
-_STAGE_MEMO_CAPACITY = 65536
-
-
 def _stage(raw: bytes, pos: int, stop: int,
            blocks: Mapping[bytes, tuple[Spec, str]]) -> tuple[tuple[Spec, ...], str] | None:
-    """The blocks of the ``Stage`` message in ``raw[pos:stop]`` and its JSON array text (memoized),
-    or None; KeyError for a block that does not convert."""
-    start = pos
+    """The blocks of the ``Stage`` message in ``raw[pos:stop]`` and its JSON array text, or None;
+    KeyError for a block that does not convert. (A memo of whole stages by their bytes measured no
+    faster: hashing the stage's bytes costs about what looking up its few blocks does.)"""
     specs: list[Spec] = []
     texts: list[str] = []
     while pos < stop:
@@ -97,11 +90,7 @@ def _stage(raw: bytes, pos: int, stop: int,
         specs.append(spec)
         texts.append(text)
         pos += n
-    stage = (tuple(specs), "[" + ",".join(texts) + "]")
-    if len(_STAGE_MEMO) >= _STAGE_MEMO_CAPACITY:
-        _STAGE_MEMO.clear()  # crude but bounded, like the block memo
-    _STAGE_MEMO[raw[start:stop]] = stage
-    return stage
+    return tuple(specs), "[" + ",".join(texts) + "]"
 
 
 def network_from_wire(raw: bytes, blocks: Mapping[bytes, tuple[Spec, str]],
@@ -136,11 +125,9 @@ def network_from_wire(raw: bytes, blocks: Mapping[bytes, tuple[Spec, str]],
                 stop = pos + n
                 if stop > end:
                     return None
-                stage = _STAGE_MEMO.get(raw[pos:stop])
+                stage = _stage(raw, pos, stop, blocks)
                 if stage is None:
-                    stage = _stage(raw, pos, stop, blocks)
-                    if stage is None:
-                        return None
+                    return None
                 stages.append(stage[0])
                 stages_json.append(stage[1])
                 pos = stop

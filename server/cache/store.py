@@ -309,6 +309,14 @@ class CostCache:
         self._positional = bool(dialect.positional)
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
         self._insert = insert(t).on_conflict_do_nothing(index_elements=[t.c.key]).returning(t.c.key)
+        # SQLite: one executemany of plain tuples, no RETURNING (SQLAlchemy's insertmanyvalues
+        # bookkeeping was half the time of storing a cold batch); the row count says whether
+        # every row of a chunk was this call's
+        self._insert_many: tuple[str, tuple[str, ...]] | None = None
+        if self.backend == "sqlite":
+            compiled = insert(t).on_conflict_do_nothing(index_elements=[t.c.key]).compile(
+                dialect=dialect, column_keys=[c.name for c in t.columns])
+            self._insert_many = (str(compiled), tuple(compiled.positiontup or ()))
         self._delete_bad = delete(t).where(t.c.key == bindparam("key"), t.c.checksum == bindparam("checksum"))
         self._create_schema()
         _LIVE.add(self)
@@ -524,6 +532,17 @@ class CostCache:
         written = 0
         for start in range(0, len(ordered), _WRITE_CHUNK):
             chunk = ordered[start:start + _WRITE_CHUNK]
+            if self._insert_many is not None:
+                sql, names = self._insert_many
+                tuples = [tuple([p[n] for n in names]) for p in chunk]
+                count = self._write_tx(lambda conn, sql=sql, tuples=tuples: conn.exec_driver_sql(sql, tuples).rowcount)
+                # all or nothing for the LRU: when another writer stored some of these rows first,
+                # which ones is unknown here, and the next read takes the stored rows (the truth)
+                if count == len(chunk):
+                    for p in chunk:
+                        self._lru.put(p["key"], p["payload"])
+                written += count
+                continue
             inserted = self._write_tx(lambda conn, chunk=chunk: {r[0] for r in conn.execute(self._insert, chunk)})
             for p in chunk:
                 if p["key"] in inserted:
