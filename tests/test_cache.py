@@ -195,6 +195,19 @@ def test_put_many_get_many_across_chunks(db_url: str) -> None:
         assert s["hits"] == n // 2 and s["misses"] == 200
 
 
+def test_a_batch_that_loses_some_rows_to_another_writer_serves_the_stored_rows(db_url: str) -> None:
+    """Two servers computed some of the same rows: the first writer's rows are the truth, and the
+    second server's memory must not keep its own losing copies (nor miscount what it wrote)."""
+    with CostCache(db_url) as first, CostCache(db_url) as second:
+        assert first.put_many([(key_of(i), "cost", payload_of(i), VERSION) for i in range(0, 10, 2)]) == 5
+        mine = [(key_of(i), "cost", {"second": i}, VERSION) for i in range(10)]
+        assert second.put_many(mine) == 5
+        got = second.get_many([key_of(i) for i in range(10)], copy=False)
+        assert got == {key_of(i): payload_of(i) if i % 2 == 0 else {"second": i} for i in range(10)}
+        s = second.stats()
+        assert s["written"] == 5 and s["duplicate"] == 5 and s["rows"] == 10
+
+
 def test_a_new_cost_model_version_never_reads_old_rows(db_url: str) -> None:
     spec = MBConvSpec(out_channels=24).to_dict()
     ctx = {"batch_size": 1, "resolution": 32, "dtype": "float32"}
