@@ -119,7 +119,7 @@ class Limits:
 class Prepared:
     """A validated candidate: its resolved spec, canonical spec dict, and memoized cache keys."""
 
-    __slots__ = ("_json", "_keys", "_spec_dict", "in_channels", "label", "name", "spec", "wire")
+    __slots__ = ("_json", "_keys", "_spec_dict", "in_channels", "label", "name", "served", "spec", "wire")
 
     def __init__(self, spec: Spec, label: str, name: str | None = None, in_channels: int | None = None,
                  spec_dict: dict[str, Any] | None = None):
@@ -135,6 +135,9 @@ class Prepared:
         #: the analysis processes are sent (bytes cost nothing to ship; a pickled spec costs more
         #: than converting it again there)
         self.wire: bytes | None = None
+        #: (context and detail, the encoded cache-hit result) a server last answered for this
+        #: candidate: a batch of candidates all seen before is then answered by one lookup each
+        self.served: tuple[Any, bytes] | None = None
 
     def know_json(self, text: str) -> Prepared:
         """Remember the spec's canonical JSON (``spec_json(self.spec)``, byte for byte) so that its

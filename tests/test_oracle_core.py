@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cost_engine import analyze, resolve
 from cost_engine.families.efficientnet import efficientnet, efficientnet_compound
@@ -18,7 +21,7 @@ from cost_engine.families.mobilenet import mobilenet_v2
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec import ConvSpec, MBConvSpec, NetworkSpec, to_dict
 from cost_engine.spec.base import MAX_BLOCKS
-from costoracle.v1 import spec_pb2
+from costoracle.v1 import oracle_pb2, spec_pb2
 from server import convert
 from server.budget import pareto_front
 from server.cache import cache_key, canonical_json
@@ -440,3 +443,32 @@ def test_wire_fast_path_agrees_with_the_full_conversion() -> None:
     huge = spec_pb2.Candidate(network=spec_pb2.NetworkSpec(stem=[block] * (MAX_BLOCKS + 1)))
     assert wire(huge.SerializeToString()) is None
     assert wire(spec_pb2.Candidate(network=spec_pb2.NetworkSpec(stem=[block] * 3)).SerializeToString()) is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), max_size=12), st.integers(min_value=1, max_value=64),
+       st.sampled_from([0, 1, 3]), st.integers(min_value=1, max_value=30))
+def test_split_field_finds_the_candidates_as_protobuf_does(blocks: list[int], batch: int, detail: int,
+                                                           cut: int) -> None:
+    """The servicer splits a batch request into its candidates' bytes without parsing them; the
+    split must agree with protobuf for candidates of every size (one- to three-byte lengths)."""
+    from server.servicer import _parser, _Undecodable, split_field
+
+    block = spec_pb2.Block(conv=spec_pb2.ConvSpec(out_channels=8, kernel_size=3))
+    cands = [spec_pb2.Candidate(network=spec_pb2.NetworkSpec(stem=[block] * (n * n * 3))) for n in blocks]
+    req = oracle_pb2.GetCostBatchRequest(candidates=cands, context=oracle_pb2.Context(batch_size=batch),
+                                         detail=detail)
+    raw = req.SerializeToString()
+    shell, found = split_field(raw, 1)
+    assert found == [c.SerializeToString() for c in cands]
+    rest = oracle_pb2.GetCostBatchRequest.FromString(shell)
+    assert not rest.candidates and rest.context == req.context and rest.detail == req.detail
+    if len(raw) > cut:  # cut short: the request deserializer refuses what protobuf refuses
+        truncated = raw[:-cut]
+        parsed = _parser(oracle_pb2.GetCostBatchRequest, 1)(truncated)
+        try:
+            whole = oracle_pb2.GetCostBatchRequest.FromString(truncated)
+        except DecodeError:
+            assert isinstance(parsed, _Undecodable)
+        else:
+            assert [c.SerializeToString() for c in whole.candidates] == parsed.candidates

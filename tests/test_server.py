@@ -226,6 +226,37 @@ def test_batch_and_stream_equal_the_engine(server: ServerProcess) -> None:
     assert all(r.report.cache_hit for r in streamed)
 
 
+def test_a_batch_asked_again_is_answered_alike_and_other_contexts_are_not_mixed_up(server: ServerProcess) -> None:
+    """A search loop re-sends the same batch: from the third time on every candidate is answered
+    from memory by its bytes. The answers must stay byte-identical hits, be counted as hits, and
+    never leak into another context, detail or batch."""
+    stub = server.stub()
+    specs = [fasternet(24, (1, 1, 1, 1), n_div=n) for n in (2, 4, 8)] + [efficientnet(1.0, 1.0, 96)]
+    cands = [convert.candidate_to_proto(s) for s in specs] + [cand("resnet18")]
+    req = pb.GetCostBatchRequest(candidates=cands, context=pb.Context(batch_size=2), detail=pb.DETAIL_SCALARS)
+    answers = [stub.GetCostBatch(req, timeout=120) for _ in range(4)]
+    assert all(r.report.cache_hit for a in answers[1:] for r in a.results)
+    assert answers[1].SerializeToString() == answers[2].SerializeToString() == answers[3].SerializeToString()
+    before = stub.GetCacheStats(pb.GetCacheStatsRequest(), timeout=60).hits
+    stub.GetCostBatch(req, timeout=120)
+    assert stub.GetCacheStats(pb.GetCacheStatsRequest(), timeout=60).hits == before + len(cands)
+    for r, c in zip(answers[3].results, [*specs, "resnet18"], strict=True):
+        got, want = figures(convert.report_to_dict(r.report)), engine(c, batch_size=2)
+        assert {"macs", "flops", "params", "peak_activation_bytes"} <= got.keys()
+        assert got == {k: want[k] for k in got}
+    # another context, another detail, and the same batch with one candidate more: right answers
+    other = stub.GetCostBatch(pb.GetCostBatchRequest(candidates=cands, context=pb.Context(batch_size=3)), timeout=120)
+    assert [r.report.macs for r in other.results] == [engine(c, batch_size=3)["macs"] for c in [*specs, "resnet18"]]
+    totals = stub.GetCostBatch(pb.GetCostBatchRequest(candidates=cands, context=pb.Context(batch_size=2),
+                                                      detail=pb.DETAIL_TOTALS), timeout=120)
+    assert all(r.report.views for r in totals.results) and not any(r.report.views for r in answers[3].results)
+    more = stub.GetCostBatch(pb.GetCostBatchRequest(candidates=[*cands, cand("mobilenet_v2")],
+                                                    context=pb.Context(batch_size=2), detail=pb.DETAIL_SCALARS),
+                             timeout=120)
+    assert [r.report.cache_hit for r in more.results] == [True] * len(cands) + [False]
+    assert more.results[-1].report.macs == engine("mobilenet_v2", batch_size=2)["macs"]
+
+
 def test_filter_over_rpc_is_exactly_the_engine(server: ServerProcess) -> None:
     names = ["efficientnet_b0", "mobilenet_v2", "resnet18", "resnet50", "fasternet_t0", "shufflenet_v2_x0_5",
              "regnet_y_400mf"]
