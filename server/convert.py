@@ -190,9 +190,9 @@ def _shell_ok(scalars: tuple[tuple[str, Any], ...]) -> bool:
 
 
 def network_from_wire(raw: bytes) -> tuple[NetworkSpec, str] | None:
-    """A serialized ``Candidate``'s network and its canonical JSON without message objects, when
-    all its blocks were converted before (see ``server.wire``); None means: take
-    :func:`candidate_from_proto`."""
+    """A serialized ``Candidate``'s network and its canonical JSON without message objects (blocks
+    seen before are looked up by their bytes, a new one is converted on its own; see
+    ``server.wire``); None means: take :func:`candidate_from_proto`."""
     return _wire.network_from_wire(raw, _BLOCKS._data, _shell_ok)
 
 

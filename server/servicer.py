@@ -316,7 +316,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         hit = self._candidates.get(raw)
         if hit is not None:
             return hit[0]
-        fast = convert.network_from_wire(raw)  # a network of blocks seen before: no message objects
+        fast = convert.network_from_wire(raw)  # a network read block by block off the wire
         if fast is not None:
             prepared = self.oracle.prepare(fast[0], path, validated=True, spec_json=fast[1])
         else:
