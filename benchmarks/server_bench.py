@@ -163,7 +163,7 @@ def baseline(path: Path, mode: str) -> float:
     """Seconds for in-process ``analyze`` in a fresh process (cold memo). ``mode``: "bare" (the specs
     as ``from_dict`` builds them), "to_dict" (and the report's dict), "shared" (equal blocks as one
     object, as the server's block memo hands them to ``analyze``: lookups in the engine's block memo
-    then hit by identity, about twice as fast on this machine)."""
+    then hit by identity, 1.3-2x as fast on the 2-core development machine)."""
     out = subprocess.run([sys.executable, "-c", BASELINE, str(path), str(ROOT), mode], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     return float(out.strip())

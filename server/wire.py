@@ -45,7 +45,8 @@ _SCALARS = {_tag(spb.NetworkSpec, "in_channels", _VARINT): "in_channels",
             _tag(spb.NetworkSpec, "resolution", _VARINT): "resolution"}
 _STAGE_BLOCKS = _tag(spb.Stage, "blocks", _LEN)
 _MAX_SCALAR = 1 << 31  # anything larger (or a negative int64) goes the full way
-assert max(_CAND_NETWORK, _STEM, _STAGES, _HEAD, _STAGE_BLOCKS, *_SCALARS) < 0x80, "one-byte tags only"
+if max(_CAND_NETWORK, _STEM, _STAGES, _HEAD, _STAGE_BLOCKS, *_SCALARS) >= 0x80:  # read as one byte below
+    raise RuntimeError("server.wire reads tags as one byte; a field number grew past 15")
 
 
 class _Unusual(Exception):

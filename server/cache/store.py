@@ -308,14 +308,14 @@ class CostCache:
         self._select_one_sql = str(self._select_one.compile(dialect=dialect))
         self._positional = bool(dialect.positional)
         self._driver_error: type[Exception] = dialect.loaded_dbapi.Error
-        self._insert = insert(t).on_conflict_do_nothing(index_elements=[t.c.key]).returning(t.c.key)
+        first_writer_wins = insert(t).on_conflict_do_nothing(index_elements=[t.c.key])
+        self._insert = first_writer_wins.returning(t.c.key)
         # SQLite: one executemany of plain tuples, no RETURNING (SQLAlchemy's insertmanyvalues
         # bookkeeping was half the time of storing a cold batch); the row count says whether
         # every row of a chunk was this call's
         self._insert_many: tuple[str, tuple[str, ...]] | None = None
         if self.backend == "sqlite":
-            compiled = insert(t).on_conflict_do_nothing(index_elements=[t.c.key]).compile(
-                dialect=dialect, column_keys=[c.name for c in t.columns])
+            compiled = first_writer_wins.compile(dialect=dialect, column_keys=[c.name for c in t.columns])
             self._insert_many = (str(compiled), tuple(compiled.positiontup or ()))
         self._delete_bad = delete(t).where(t.c.key == bindparam("key"), t.c.checksum == bindparam("checksum"))
         self._create_schema()
