@@ -4,13 +4,15 @@
 against a latency limit (default: the median prediction, the hardest place for a limit):
 an analytic MACs limit first, then block-table predictions corrected by a residual fitted on the
 12 measured fit candidates of ``latency_prediction.py`` (same seed, same cache), and only the
-candidates within ``z`` uncertainties of the limit are measured. ``--audit N`` also measures N
-candidates the prediction decided alone, to count how many of those verdicts were wrong.
+candidates within ``z`` uncertainties of the limit are measured (paired with the reference, so
+the verdicts do not depend on the minute of the host). ``--audit N`` (default 50) re-measures N
+candidates the prediction decided alone and counts the verdicts that flip, by the paired figure
+and, for comparison, by the raw wall clock of the same sessions.
 
 Run ``latency_prediction.py`` first with the same ``--db`` (it fills the calibration, the fit
 measurements and most of the block table); from the repository root:
 
-    python benchmarks/latency_filter.py --threads 1 --audit 20
+    python benchmarks/latency_filter.py --threads 1 --audit 50
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--z", type=float, default=2.0)
     ap.add_argument("--sessions", type=int, default=1, help="sessions per measurement of a close call")
     ap.add_argument("--time-cap", type=float, default=0.3)
-    ap.add_argument("--audit", type=int, default=0, help="measure this many prediction-decided candidates")
+    ap.add_argument("--audit", type=int, default=50, help="re-measure this many prediction-decided candidates")
     ap.add_argument("--audit-sessions", type=int, default=3)
     ap.add_argument("--db", default="/tmp/latency_bench.sqlite")
     ap.add_argument("--seed", type=int, default=1)
@@ -101,20 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         chosen = random.Random(7).sample(decided, min(args.audit, len(decided)))
         audit = measure_many([candidates[i] for i in chosen], settings, cache=cache, sessions=args.audit_sessions,
                              time_cap_s=args.time_cap, refresh=True)
-        drift = audit[0].canary["drift"] if audit and audit[0].canary else None
-        print(f"audit: {len(chosen)} prediction-decided candidates measured ({args.audit_sessions} sessions each; "
-              f"canary drift {drift:.2f}x of its reference)")
-        wrong = wrong_drift = 0
+        print(f"audit: {len(chosen)} prediction-decided candidates measured ({args.audit_sessions} sessions each, "
+              f"paired; {sum(m.noisy for m in audit)} noisy)")
+        flips = raw_flips = 0
         for i, m in zip(chosen, audit, strict=True):
             p = by_id[id(candidates[i])]
-            changed = (m.median_ms <= limit) != result.decisions[i]["feasible"]
-            changed_drift = drift is not None and (m.median_ms / drift <= limit) != result.decisions[i]["feasible"]
-            wrong += changed
-            wrong_drift += changed_drift
-            if changed:
-                print(f"  changed: predicted {p.median_ms:.2f} +- {p.uncertainty_ms:.2f}, measured {m.median_ms:.2f} "
-                      f"(session medians {', '.join(f'{x:.2f}' for x in m.session_medians_ms)}), limit {limit:.2f}")
-        print(f"  {wrong} verdict(s) of {len(chosen)} would change; {wrong_drift} after dividing by the canary drift")
+            flipped = (m.median_ms <= limit) != result.decisions[i]["feasible"]
+            flips += flipped
+            raw_flips += (m.raw_median_ms <= limit) != result.decisions[i]["feasible"]
+            if flipped:
+                print(f"  flip: predicted {p.median_ms:.2f} +- {p.uncertainty_ms:.2f}, measured {m.median_ms:.2f} "
+                      f"(CI {m.ci_low_ms:.2f}-{m.ci_high_ms:.2f}, raw {m.raw_median_ms:.2f}), limit {limit:.2f}")
+        print(f"  {flips} verdict(s) of {len(chosen)} flip by the paired figure; {raw_flips} would by the raw one")
     print(f"total {time.time() - t_start:.0f} s")
     return 0
 

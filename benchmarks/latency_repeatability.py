@@ -1,76 +1,127 @@
-"""Repeatability: one candidate measured in N separate sessions (fresh worker processes).
+"""Repeatability under load: raw wall-clock medians against the paired figures.
 
-Prints each session's median with its own within-session 95% CI, the spread of the session
-medians, how many times wider that spread is than the within-session CI (why a measurement runs
-several processes), the process CPU time and contention (wall / CPU time per thread: time spent
-waiting for a core on a shared host), and the canary of each session. Run from the repository
-root:
+Three candidates (EfficientNet-B0, FasterNet-T0, one OFA-like MBConv network). First each is
+measured on the idle machine (``--idle-sessions`` fresh processes, no load): its *idle* figure
+is the median of those sessions' raw medians, and the reference's anchor learns from them. Then
+each candidate is measured in ``--sessions`` more fresh processes, one at a time, while a load
+generator started here competes for the cores: 0, 1 or 2 busy processes (``--loads``, switched
+between sessions). For each candidate it prints the spread (max-min)/median of the raw session
+medians and of the paired session figures (ratio x the anchor learned over every session), and
+each one's distance to the idle figure. Run from the repository root:
 
-    python benchmarks/latency_repeatability.py --candidate efficientnet_b0 --sessions 5 --threads 1
-    python benchmarks/latency_repeatability.py --device cuda:0          # on a GPU host
+    python benchmarks/latency_repeatability.py                    # 1 thread, 8 loaded sessions
+    python benchmarks/latency_repeatability.py --device cuda:0    # on a GPU host
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
-from cost_engine.latency import LatencySettings, fingerprint, measure
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from latency_prediction import ofa_candidate
+
+from cost_engine.latency import LatencySettings, MemoryCache, fingerprint, measure
+from cost_engine.latency.anchor import BOOK
+from cost_engine.latency.anchor import estimate as anchor_estimate
+from cost_engine.latency.worker import NICE_ENV
+
+_BUSY = "import time\nwhile True:\n    pass\n"
+
+
+class Load:
+    """``n`` busy Python processes for as long as the ``with`` lasts (bounded: killed on exit)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Load:
+        self.procs = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(self.n)]
+        time.sleep(0.2 if self.n else 0.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+
+
+def spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.median(values)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--candidate", default="efficientnet_b0", help="a built-in model name")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--sessions", type=int, default=5)
-    ap.add_argument("--time-cap", type=float, default=1.0, help="sampling seconds per session")
-    ap.add_argument("--no-allocator-fix", action="store_true", help="demonstrate the glibc trap")
+    ap.add_argument("--sessions", type=int, default=8, help="loaded sessions per candidate")
+    ap.add_argument("--idle-sessions", type=int, default=3)
+    ap.add_argument("--loads", default="0,2,1,2,0,1,2,1", help="busy processes per loaded session, cycled")
+    ap.add_argument("--time-cap", type=float, default=2.0, help="candidate sampling seconds per session")
+    ap.add_argument("--candidates", default="efficientnet_b0,fasternet_t0,ofa")
+    ap.add_argument("--nice", default=None, help="nice value the measurement workers ask for (default -20; "
+                                                 "'off': leave it, to see the pairing alone)")
     args = ap.parse_args(argv)
+    if args.nice is not None:
+        os.environ[NICE_ENV] = args.nice
 
-    settings = LatencySettings(device=args.device, threads=args.threads, batch_size=args.batch_size, dtype=args.dtype,
-                               cudnn_benchmark=args.device != "cpu")
+    loads = [int(x) for x in args.loads.split(",")]
+    settings = LatencySettings(device=args.device, threads=args.threads, batch_size=args.batch_size,
+                               dtype=args.dtype, cudnn_benchmark=args.device != "cpu")
     fp = fingerprint(settings.resolved().device, args.threads)
-    print(f"{args.candidate} on {fp['device_name']} ({args.device}), {args.threads} thread(s), "
-          f"batch {args.batch_size}, {args.dtype}; torch {fp['torch']}; {args.sessions} sessions, "
-          f"{args.time_cap} s sampling cap each")
+    candidates: dict[str, Any] = {}
+    for name in args.candidates.split(","):
+        candidates[name] = ofa_candidate(random.Random(7)) if name == "ofa" else name
+    print(f"on {fp['device_name']} ({args.device}), {args.threads} thread(s), batch {args.batch_size}, "
+          f"{args.dtype}; torch {fp['torch']}; workers at nice {os.environ.get(NICE_ENV, '-20')}; "
+          f"{args.idle_sessions} idle + {args.sessions} loaded sessions per "
+          f"candidate, loads {loads[:args.sessions]}; {args.time_cap} s candidate sampling per session")
+    cache = MemoryCache()
     t0 = time.time()
-    r = measure(args.candidate, settings, sessions=args.sessions, time_cap_s=args.time_cap,
-                allocator_fix=not args.no_allocator_fix)
-    d = r.details
-    print(f"\n{'session':>7} {'median ms':>10} {'95% CI +-':>10} {'CV':>6} {'runs':>6} {'cpu ms':>8} "
-          f"{'faults/call':>11} {'canary ms':>10}")
-    canary = r.canary["session_medians_ms"] if r.canary else []
-    for i, med in enumerate(r.session_medians_ms):
-        cpu = d["cpu_time_session_medians_ms"][i] if d["cpu_time_session_medians_ms"] else float("nan")
-        can = canary[2 * i: 2 * i + 2]
-        print(f"{i + 1:>7} {med:>10.3f} {d['session_ci_half_ms'][i]:>10.3f} {d['session_cv'][i]:>6.1%} "
-              f"{d['samples_per_session'][i]:>6} {cpu:>8.3f} {d['page_faults_per_call_by_session'][i]:>11.2f} "
-              f"{' / '.join(f'{c:.3f}' for c in can):>10}")
-    meds = r.session_medians_ms
-    spread = (max(meds) - min(meds)) / r.median_ms
-    within = statistics.fmean(2 * h for h in d["session_ci_half_ms"]) / r.median_ms
-    print(f"\nmedian of session medians: {r.median_ms:.3f} ms; p10 {r.p10_ms:.3f}, p90 {r.p90_ms:.3f}, "
-          f"pooled CV {r.cv:.1%}, {r.runs} runs")
-    print(f"spread of session medians (max-min)/median: {spread:.1%}; stdev/mean of medians: "
-          f"{statistics.stdev(meds) / statistics.fmean(meds):.1%}")
-    print(f"mean within-session 95% CI width: {within:.2%} of the median -> the across-process spread is "
-          f"{spread / within if within > 0 else float('inf'):.1f}x wider")
-    if d["cpu_time_session_medians_ms"]:
-        cpus = d["cpu_time_session_medians_ms"]
-        print(f"process CPU time per call: {statistics.median(cpus):.3f} ms, spread "
-              f"{(max(cpus) - min(cpus)) / statistics.median(cpus):.1%}; contention (wall / CPU per thread) "
-              f"{d['contention']:.2f}")
-    if r.canary:
-        c = r.canary["session_medians_ms"]
-        print(f"canary: {min(c):.3f}-{max(c):.3f} ms across sessions "
-              f"(spread {(max(c) - min(c)) / statistics.median(c):.1%})")
-    print(f"first call (never timed as a sample): {r.first_call_ms:.2f} ms = {r.first_call_ms / r.median_ms:.1f}x "
-          f"the median; uncertainty reported: +-{r.uncertainty_ms:.3f} ms; total {time.time() - t0:.0f} s")
+    idle: dict[str, Any] = {}
+    for name, c in candidates.items():
+        idle[name] = measure(c, settings, cache=cache, sessions=args.idle_sessions, time_cap_s=args.time_cap)
+        r = idle[name]
+        print(f"idle {name}: raw session medians {', '.join(f'{x:.2f}' for x in r.raw_session_medians_ms)} ms; "
+              f"paired {r.median_ms:.2f} ms (ratio {r.ratio:.4f} to {r.reference['name']}, "
+              f"anchor {r.anchor_ms:.2f} ms; worker nice {r.details['worker_nice']})")
+    loaded: dict[str, list[Any]] = {name: [] for name in candidates}
+    for s in range(args.sessions):
+        n = loads[s % len(loads)]
+        with Load(n):
+            for name, c in candidates.items():
+                loaded[name].append(measure(c, settings, cache=cache, sessions=1, time_cap_s=args.time_cap,
+                                            refresh=True))
+        print(f"session {s + 1} ({n} busy): " + "; ".join(
+            f"{name} raw {rs[-1].raw_median_ms:.2f} ratio {rs[-1].ratio:.4f}" for name, rs in loaded.items()))
+
+    print(f"\n{'candidate':<16} {'idle ms':>8} {'raw spread':>10} {'paired spread':>13} {'raw vs idle':>11} "
+          f"{'paired vs idle':>14} {'anchor ms':>9} {'noisy':>5}")
+    worst = 0.0
+    for name, rs in loaded.items():
+        ref = idle[name]
+        log = BOOK.values(cache, ref.anchor_key, fresh=True)
+        anchor = anchor_estimate(log)
+        idle_ms = statistics.median(ref.raw_session_medians_ms)
+        raw = [r.raw_median_ms for r in rs]
+        paired = [r.ratio * anchor for r in rs]
+        worst = max(worst, spread(paired))
+        print(f"{name:<16} {idle_ms:>8.2f} {spread(raw):>10.1%} {spread(paired):>13.1%} "
+              f"{statistics.median(raw) / idle_ms - 1:>+11.1%} {statistics.median(paired) / idle_ms - 1:>+14.1%} "
+              f"{anchor:>9.2f} {sum(r.noisy for r in rs):>5}")
+    print(f"\nworst paired spread {worst:.1%} (target <= 5% on a CPU, <= 2% on a GPU); {time.time() - t0:.0f} s")
     return 0
 
 

@@ -68,6 +68,11 @@ class LatencyResult:
             extra=extra,
         )
 
+    @property
+    def noisy(self) -> bool:
+        """The measurement's 95% CI is wider than the server's bound (``noisy_rel_ci``)."""
+        return bool(self.extra.get("noisy"))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"median_ms": self.median_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms,
                                "cv": self.cv, "runs": self.runs, "source": self.source}

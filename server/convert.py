@@ -425,6 +425,7 @@ _SCALAR_INTS = ("batch_size", "params", "buffers", "macs", "flops", "memory_acce
                 "memory_access_bytes_fused", "peak_activation_bytes", "activations", "op_count")
 _COUNTS = tuple(f.name for f in pb.Counts.DESCRIPTOR.fields)
 _LATENCY_FIELDS = {f.name: f for f in pb.Latency.DESCRIPTOR.fields}
+_LATENCY_LISTS = ("session_medians_ms", "raw_session_medians_ms")
 
 
 def _counts(c: Mapping[str, Any]) -> pb.Counts:
@@ -441,8 +442,8 @@ def latency_to_proto(lat: Mapping[str, Any], msg: pb.Latency | None = None) -> p
             m.source = _SOURCE_ENUM.get(str(v), pb.SOURCE_UNSPECIFIED)
         elif k == "fingerprint":
             m.fingerprint.update({str(a): str(b) for a, b in (v or {}).items()})
-        elif k == "session_medians_ms":
-            m.session_medians_ms.extend(float(x) for x in v or ())
+        elif k in _LATENCY_LISTS:
+            getattr(m, k).extend(float(x) for x in v or ())
         elif fd.type == fd.TYPE_DOUBLE:
             x = float(v or 0.0)
             m.__setattr__(k, x if math.isfinite(x) else 0.0)
@@ -463,7 +464,7 @@ def latency_to_dict(m: pb.Latency) -> dict[str, Any]:
             out[name] = SOURCES.get(v, "")
         elif name == "fingerprint":
             out[name] = dict(v)
-        elif name == "session_medians_ms":
+        elif name in _LATENCY_LISTS:
             out[name] = list(v)
         else:
             out[name] = v

@@ -36,7 +36,7 @@ from cost_engine.latency import measure_many as _measure_many
 from cost_engine.latency.calibrate import calibration_key
 from cost_engine.latency.fingerprint import check_device, fingerprint
 from cost_engine.latency.keys import PROTOCOL_VERSION
-from cost_engine.latency.measure import DEFAULT_SESSIONS, DEFAULT_TIME_CAP_S, latency_key
+from cost_engine.latency.measure import DEFAULT_SESSIONS, DEFAULT_TIME_CAP_S, cached_results, latency_key
 from cost_engine.latency.predict import METHODS, predict
 from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
@@ -139,10 +139,10 @@ class MeasurementQueue:
         resolved = settings.resolved()
         check_device(resolved.device)
         key = latency_key(candidate, settings)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                return self._done(LatencyResult.from_dict(hit, cached=True))
+        hit = self._cache_hits([key]).get(key)
+        if hit is not None:
+            return self._done(hit)
+
         def run(keys: list[str]) -> dict[str, Any]:
             return {key: self._measure_fn(candidate, settings, cache=self.cache, sessions=self.sessions,
                                           time_cap_s=self.time_cap_s)}
@@ -160,7 +160,7 @@ class MeasurementQueue:
         keys = [latency_key(c, settings) for c in candidates]
         hits = self._cache_hits(keys)
         by_key = {k: c for k, c in zip(keys, candidates, strict=True) if k not in hits}
-        futures: dict[str, Future] = {k: self._done(LatencyResult.from_dict(v, cached=True)) for k, v in hits.items()}
+        futures: dict[str, Future] = {k: self._done(v) for k, v in hits.items()}
         if by_key:
 
             def run(todo: list[str]) -> dict[str, Any]:
@@ -268,12 +268,9 @@ class MeasurementQueue:
         fut.set_result(value)
         return fut
 
-    def _cache_hits(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        if self.cache is None:
-            return {}
-        if hasattr(self.cache, "get_many"):
-            return self.cache.get_many(keys)
-        return {k: v for k in keys if (v := self.cache.get(k)) is not None}
+    def _cache_hits(self, keys: list[str]) -> dict[str, LatencyResult]:
+        """Final stored measurements (a noisy one is not final: it is queued and re-measured)."""
+        return cached_results(self.cache, keys)
 
     def _estimate(self, kind: str, device: str, n: int = 1) -> float:
         """Seconds a job of ``n`` items will take: learned per device and kind (start-up and

@@ -98,17 +98,13 @@ class LatencyMixin:
             raise
 
     def _cached_measurement(self, item: Prepared, settings: Any) -> Any:
+        """The stored measurement for ``auto`` mode, noisy or not (a noisy one says so)."""
         from cost_engine.latency import latency_key
-        from cost_engine.latency.result import LatencyResult
+        from cost_engine.latency.measure import cached_results
 
         try:
-            payload = self.cache.get(latency_key(item.candidate, settings))
-        except Exception:
-            return None
-        if not payload:
-            return None
-        try:
-            return LatencyResult.from_dict(payload, cached=True)
+            key = latency_key(item.candidate, settings)
+            return cached_results(self.cache, [key], final_only=False).get(key)
         except Exception:
             return None
 
@@ -193,6 +189,8 @@ class LatencyMixin:
 
 def latency_dict(result: Any) -> dict[str, Any]:
     """A latency result as the proto ``Latency`` fields (JSON-plain)."""
+    from cost_engine.latency.result import NOISY_REL_CI
+
     d = result.to_dict() if hasattr(result, "to_dict") else dict(result)
     canary = d.get("canary") or {}
     settings = d.get("settings") or {}
@@ -216,6 +214,20 @@ def latency_dict(result: Any) -> dict[str, Any]:
         "key": str(d.get("key") or ""),
         "canary_drift": float(canary.get("drift") or 0.0) if isinstance(canary, dict) else 0.0,
         "page_faults_per_call": float(d.get("page_faults_per_call") or 0.0),
+        "noisy": bool(d.get("noisy")),
+        "ci_low_ms": float(d.get("ci_low_ms") or 0.0),
+        "ci_high_ms": float(d.get("ci_high_ms") or 0.0),
+        "noisy_rel_ci": float(NOISY_REL_CI),
+        "ratio": float(d.get("ratio") or 0.0),
+        "reference": str((d.get("reference") or {}).get("name") or ""),
+        "anchor_ms": float(d.get("anchor_ms") or 0.0),
+        "anchor_sessions": int(d.get("anchor_sessions") or 0),
+        "raw_median_ms": float(d.get("raw_median_ms") or 0.0),
+        "raw_p10_ms": float(d.get("raw_p10_ms") or 0.0),
+        "raw_p90_ms": float(d.get("raw_p90_ms") or 0.0),
+        "raw_session_medians_ms": [float(x) for x in d.get("raw_session_medians_ms") or ()],
+        "raw_spread_across_sessions": float(d.get("raw_spread_across_sessions") or 0.0),
+        "remeasured": int(d.get("remeasured") or 0),
     }
     for k, v in out.items():
         if isinstance(v, float) and not math.isfinite(v):

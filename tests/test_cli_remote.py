@@ -295,8 +295,12 @@ def test_latency_measured_in_process_is_served_remotely_without_retiming(server:
     (tmp_path / "conv.json").write_text(json.dumps(to_dict(ConvSpec(8, stride=2))))
     args = ("cost", "--spec", str(tmp_path / "conv.json"), "--in-channels", "3", "--resolution", "16", "--latency",
             "--device", "cpu", "--json")
-    local = ok_json(run_cli(*args, db=server.db, timeout=900))
+    # a 2 us conv differs between fresh processes by more than the noisy bound, and a noisy
+    # result is re-measured when asked again (tests/test_latency_paired.py); this test is of
+    # the cache shared by the in-process and the remote CLI, so the local run lifts the bound
+    local = ok_json(run_cli(*args, db=server.db, timeout=900, env={"COST_ORACLE_NOISY_REL_CI": "inf"}))
     lat = local["latency"]
+    assert lat["noisy"] is False and lat["method"] == "paired"
     assert {"median_ms", "p10_ms", "p90_ms", "cv", "runs", "source"} <= set(lat)
     assert lat["source"] == "measured" and lat["runs"] > 0 and lat["cached"] is False
     assert 0 < lat["p10_ms"] <= lat["median_ms"] <= lat["p90_ms"]

@@ -30,9 +30,14 @@ TINY_SETTINGS = LatencySettings(threads=TINY_THREADS, in_channels=16, resolution
 
 @pytest.fixture(scope="module")
 def three_sessions():
-    """One real measurement: the tiny block in three fresh processes, stored in a cache."""
-    cache = MemoryCache()
-    result = measure(TINY, TINY_SETTINGS, cache=cache, sessions=3, time_cap_s=0.1)
+    """One real measurement: the tiny block in three fresh processes, stored in a cache. A 20 us
+    block timed for 0.1 s differs between processes by more than the noisy bound on a shared
+    host, and a noisy result is re-measured when asked again (tests/test_latency_paired.py):
+    these tests are of caching and reporting, so the bound is lifted for them."""
+    with mock.patch("cost_engine.latency.result.NOISY_REL_CI", float("inf")):
+        cache = MemoryCache()
+        result = measure(TINY, TINY_SETTINGS, cache=cache, sessions=3, time_cap_s=0.1)
+    assert not result.noisy
     return cache, result
 
 
@@ -82,7 +87,8 @@ def test_spread_across_fresh_processes_is_reported(three_sessions):
         (max(r.session_medians_ms) - min(r.session_medians_ms)) / r.median_ms)
     assert r.uncertainty_ms >= (max(r.session_medians_ms) - min(r.session_medians_ms)) / 2 - 1e-12
     assert min(r.session_medians_ms) <= r.median_ms <= max(r.session_medians_ms)
-    assert r.p10_ms <= r.median_ms <= r.p90_ms
+    assert r.p10_ms <= r.median_ms <= r.p90_ms  # one distribution (the flake: two of them)
+    assert r.raw_p10_ms <= r.raw_median_ms <= r.raw_p90_ms and len(r.raw_session_medians_ms) == 3
     assert r.runs == sum(r.details["samples_per_session"]) >= 30
 
 
@@ -93,8 +99,11 @@ def test_result_reports_the_protocol_and_the_first_call_apart(three_sessions):
                  "fingerprint", "canary", "page_faults_per_call", "spread_across_sessions"):
         assert name in d
     assert d["source"] == "measured" and d["protocol_version"] == PROTOCOL_VERSION
+    assert d["method"] == "paired" and r.ratio > 0 and r.reference["name"].startswith("resnet18-w")
+    assert r.median_ms == pytest.approx(r.ratio * r.anchor_ms) and r.anchor_sessions == 3
     assert r.first_call_ms is not None and r.first_call_ms > 0
-    assert all(n >= 3 for n in r.details["warmup_calls"])
+    sessions = r.details["paired_sessions"]
+    assert len(sessions) == 3 and all(s["warmup_calls"] >= 3 and len(s["pair_ratios"]) >= 6 for s in sessions)
     assert r.page_faults_per_call < 1.0
 
 

@@ -61,6 +61,32 @@ def test_measured_latency_is_cached_and_coalesced(server: ServerProcess) -> None
     assert auto.source == pb.SOURCE_MEASURED and auto.median_ms == again.median_ms
 
 
+def test_measured_latency_is_paired_over_grpc(server: ServerProcess) -> None:
+    lat = server.stub().GetCost(pb.GetCostRequest(candidate=TINY, context=CTX), timeout=600).report.latency
+    assert lat.method == "paired" and lat.ratio > 0 and lat.reference.startswith("resnet18-w")
+    assert lat.median_ms == pytest.approx(lat.ratio * lat.anchor_ms) and lat.anchor_sessions >= 1
+    assert lat.p10_ms <= lat.median_ms <= lat.p90_ms and lat.ci_low_ms <= lat.median_ms <= lat.ci_high_ms
+    assert lat.raw_median_ms > 0 and lat.raw_p10_ms <= lat.raw_median_ms <= lat.raw_p90_ms
+    assert len(lat.raw_session_medians_ms) == lat.sessions == len(lat.session_medians_ms)
+    assert lat.noisy_rel_ci == 0.05 and lat.noisy == (lat.ci_high_ms - lat.median_ms > 0.05 * lat.median_ms)
+
+
+def test_noisy_measurement_is_remeasured_when_asked_again(tmp_path) -> None:
+    """A server whose bound no measurement can meet: every answer is noisy, and asking again
+    re-measures (pooling the old sessions) instead of serving the noisy row as final."""
+    srv = ServerProcess(f"sqlite:///{tmp_path / 'c.sqlite'}", log_dir=tmp_path,
+                        env={"COST_ORACLE_NOISY_REL_CI": "0"}).start()
+    try:
+        req = pb.GetCostRequest(candidate=TINY, context=CTX)
+        first = srv.stub().GetCost(req, timeout=600).report.latency
+        second = srv.stub().GetCost(req, timeout=600).report.latency
+    finally:
+        srv.stop()
+    assert first.noisy and first.noisy_rel_ci == 0 and first.remeasured == 0 and not first.cached
+    assert second.noisy and second.remeasured == 1 and not second.cached
+    assert second.sessions == 2 * first.sessions
+
+
 def test_calibrate_and_latency_budget(server: ServerProcess) -> None:
     stub = server.stub()
     cal = stub.Calibrate(pb.CalibrateRequest(device="cpu", threads=1), timeout=600).calibration

@@ -26,7 +26,7 @@ def verdict_row(r: FilterResult, label: str | None = None, params: dict[str, flo
     row.extend(getattr(rep, f) if rep is not None else None for f in FIGURES)
     lat = rep.latency if rep is not None else None
     row.append(lat.median_ms if lat is not None else None)
-    row.append(lat.source if lat is not None else None)
+    row.append((f"{lat.source} NOISY" if lat.noisy else lat.source) if lat is not None else None)
     row.append(" ".join(_over(c) for c in r.constraints if c.value > 0))
     row.append("; ".join(r.error.lines()) if r.error is not None else "")
     return row

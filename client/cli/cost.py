@@ -56,6 +56,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def noisy_warning(lat: dict[str, Any]) -> str:
+    """The warning printed beside a noisy latency figure."""
+    med = lat.get("median_ms") or 0.0
+    half = ((lat.get("ci_high_ms") or 0.0) - (lat.get("ci_low_ms") or 0.0)) / 2
+    rel = half / med if med else float("inf")
+    bound = lat.get("noisy_rel_ci") or 0.0
+    return (f"WARNING: noisy (95% CI +-{rel:.1%} > +-{bound:.0%}); not final, re-measured when asked again")
+
+
 def print_summary(d: dict[str, Any], out: Any = None) -> None:
     out = out or sys.stdout
     out.write(f"{d.get('candidate')}  input {'x'.join(map(str, d.get('input_shape', [])))}  {d.get('dtype')}  "
@@ -67,7 +76,17 @@ def print_summary(d: dict[str, Any], out: Any = None) -> None:
     if lat:
         rows.append((f"latency_ms ({lat.get('source')})",
                      f"{lat['median_ms']:.4g} [p10 {lat['p10_ms']:.4g}, p90 {lat['p90_ms']:.4g}, cv {lat['cv']:.3f}, "
-                     f"runs {lat['runs']}]"))
+                     f"runs {lat['runs']}]" + ("  NOISY" if lat.get("noisy") else "")))
+        if lat.get("method") == "paired" and lat.get("ratio"):
+            rows.append(("latency paired",
+                         f"ratio {lat['ratio']:.4f} to {lat.get('reference')} "
+                         f"x anchor {lat.get('anchor_ms', 0):.4g} ms "
+                         f"({lat.get('anchor_sessions', 0)} sessions); 95% CI {lat.get('ci_low_ms', 0):.4g}"
+                         f"-{lat.get('ci_high_ms', 0):.4g}"))
+            rows.append(("latency raw_ms", f"{lat.get('raw_median_ms', 0):.4g} [p10 {lat.get('raw_p10_ms', 0):.4g}, "
+                                           f"p90 {lat.get('raw_p90_ms', 0):.4g}] (wall clock, unpaired)"))
     table([(k, v if isinstance(v, str) else human(v)) for k, v in rows], ("figure", "value"), out)
+    if lat and lat.get("noisy"):
+        out.write(f"latency {noisy_warning(lat)}\n")
     if d.get("unknown_ops"):
         out.write(f"unknown ops (not counted): {d['unknown_ops']}\n")

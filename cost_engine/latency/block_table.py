@@ -16,7 +16,7 @@ from typing import Any
 
 from cost_engine.expand.network import network_blocks
 from cost_engine.latency.keys import KIND_BLOCK
-from cost_engine.latency.measure import Item, _cache_get_many, block_key, measure_items
+from cost_engine.latency.measure import Item, block_key, cached_results, measure_items
 from cost_engine.latency.protocol import Protocol
 from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
@@ -65,8 +65,7 @@ def table_estimates(prepared: list[tuple[Spec, Shape]], resolved: LatencySetting
     for items in per_candidate:
         for it in items:
             unique.setdefault(it.key, it)
-    stored = _cache_get_many(cache, list(unique))
-    table: dict[str, LatencyResult] = {k: LatencyResult.from_dict(v, cached=True) for k, v in stored.items()}
+    table: dict[str, LatencyResult] = cached_results(cache, list(unique))
     missing = [it for k, it in unique.items() if k not in table]
     if missing and not measure_missing:
         raise MissingBlocks(len(missing))

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 #: Bump when the timing protocol changes (warm-up, stopping rule, allocator settings, statistics):
-#: numbers timed under another protocol are never served.
-PROTOCOL_VERSION = "1"
+#: numbers timed under another protocol are never served. 2: paired with a reference network
+#: (``reference.py``), milliseconds from the learned anchor (``anchor.py``).
+PROTOCOL_VERSION = "2"
 #: the version column of every latency row
 CACHE_VERSION = f"latency-{PROTOCOL_VERSION}"
 
@@ -24,6 +25,7 @@ KIND_BLOCK = "latency_block"
 KIND_CALIBRATION = "latency_calibration"
 KIND_CANARY = "latency_canary"
 KIND_RESIDUAL = "latency_residual"
+KIND_REFERENCE = "latency_reference"
 
 
 def canonical_json(value: Any) -> str:

@@ -4,28 +4,37 @@ how uncertain it is, with everything needed to judge it (protocol, fingerprint, 
 from __future__ import annotations
 
 import dataclasses
-import statistics
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from cost_engine.latency.keys import PROTOCOL_VERSION
-from cost_engine.latency.protocol import summarize_samples
 
 SOURCES = ("measured", "predicted")
-METHODS = ("measured", "roofline", "block_table", "flops")
+METHODS = ("paired", "roofline", "block_table", "flops")
+#: a measurement whose 95% CI half-width exceeds this fraction of its median is *noisy*: reported
+#: as such, never served from the cache as final, and re-measured when asked again
+#: (``COST_ORACLE_NOISY_REL_CI`` sets it; read when a result is made, so a test may patch it)
+NOISY_REL_CI = float(os.environ.get("COST_ORACLE_NOISY_REL_CI", "0.05"))
 
 
 @dataclass
 class LatencyResult:
     """Milliseconds per forward of one batch.
 
-    Measured: ``median_ms`` is the median of the per-session medians (one fresh process each),
-    ``p10_ms``/``p90_ms``/``cv``/``runs`` describe all samples pooled across sessions, and
-    ``uncertainty_ms`` is the larger of half the range of session medians and the pooled
-    median's 95% CI half-width — the across-process spread, which within-run statistics
-    understate many times over. Predicted: ``median_ms`` is the estimate, ``uncertainty_ms`` the
-    model's typical error (from its residual fit, else a stated prior), ``p10_ms``/``p90_ms``
-    the band ``median -/+ uncertainty``, ``cv`` = uncertainty / median, ``runs`` 0.
+    Measured (``method="paired"``, see ``paired.py``): the candidate was timed alternately with
+    a reference network; ``ratio`` is candidate / reference and every ``*_ms`` figure that is not
+    named ``raw_*`` is a ratio times ``anchor_ms`` (the reference on this fingerprint when the
+    host is quiet, ``anchor.py``). ``median_ms``, ``p10_ms``, ``p90_ms`` and ``cv`` are of one
+    distribution — the pair estimates pooled with equal weight per session — so the median
+    always lies within [p10, p90]. ``uncertainty_ms`` is the half-width of the 95% CI
+    (``ci_low_ms``..``ci_high_ms``): the larger of half the range of the session estimates and
+    the pooled median's CI; ``noisy`` when it exceeds :data:`NOISY_REL_CI` of the median.
+    ``raw_*`` are the candidate's own wall-clock figures from the same sessions (equal session
+    weights too), the number a plain timer would print. Predicted: ``median_ms`` is the
+    estimate, ``uncertainty_ms`` the model's typical error (from its residual fit, else a stated
+    prior), ``p10_ms``/``p90_ms`` the band ``median -/+ uncertainty``, ``cv`` = uncertainty /
+    median, ``runs`` 0.
     """
 
     median_ms: float
@@ -48,6 +57,26 @@ class LatencyResult:
     first_call_ms: float | None = None
     cached: bool = False
     key: str = ""
+    noisy: bool = False
+    ci_low_ms: float = 0.0
+    ci_high_ms: float = 0.0
+    ratio: float | None = None
+    ratio_p10: float | None = None
+    ratio_p90: float | None = None
+    ratio_uncertainty: float | None = None
+    session_ratios: list[float] = field(default_factory=list)
+    reference: dict[str, Any] | None = None
+    anchor_ms: float | None = None
+    anchor_sessions: int = 0
+    anchor_key: str = ""
+    raw_median_ms: float | None = None
+    raw_p10_ms: float | None = None
+    raw_p90_ms: float | None = None
+    raw_cv: float | None = None
+    raw_session_medians_ms: list[float] = field(default_factory=list)
+    raw_spread_across_sessions: float | None = None
+    #: re-measurements of a noisy result this one pools (0: the first measurement)
+    remeasured: int = 0
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,44 +94,22 @@ class LatencyResult:
     def relative_uncertainty(self) -> float:
         return self.uncertainty_ms / self.median_ms if self.median_ms > 0 else float("inf")
 
+    def with_anchor(self, anchor_ms: float, sessions: int) -> LatencyResult:
+        """The same paired measurement in milliseconds of another anchor (a later, better one)."""
+        if self.ratio is None:
+            return self
+        a = anchor_ms
+        u = (self.ratio_uncertainty or 0.0) * a
+        med = self.ratio * a
+        return dataclasses.replace(
+            self, median_ms=med, p10_ms=(self.ratio_p10 or 0.0) * a, p90_ms=(self.ratio_p90 or 0.0) * a,
+            uncertainty_ms=u, ci_low_ms=max(0.0, med - u), ci_high_ms=med + u,
+            session_medians_ms=[r * a for r in self.session_ratios], anchor_ms=a, anchor_sessions=sessions)
+
 
 def predicted(median_ms: float, uncertainty_ms: float, method: str, **extra: Any) -> LatencyResult:
     return LatencyResult(median_ms=median_ms, p10_ms=max(0.0, median_ms - uncertainty_ms),
-                         p90_ms=median_ms + uncertainty_ms,
+                         p90_ms=median_ms + uncertainty_ms, ci_low_ms=max(0.0, median_ms - uncertainty_ms),
+                         ci_high_ms=median_ms + uncertainty_ms,
                          cv=uncertainty_ms / median_ms if median_ms > 0 else 0.0, runs=0, source="predicted",
                          method=method, uncertainty_ms=uncertainty_ms, **extra)
-
-
-def combine_sessions(timings: list[dict[str, Any]], **extra: Any) -> LatencyResult:
-    """One measured result from the same item timed in several fresh processes."""
-    medians = [statistics.median(t["samples_ms"]) for t in timings]
-    pooled = [s for t in timings for s in t["samples_ms"]]
-    stats = summarize_samples(pooled)
-    median = statistics.median(medians)
-    spread = (max(medians) - min(medians)) / median if median > 0 else 0.0
-    uncertainty = max((max(medians) - min(medians)) / 2, stats["ci_half_ms"])
-    cpu_medians = [statistics.median(t["cpu_samples_ms"]) for t in timings if t.get("cpu_samples_ms")]
-    cpu_median = statistics.median(cpu_medians) if len(cpu_medians) == len(timings) else None
-    per_session = [summarize_samples(t["samples_ms"]) for t in timings]
-    details = {
-        "session_ci_half_ms": [p["ci_half_ms"] for p in per_session],
-        "session_cv": [p["cv"] for p in per_session],
-        "cpu_time_median_ms": cpu_median,
-        "cpu_time_session_medians_ms": cpu_medians,
-        # wall / (CPU time per thread): ~1 when the process had its cores to itself
-        "contention": median * (extra.get("threads") or 1) / cpu_median if cpu_median else None,
-        "stopped": [t["stopped"] for t in timings],
-        "samples_per_session": [len(t["samples_ms"]) for t in timings],
-        "calls_per_sample": [t["number"] for t in timings],
-        "page_faults_per_call_by_session": [t["page_faults_per_call"] for t in timings],
-        "warmup_calls": [t["warmup_calls"] for t in timings],
-        "warmup_steady": [t.get("warmup_steady") for t in timings],
-        "pooled_median_ms": stats["median_ms"],
-    }
-    details.update(extra.pop("details", {}))
-    return LatencyResult(
-        median_ms=median, p10_ms=stats["p10_ms"], p90_ms=stats["p90_ms"], cv=stats["cv"], runs=stats["runs"],
-        source="measured", method="measured", uncertainty_ms=uncertainty, sessions=len(timings),
-        spread_across_sessions=spread, session_medians_ms=medians,
-        page_faults_per_call=max(t["page_faults_per_call"] for t in timings),
-        first_call_ms=statistics.median(t["first_call_ms"] for t in timings), details=details, **extra)

@@ -155,7 +155,7 @@ class ToolView(_message.Message):
     def __init__(self, counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Latency(_message.Message):
-    __slots__ = ("median_ms", "p10_ms", "p90_ms", "cv", "runs", "source", "method", "uncertainty_ms", "fingerprint", "protocol_version", "sessions", "spread_across_sessions", "session_medians_ms", "device", "threads", "cached", "key", "canary_drift", "page_faults_per_call")
+    __slots__ = ("median_ms", "p10_ms", "p90_ms", "cv", "runs", "source", "method", "uncertainty_ms", "fingerprint", "protocol_version", "sessions", "spread_across_sessions", "session_medians_ms", "device", "threads", "cached", "key", "canary_drift", "page_faults_per_call", "noisy", "ci_low_ms", "ci_high_ms", "noisy_rel_ci", "ratio", "reference", "anchor_ms", "anchor_sessions", "raw_median_ms", "raw_p10_ms", "raw_p90_ms", "raw_session_medians_ms", "raw_spread_across_sessions", "remeasured")
     class FingerprintEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +182,20 @@ class Latency(_message.Message):
     KEY_FIELD_NUMBER: _ClassVar[int]
     CANARY_DRIFT_FIELD_NUMBER: _ClassVar[int]
     PAGE_FAULTS_PER_CALL_FIELD_NUMBER: _ClassVar[int]
+    NOISY_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_MS_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_MS_FIELD_NUMBER: _ClassVar[int]
+    NOISY_REL_CI_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_MS_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    RAW_MEDIAN_MS_FIELD_NUMBER: _ClassVar[int]
+    RAW_P10_MS_FIELD_NUMBER: _ClassVar[int]
+    RAW_P90_MS_FIELD_NUMBER: _ClassVar[int]
+    RAW_SESSION_MEDIANS_MS_FIELD_NUMBER: _ClassVar[int]
+    RAW_SPREAD_ACROSS_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    REMEASURED_FIELD_NUMBER: _ClassVar[int]
     median_ms: float
     p10_ms: float
     p90_ms: float
@@ -201,7 +215,21 @@ class Latency(_message.Message):
     key: str
     canary_drift: float
     page_faults_per_call: float
-    def __init__(self, median_ms: _Optional[float] = ..., p10_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., cv: _Optional[float] = ..., runs: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., method: _Optional[str] = ..., uncertainty_ms: _Optional[float] = ..., fingerprint: _Optional[_Mapping[str, str]] = ..., protocol_version: _Optional[str] = ..., sessions: _Optional[int] = ..., spread_across_sessions: _Optional[float] = ..., session_medians_ms: _Optional[_Iterable[float]] = ..., device: _Optional[str] = ..., threads: _Optional[int] = ..., cached: _Optional[bool] = ..., key: _Optional[str] = ..., canary_drift: _Optional[float] = ..., page_faults_per_call: _Optional[float] = ...) -> None: ...
+    noisy: bool
+    ci_low_ms: float
+    ci_high_ms: float
+    noisy_rel_ci: float
+    ratio: float
+    reference: str
+    anchor_ms: float
+    anchor_sessions: int
+    raw_median_ms: float
+    raw_p10_ms: float
+    raw_p90_ms: float
+    raw_session_medians_ms: _containers.RepeatedScalarFieldContainer[float]
+    raw_spread_across_sessions: float
+    remeasured: int
+    def __init__(self, median_ms: _Optional[float] = ..., p10_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., cv: _Optional[float] = ..., runs: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., method: _Optional[str] = ..., uncertainty_ms: _Optional[float] = ..., fingerprint: _Optional[_Mapping[str, str]] = ..., protocol_version: _Optional[str] = ..., sessions: _Optional[int] = ..., spread_across_sessions: _Optional[float] = ..., session_medians_ms: _Optional[_Iterable[float]] = ..., device: _Optional[str] = ..., threads: _Optional[int] = ..., cached: _Optional[bool] = ..., key: _Optional[str] = ..., canary_drift: _Optional[float] = ..., page_faults_per_call: _Optional[float] = ..., noisy: _Optional[bool] = ..., ci_low_ms: _Optional[float] = ..., ci_high_ms: _Optional[float] = ..., noisy_rel_ci: _Optional[float] = ..., ratio: _Optional[float] = ..., reference: _Optional[str] = ..., anchor_ms: _Optional[float] = ..., anchor_sessions: _Optional[int] = ..., raw_median_ms: _Optional[float] = ..., raw_p10_ms: _Optional[float] = ..., raw_p90_ms: _Optional[float] = ..., raw_session_medians_ms: _Optional[_Iterable[float]] = ..., raw_spread_across_sessions: _Optional[float] = ..., remeasured: _Optional[int] = ...) -> None: ...
 
 class CostReport(_message.Message):
     __slots__ = ("candidate", "batch_size", "input_shape", "output_shape", "dtype", "params", "buffers", "macs", "flops", "memory_access_elements", "memory_access_bytes", "memory_access_bytes_fused", "peak_activation_bytes", "activations", "arithmetic_intensity", "op_count", "unknown_ops", "by_op_type", "by_module", "views", "cost_model_version", "cache_hit", "cache_key", "sources", "latency", "detail")
