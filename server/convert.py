@@ -628,7 +628,8 @@ def space_to_proto(space: Space, msg: pb.SweepRequest | None = None) -> pb.Sweep
 
 # -- info, stats, calibration ---------------------------------------------------------------
 def _queue_to_proto(q: Mapping[str, Any], m: pb.QueueStats) -> None:
-    for k in ("pending", "in_flight", "done", "coalesced", "dropped", "cache_hits", "failed", "max_pending"):
+    for k in ("pending", "in_flight", "done", "coalesced", "dropped", "cache_hits", "failed", "max_pending",
+              "worker_restarts"):
         setattr(m, k, int(q.get(k) or 0))
     for dev, s in (q.get("devices") or {}).items():
         d = m.devices[str(dev)]

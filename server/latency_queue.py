@@ -23,10 +23,11 @@ so the next client asking for it is served instantly.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +41,11 @@ from cost_engine.latency.measure import DEFAULT_SESSIONS, DEFAULT_TIME_CAP_S, ca
 from cost_engine.latency.predict import METHODS, predict
 from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
+from server.oracle_latency import settings_id
 
 __all__ = ["MeasurementDropped", "MeasurementQueue", "QueueFull"]
+
+log = logging.getLogger("cost_oracle.latency_queue")
 
 #: seconds to start one worker process (import torch, build) on a loaded 2-core host, before
 #: the queue has timed any job of its own
@@ -122,6 +126,7 @@ class MeasurementQueue:
         self._pending: dict[str, collections.deque[_Job]] = {}
         self._in_flight: dict[str, _Job | None] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._current: dict[str, _Job] = {}  # the job each device's worker holds, for its supervisor
         self._busy_s: dict[str, float] = collections.defaultdict(float)
         self._duration_ema: dict[tuple[str, str], float] = {}
         self._counts: collections.Counter[str] = collections.Counter()
@@ -155,23 +160,44 @@ class MeasurementQueue:
         """Futures of the measured latency of each candidate (input order). The uncached ones not
         already queued are measured *together*, in the same worker sessions — a batch of close
         calls of a budget filter costs ``sessions`` process start-ups, not one per candidate."""
-        resolved = settings.resolved()
-        check_device(resolved.device)
-        keys = [latency_key(c, settings) for c in candidates]
-        hits = self._cache_hits(keys)
-        by_key = {k: c for k, c in zip(keys, candidates, strict=True) if k not in hits}
+        return self.submit_group([(c, settings) for c in candidates], deadline=deadline, is_active=is_active)
+
+    def submit_group(self, requests: list[tuple[Any, LatencySettings]], *, deadline: float | None = None,
+                     is_active: Callable[[], bool] | None = None) -> list[Future]:
+        """Futures of the measured latency of each (candidate, settings), admitted all or nothing:
+        when the new measurements do not all fit, :class:`QueueFull` is raised and none is queued
+        (a request of 70 on a queue of 64 must not leave 64 orphans behind). Candidates with the
+        same settings share worker sessions."""
+        keys: list[str] = []
+        groups: dict[Any, dict[str, Any]] = {}
+        for candidate, settings in requests:
+            resolved = settings.resolved()
+            check_device(resolved.device)
+            key = latency_key(candidate, settings)
+            keys.append(key)
+            group = groups.setdefault(settings_id(resolved), {"settings": settings, "device": resolved.device,
+                                                               "by_key": {}})
+            group["by_key"].setdefault(key, candidate)
+        hits = self._cache_hits(list(dict.fromkeys(keys)))
         futures: dict[str, Future] = {k: self._done(v) for k, v in hits.items()}
-        if by_key:
-
-            def run(todo: list[str]) -> dict[str, Any]:
-                results = self._measure_many_fn([by_key[k] for k in todo], settings, cache=self.cache,
-                                                sessions=self.sessions, time_cap_s=self.time_cap_s)
-                return dict(zip(todo, results, strict=True))
-
-            job = _Job(list(by_key), resolved.device, "measure", run,
-                       self._estimate("measure", resolved.device, len(by_key)))
-            futures.update(self._enqueue(job, _Waiter(deadline, is_active)))
+        jobs = []
+        for group in groups.values():
+            by_key = {k: c for k, c in group["by_key"].items() if k not in hits}
+            if by_key:
+                run = self._batch_runner(by_key, group["settings"])
+                jobs.append(_Job(list(by_key), group["device"], "measure", run,
+                                 self._estimate("measure", group["device"], len(by_key))))
+        if jobs:
+            futures.update(self._enqueue_all(jobs, _Waiter(deadline, is_active)))
         return [futures[k] for k in keys]
+
+    def _batch_runner(self, by_key: dict[str, Any], settings: LatencySettings) -> Callable[[list[str]], dict[str, Any]]:
+        def run(todo: list[str]) -> dict[str, Any]:
+            results = self._measure_many_fn([by_key[k] for k in todo], settings, cache=self.cache,
+                                            sessions=self.sessions, time_cap_s=self.time_cap_s)
+            return dict(zip(todo, results, strict=True))
+
+        return run
 
     def submit_prediction(self, candidate: Any, settings: LatencySettings, method: str = "block_table", *,
                           deadline: float | None = None, is_active: Callable[[], bool] | None = None) -> Future:
@@ -235,6 +261,7 @@ class MeasurementQueue:
                 "coalesced": self._counts["coalesced"],
                 "dropped": self._counts["dropped"],
                 "cache_hits": self._counts["cache_hits"],
+                "worker_restarts": self._counts["worker_restarts"],
                 "max_pending": self.max_pending,
                 "protocol_version": PROTOCOL_VERSION,
                 "devices": devices,
@@ -249,7 +276,8 @@ class MeasurementQueue:
                     job = queue.popleft()
                     for key in job.keys:
                         self._jobs.pop(key, None)
-                        job.futures[key].set_exception(MeasurementDropped("client_gone", "the server is shutting down"))
+                        _settle(job.futures[key],
+                                error=MeasurementDropped("client_gone", "the server is shutting down"))
             self._cv.notify_all()
         for thread in list(self._threads.values()):
             thread.join(timeout)
@@ -296,45 +324,57 @@ class MeasurementQueue:
         return ahead
 
     def _enqueue(self, job: _Job, waiter: _Waiter) -> dict[str, Future]:
-        """Queue ``job``; keys already queued or running are coalesced into their job instead.
-        Returns a future per key of ``job``."""
+        return self._enqueue_all([job], waiter)
+
+    def _enqueue_all(self, jobs: list[_Job], waiter: _Waiter) -> dict[str, Future]:
+        """Queue ``jobs`` for one request, all or none; keys already queued or running are
+        coalesced into their job instead. Returns a future per key of the jobs."""
         with self._cv:
             if self._closed:
                 raise QueueFull("the measurement queue is closed")
             out: dict[str, Future] = {}
-            for key in list(job.keys):
-                existing = self._jobs.get(key)
-                if existing is not None:
-                    existing.waiters.append(waiter)
-                    self._counts["coalesced"] += 1
-                    out[key] = existing.futures[key]
-                    job.keys.remove(key)
-            if not job.keys:
+            for job in jobs:
+                for key in list(job.keys):
+                    existing = self._jobs.get(key)
+                    if existing is not None:
+                        existing.waiters.append(waiter)
+                        self._counts["coalesced"] += 1
+                        out[key] = existing.futures[key]
+                        job.keys.remove(key)
+            jobs = [j for j in jobs if j.keys]
+            if not jobs:
                 return out
             now = time.time()
-            ahead = self._wait_ahead_s(job.device, now)
-            if not waiter.can_wait(now + ahead + job.est_s):
-                self._counts["dropped"] += len(job.keys)
-                for key in job.keys:
-                    fut: Future = Future()
-                    fut.set_exception(MeasurementDropped(
-                        "deadline", f"the deadline cannot be met: ~{ahead + job.est_s:.0f} s of measurement work "
-                                    "is ahead of this request"))
-                    out[key] = fut
+            new_keys = sum(len(j.keys) for j in jobs)
+            ahead = {d: self._wait_ahead_s(d, now) for d in {j.device for j in jobs}}
+            total = {d: ahead[d] + sum(j.est_s for j in jobs if j.device == d) for d in ahead}
+            if not all(waiter.can_wait(now + t) for t in total.values()):
+                self._counts["dropped"] += new_keys
+                for job in jobs:
+                    for key in job.keys:
+                        fut: Future = Future()
+                        fut.set_exception(MeasurementDropped(
+                            "deadline", f"the deadline cannot be met: ~{total[job.device]:.0f} s of measurement "
+                                        "work is ahead of this request"))
+                        out[key] = fut
                 return out
-            if self._pending_count() + len(job.keys) > self.max_pending:
+            if self._pending_count() + new_keys > self.max_pending:
                 self._prune_locked()
-            if self._pending_count() + len(job.keys) > self.max_pending:
+            for device in ahead:  # a worker that died is restarted before anything waits on it
+                if self._pending.get(device):
+                    self._start_worker(device)
+            if self._pending_count() + new_keys > self.max_pending:
                 raise QueueFull(f"the measurement queue is full ({self._pending_count()} of {self.max_pending} "
-                                f"measurements pending, {len(job.keys)} more asked)")
-            job.waiters.append(waiter)
-            for key in job.keys:
-                job.futures[key] = Future()
-                self._jobs[key] = job
-                out[key] = job.futures[key]
-            self._pending.setdefault(job.device, collections.deque()).append(job)
-            self._in_flight.setdefault(job.device, None)
-            self._start_worker(job.device)
+                                f"measurements pending, {new_keys} more asked; nothing of this request was queued)")
+            for job in jobs:
+                job.waiters.append(waiter)
+                for key in job.keys:
+                    job.futures[key] = Future()
+                    self._jobs[key] = job
+                    out[key] = job.futures[key]
+                self._pending.setdefault(job.device, collections.deque()).append(job)
+                self._in_flight.setdefault(job.device, None)
+                self._start_worker(job.device)
             self._cv.notify_all()
             return out
 
@@ -344,9 +384,33 @@ class MeasurementQueue:
     def _start_worker(self, device: str) -> None:
         thread = self._threads.get(device)
         if thread is None or not thread.is_alive():
-            thread = threading.Thread(target=self._worker, args=(device,), name=f"latency-{device}", daemon=True)
+            thread = threading.Thread(target=self._supervise, args=(device,), name=f"latency-{device}", daemon=True)
             self._threads[device] = thread
             thread.start()
+
+    def _supervise(self, device: str) -> None:
+        """Run the device's worker loop, restarting it whenever it raises: a bug in one job's
+        bookkeeping must never leave the queue with pending jobs and nothing to run them. The
+        job it was running fails (its clients get an error, not a hang)."""
+        while True:
+            try:
+                self._worker(device)
+                return
+            except Exception as exc:
+                log.exception("latency worker for %s raised; restarting it", device)
+                with self._cv:
+                    self._counts["worker_restarts"] += 1
+                    job = self._current.pop(device, None)
+                    self._in_flight[device] = None
+                    if job is not None:
+                        self._counts["failed"] += len(job.keys)
+                        for key in job.keys:
+                            if self._jobs.get(key) is job:
+                                self._jobs.pop(key)
+                            _settle(job.futures.get(key), error=RuntimeError(
+                                f"the measurement worker failed ({type(exc).__name__}: {exc}); retry"))
+                    if self._closed:
+                        return
 
     def _prune_locked(self) -> None:
         now = time.time()
@@ -357,6 +421,11 @@ class MeasurementQueue:
             if running is not None and running.started_at is not None:
                 ahead = max(0.0, running.est_s - (now - running.started_at))
             for job in queue:
+                if job.futures and all(f.done() for f in job.futures.values()):
+                    for key in job.keys:  # every future was cancelled by its request: nobody waits
+                        self._jobs.pop(key, None)
+                    self._counts["dropped"] += len(job.keys)
+                    continue
                 alive = [w for w in job.waiters if w.alive()]
                 if alive and any(w.can_wait(now + ahead + job.est_s) for w in alive):
                     job.waiters = alive
@@ -371,7 +440,8 @@ class MeasurementQueue:
         text = "every client that asked has gone" if reason == "client_gone" else "the deadline can no longer be met"
         for key in job.keys:
             self._jobs.pop(key, None)
-            job.futures[key].set_exception(MeasurementDropped(reason, f"measurement dropped before it started: {text}"))
+            _settle(job.futures[key],
+                    error=MeasurementDropped(reason, f"measurement dropped before it started: {text}"))
 
     def _worker(self, device: str) -> None:
         while True:
@@ -387,6 +457,7 @@ class MeasurementQueue:
                 job = self._pending[device].popleft()
                 job.started_at = time.time()
                 self._in_flight[device] = job
+                self._current[device] = job  # until every future of it is settled
             t0 = time.perf_counter()
             results: dict[str, Any] = {}
             error: Exception | None = None
@@ -404,6 +475,23 @@ class MeasurementQueue:
                 self._counts["done" if error is None else "failed"] += len(job.keys)
             for key in job.keys:
                 if error is None and key in results:
-                    job.futures[key].set_result(results[key])
+                    _settle(job.futures[key], result=results[key])
                 else:
-                    job.futures[key].set_exception(error or RuntimeError(f"no result for {key}"))
+                    _settle(job.futures[key], error=error or RuntimeError(f"no result for {key}"))
+            with self._cv:
+                self._current.pop(device, None)
+
+
+def _settle(fut: Future | None, *, result: Any = None, error: BaseException | None = None) -> None:
+    """Complete a future unless its request already cancelled it (setting a cancelled future
+    raises ``InvalidStateError``, which once killed the worker thread)."""
+    if fut is None or fut.done():
+        return
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+    except InvalidStateError:  # cancelled between the check and the set
+        pass
+

@@ -114,8 +114,9 @@ class LatencyMixin:
         """Latency dicts (proto ``Latency`` keys) per item; all submitted first, then awaited."""
         mode = mode or ctx.latency
         paths = paths or [f"candidates[{i}]" for i in range(len(items))]
-        futures: list[Any] = []
-        for item in items:
+        futures: list[Any] = (self._submit_measurements(items, ctx, deadline, is_active) if mode == "measure"
+                              else [])
+        for item in items if mode != "measure" else ():
             if not isinstance(item, Prepared):
                 futures.append(None)
                 continue
@@ -141,6 +142,42 @@ class LatencyMixin:
                 out.append(exc)
             except Exception as exc:
                 out.append(_latency_error(exc, paths[i]))
+        return out
+
+    def _submit_measurements(self, items: Sequence[Prepared | ServiceError], ctx: Context, deadline: float | None,
+                             is_active: Callable[[], bool] | None) -> list[Any]:
+        """Futures (or per-item errors, or None) of a request's measurements, admitted to the
+        queue all or nothing: a request that does not fit fails whole with RESOURCE_EXHAUSTED and
+        leaves nothing queued behind it."""
+        from cost_engine.latency import UnknownDevice
+
+        out: list[Any] = [None] * len(items)
+        todo: list[int] = []
+        requests = []
+        for i, item in enumerate(items):
+            if not isinstance(item, Prepared):
+                continue
+            try:
+                requests.append((item.candidate, self.latency_settings(item, ctx)))
+                todo.append(i)
+            except ServiceError as exc:
+                out[i] = exc
+        if not requests:
+            return out
+        try:
+            futures = self.latency_queue().submit_group(requests, deadline=deadline, is_active=is_active)
+        except UnknownDevice as exc:
+            raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
+        except SpecError as exc:
+            raise InvalidArgument(str(exc), [(join_path("context", e.path), e.reason) for e in exc.errors]) from None
+        except ServiceError:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "QueueFull":
+                raise ResourceExhausted(f"{exc}; retry later", quota="max_pending_measurements") from None
+            raise
+        for i, f in zip(todo, futures, strict=True):
+            out[i] = f
         return out
 
     def attach_latency(self, items: Sequence[Prepared | ServiceError], reports: list[Any], ctx: Context,
@@ -262,7 +299,8 @@ def _done(value: Any) -> Any:
     return f
 
 
-def _settings_id(s: Any) -> Any:
+def settings_id(s: Any) -> Any:
+    """One hashable id per resolved settings: requests with equal ids share worker sessions."""
     try:
         return tuple(sorted((k, repr(v)) for k, v in s.to_dict().items()))
     except Exception:

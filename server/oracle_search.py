@@ -30,7 +30,7 @@ from server.budget import (
 from server.cache import CostCache
 from server.candidates import Candidate, Context, Limits, Prepared
 from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, join_path
-from server.oracle_latency import _latency_error, _settings_id, latency_dict
+from server.oracle_latency import _latency_error, latency_dict, settings_id
 from server.sweeps import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space, expand_space
 
 __all__ = ["FilterItem", "FilterOutcome", "SearchMixin", "SweepChunk", "SweepOutcome", "SweepPoint"]
@@ -186,7 +186,7 @@ class SearchMixin:
         settings = [self.latency_settings(p, ctx) for p in prepared]  # type: ignore[arg-type]
         groups: dict[Any, list[int]] = {}
         for j, s in enumerate(settings):
-            groups.setdefault(_settings_id(s), []).append(j)
+            groups.setdefault(settings_id(s), []).append(j)
         total_measurements = 0
         for members in groups.values():
             s = settings[members[0]]

@@ -30,6 +30,8 @@ _DROPPED = {"full": (), "totals": ("by_module",), "scalars": ("by_module", "by_o
 FIGURES = ("params", "buffers", "macs", "flops", "memory_access_elements", "memory_access_bytes",
            "memory_access_bytes_fused", "peak_activation_bytes", "activations", "arithmetic_intensity", "op_count")
 _ANALYTIC_SOURCES = dict.fromkeys(FIGURES, "analytic")
+_INT_FIGURES = tuple(f for f in FIGURES if f not in ("arithmetic_intensity", "op_count"))  # op_count: < 2^40 ops
+INT64_MAX = 2**63 - 1
 
 
 def serve_report(report: dict[str, Any], label: str, key: str, hit: bool, detail: str) -> dict[str, Any]:
@@ -64,11 +66,34 @@ def _analyze_item(item: Prepared, ctx: Context) -> CostReport:
         raise InvalidArgument("a block candidate needs a resolution",
                               [("context.resolution", "a single block candidate needs context.resolution")])
     try:
-        return analyze(item.spec, batch_size=ctx.batch_size, resolution=resolution, dtype=ctx.dtype,
-                       in_channels=item.in_channels)
+        report = analyze(item.spec, batch_size=ctx.batch_size, resolution=resolution, dtype=ctx.dtype,
+                         in_channels=item.in_channels)
     except SpecError as exc:
         raise InvalidArgument(str(exc), [(item.proto_path(e.path), _reason(item, e.path, e.reason))
                                          for e in exc.errors]) from None
     except Exception as exc:  # an engine bug must not take the server down or leak a traceback
         log.exception("analyze failed for %s", item.label)
         raise Internal(f"the cost engine failed on this candidate: {type(exc).__name__}") from None
+    _check_int64(report, item, ctx)
+    return report
+
+
+def _check_int64(report: CostReport, item: Prepared, ctx: Context) -> None:
+    """Refuse a report whose counts do not fit the wire's int64, before it is stored or sent.
+
+    The engine counts in exact Python integers, so the check is on the exact totals, not on a
+    guess. The totals bound everything else a report carries: a per-op-type or per-module row
+    is a part of a non-negative total, and a tool view counts at most what ``flops`` or
+    ``params`` count (2 per MAC at most; tests/test_server_hostile.py checks every built-in).
+    A 1x1 conv 16384->16384 at batch 4096 and 4096 px is inside every declared bound and has
+    2^64 MACs.
+    """
+    too_big = [(name, value) for name in _INT_FIGURES if abs(value := int(getattr(report, name))) > INT64_MAX]
+    if too_big:
+        path = item.proto_path("") or "candidate"
+        names = ", ".join(name for name, _ in too_big)
+        raise InvalidArgument(
+            f"counts too large for a 64-bit integer: {names}",
+            [(path, f"{name} = {value} exceeds the int64 maximum {INT64_MAX} (batch_size {ctx.batch_size}, "
+                    f"input {'x'.join(map(str, report.input_shape))}); make the candidate or the batch smaller")
+             for name, value in too_big])

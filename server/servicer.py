@@ -34,6 +34,9 @@ from server import convert
 from server.errors import Internal, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
 from server.oracle import Context, Oracle, Prepared, SweepChunk
 
+#: a remaining time above this (~30 years) is gRPC's way of saying the call has no deadline
+_NO_DEADLINE_S = 1e9
+
 __all__ = ["SERVICE_NAME", "CostOracleServicer", "generic_handler"]
 
 SERVICE_NAME = "costoracle.v1.CostOracle"
@@ -308,8 +311,10 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
 
     @staticmethod
     def _deadline(context: grpc.ServicerContext) -> float | None:
+        """The RPC's deadline as a ``time.time()``, None without one: gRPC reports "no deadline"
+        as a remaining time of ~10^10 years, which a wait on it overflows (``time_t``)."""
         remaining = context.time_remaining()
-        return None if remaining is None else time.time() + remaining
+        return None if remaining is None or remaining > _NO_DEADLINE_S else time.time() + remaining
 
     def _prepare(self, raw: bytes, path: str) -> Prepared | ServiceError:
         """A serialized candidate as a validated candidate (memoized by its bytes), or its error."""

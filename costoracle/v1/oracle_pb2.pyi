@@ -639,7 +639,7 @@ class GetServerInfoResponse(_message.Message):
     def __init__(self, server_version: _Optional[str] = ..., cost_model_version: _Optional[str] = ..., latency_protocol_version: _Optional[str] = ..., versions: _Optional[_Mapping[str, str]] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., spec_kinds: _Optional[_Iterable[str]] = ..., builtins: _Optional[_Iterable[str]] = ..., sweep_families: _Optional[_Iterable[str]] = ..., auth_required: _Optional[bool] = ..., cache_backend: _Optional[str] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ...) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("pending", "in_flight", "done", "coalesced", "dropped", "cache_hits", "failed", "max_pending", "devices")
+    __slots__ = ("pending", "in_flight", "done", "coalesced", "dropped", "cache_hits", "failed", "max_pending", "devices", "worker_restarts")
     class DevicesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -656,6 +656,7 @@ class QueueStats(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     MAX_PENDING_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    WORKER_RESTARTS_FIELD_NUMBER: _ClassVar[int]
     pending: int
     in_flight: int
     done: int
@@ -665,7 +666,8 @@ class QueueStats(_message.Message):
     failed: int
     max_pending: int
     devices: _containers.MessageMap[str, DeviceQueueStats]
-    def __init__(self, pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., done: _Optional[int] = ..., coalesced: _Optional[int] = ..., dropped: _Optional[int] = ..., cache_hits: _Optional[int] = ..., failed: _Optional[int] = ..., max_pending: _Optional[int] = ..., devices: _Optional[_Mapping[str, DeviceQueueStats]] = ...) -> None: ...
+    worker_restarts: int
+    def __init__(self, pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., done: _Optional[int] = ..., coalesced: _Optional[int] = ..., dropped: _Optional[int] = ..., cache_hits: _Optional[int] = ..., failed: _Optional[int] = ..., max_pending: _Optional[int] = ..., devices: _Optional[_Mapping[str, DeviceQueueStats]] = ..., worker_restarts: _Optional[int] = ...) -> None: ...
 
 class DeviceQueueStats(_message.Message):
     __slots__ = ("pending", "in_flight", "busy_s")
