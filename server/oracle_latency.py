@@ -10,11 +10,12 @@ full queue, DEADLINE_EXCEEDED, ...). :class:`LatencyMixin` is part of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from cost_engine.spec.base import SpecError
@@ -72,11 +73,9 @@ class LatencyMixin:
     def _submit_latency(self, item: Prepared, ctx: Context, mode: str, *, deadline: float | None = None,
                         is_active: Callable[[], bool] | None = None) -> Any:
         """A future of the latency of one candidate (raises ServiceError at submission)."""
-        from cost_engine.latency import UnknownDevice
-
         settings = self.latency_settings(item, ctx)
         q = self.latency_queue()
-        try:
+        with _submission_errors():
             if mode == "measure":
                 return q.submit(item.candidate, settings, deadline=deadline, is_active=is_active)
             if mode == "auto":
@@ -85,17 +84,6 @@ class LatencyMixin:
                     return _done(cached)
             return q.submit_prediction(item.candidate, settings, method=ctx.latency_method, deadline=deadline,
                                        is_active=is_active)
-        except UnknownDevice as exc:
-            raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
-        except SpecError as exc:
-            raise InvalidArgument(str(exc), [(join_path("context", e.path), e.reason) for e in exc.errors]) from None
-        except ServiceError:
-            raise
-        except Exception as exc:
-            if type(exc).__name__ == "QueueFull":
-                raise ResourceExhausted(f"the measurement queue is full ({exc}); retry later",
-                                        quota="max_pending_measurements") from None
-            raise
 
     def _cached_measurement(self, item: Prepared, settings: Any) -> Any:
         """The stored measurement for ``auto`` mode, noisy or not (a noisy one says so)."""
@@ -149,8 +137,6 @@ class LatencyMixin:
         """Futures (or per-item errors, or None) of a request's measurements, admitted to the
         queue all or nothing: a request that does not fit fails whole with RESOURCE_EXHAUSTED and
         leaves nothing queued behind it."""
-        from cost_engine.latency import UnknownDevice
-
         out: list[Any] = [None] * len(items)
         todo: list[int] = []
         requests = []
@@ -164,18 +150,8 @@ class LatencyMixin:
                 out[i] = exc
         if not requests:
             return out
-        try:
+        with _submission_errors():
             futures = self.latency_queue().submit_group(requests, deadline=deadline, is_active=is_active)
-        except UnknownDevice as exc:
-            raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
-        except SpecError as exc:
-            raise InvalidArgument(str(exc), [(join_path("context", e.path), e.reason) for e in exc.errors]) from None
-        except ServiceError:
-            raise
-        except Exception as exc:
-            if type(exc).__name__ == "QueueFull":
-                raise ResourceExhausted(f"{exc}; retry later", quota="max_pending_measurements") from None
-            raise
         for i, f in zip(todo, futures, strict=True):
             out[i] = f
         return out
@@ -270,6 +246,27 @@ def latency_dict(result: Any) -> dict[str, Any]:
         if isinstance(v, float) and not math.isfinite(v):
             out[k] = 0.0
     return out
+
+
+@contextlib.contextmanager
+def _submission_errors() -> Iterator[None]:
+    """Failures of a submission to the queue as the status a caller can act on: the device is
+    missing (FAILED_PRECONDITION), a setting is bad (INVALID_ARGUMENT), the queue is full
+    (RESOURCE_EXHAUSTED). Anything else propagates as it is."""
+    from cost_engine.latency import UnknownDevice
+
+    try:
+        yield
+    except UnknownDevice as exc:
+        raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
+    except SpecError as exc:
+        raise InvalidArgument(str(exc), [(join_path("context", e.path), e.reason) for e in exc.errors]) from None
+    except ServiceError:
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "QueueFull":
+            raise ResourceExhausted(f"{exc}; retry later", quota="max_pending_measurements") from None
+        raise
 
 
 def _latency_error(exc: BaseException, path: str) -> ServiceError:

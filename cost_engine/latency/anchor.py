@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from cost_engine.latency.keys import CACHE_VERSION, KIND_REFERENCE, entry_key
+from cost_engine.latency.memory_cache import get_many
 from cost_engine.latency.protocol import percentile
 
 ANCHOR_QUANTILE = 0.25
@@ -59,7 +60,7 @@ class AnchorBook:
         log = self._logs.setdefault(ident, [])
         while True:
             keys = [_slot(anchor, n) for n in range(len(log), len(log) + _CHUNK)]
-            rows = _get_many(cache, keys)
+            rows = get_many(cache, keys)
             for k in keys:
                 if k not in rows:
                     self._read_at[ident] = time.monotonic()
@@ -88,16 +89,6 @@ class AnchorBook:
             self._read_at[(id(cache), anchor)] = time.monotonic()
             return list(log)
 
-
-def _get_many(cache: Any, keys: list[str]) -> dict[str, dict[str, Any]]:
-    if hasattr(cache, "get_many"):
-        return cache.get_many(keys)
-    out = {}
-    for k in keys:
-        row = cache.get(k)
-        if row is not None:
-            out[k] = row
-    return out
 
 
 BOOK = AnchorBook()

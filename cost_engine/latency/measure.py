@@ -26,6 +26,7 @@ from cost_engine.latency.anchor import estimate as anchor_estimate
 from cost_engine.latency.canary import canary_context
 from cost_engine.latency.fingerprint import check_device, fingerprint
 from cost_engine.latency.keys import CACHE_VERSION, KIND_BLOCK, KIND_CANARY, KIND_MEASURED, entry_key
+from cost_engine.latency.memory_cache import get_many
 from cost_engine.latency.paired import combine_paired, session_record
 from cost_engine.latency.protocol import Protocol
 from cost_engine.latency.reference import Reference, reference_for
@@ -87,19 +88,6 @@ def _job_settings(resolved: LatencySettings) -> dict[str, Any]:
     return dataclasses.asdict(resolved)
 
 
-def _cache_get_many(cache: Any, keys: list[str]) -> dict[str, dict[str, Any]]:
-    if cache is None or not keys:
-        return {}
-    if hasattr(cache, "get_many"):
-        return cache.get_many(keys)
-    out = {}
-    for key in keys:
-        hit = cache.get(key)
-        if hit is not None:
-            out[key] = hit
-    return out
-
-
 def measure(candidate: Spec | str, settings: LatencySettings | None = None, *, cache: Any = None,
             sessions: int = DEFAULT_SESSIONS, time_cap_s: float | None = None, refresh: bool = False,
             protocol: Protocol | None = None, allocator_fix: bool = True) -> LatencyResult:
@@ -151,7 +139,7 @@ def stored_results(cache: Any, keys: list[str]) -> dict[str, tuple[LatencyResult
     if cache is None or not keys:
         return {}
     slots = {k: [_slot_key(k, n) for n in range(MAX_REMEASURE + 1)] for k in dict.fromkeys(keys)}
-    rows = _cache_get_many(cache, [s for ss in slots.values() for s in ss])
+    rows = get_many(cache, [s for ss in slots.values() for s in ss])
     out = {}
     for key, ss in slots.items():
         found = [n for n, s in enumerate(ss) if s in rows]

@@ -46,3 +46,18 @@ class MemoryCache:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+def get_many(cache: Any, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Rows by key from any cache with ``get`` (and ``get_many`` when it has one); none for None."""
+    keys = list(keys)
+    if cache is None or not keys:
+        return {}
+    if hasattr(cache, "get_many"):
+        return cache.get_many(keys)
+    out = {}
+    for key in keys:
+        hit = cache.get(key)
+        if hit is not None:
+            out[key] = hit
+    return out
