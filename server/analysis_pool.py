@@ -9,6 +9,9 @@ the cache, so the server process only stores them (one writer) and forwards the 
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,9 +25,27 @@ from server.errors import ServiceError
 from server.reports import FIGURES, _analyze_item, serve_report
 
 
-def _pool_init() -> None:
-    """In a fresh analysis process: load the catalog (the first job should not pay for it)."""
+def _pool_init(parent: int | None = None) -> None:
+    """In a fresh analysis process: load the catalog (the first job should not pay for it), and
+    watch the parent: a SIGKILLed server cannot shut its pool down, and its workers must not
+    live on holding memory (they exit within a second of the parent's death)."""
     from cost_engine.families import catalog  # noqa: F401
+
+    # the server's pid comes from the server: read here, it could already be init's if the
+    # server died while this process was still importing
+    parent = os.getppid() if parent is None else parent
+
+    def watch() -> None:
+        while True:
+            time.sleep(_PARENT_POLL_S)
+            if os.getppid() != parent:  # re-parented: the server is gone
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+#: seconds between an analysis process's checks that its server is alive
+_PARENT_POLL_S = 0.5
 
 
 def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str, Any, Any]],

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy.exc import SQLAlchemyError
 
 from costoracle.v1 import oracle_pb2
 from server.config import ServerConfig, add_arguments
@@ -117,7 +118,14 @@ class Server:
                         max_message_bytes=config.max_message_bytes,
                         max_pending_measurements=config.max_pending_measurements,
                         default_chunk_size=config.default_chunk_size)
-        self.oracle = oracle or Oracle(config.db_url, limits=limits, analyze_processes=config.analyze_processes)
+        if config.tls_cert:
+            _check_tls(config.tls_cert, config.tls_key)
+        try:
+            self.oracle = oracle or Oracle(config.db_url, limits=limits, analyze_processes=config.analyze_processes)
+        except SQLAlchemyError as exc:  # an unopenable file, a refused connection: one line, no traceback
+            cause = getattr(exc, "orig", None) or exc
+            raise OSError(f"cannot open the cache database {_redacted(config.db_url)}: "
+                          f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}") from None
         self.servicer = CostOracleServicer(self.oracle, auth_required=config.token is not None,
                                            log_requests=config.log_requests)
         self.health = health.HealthServicer()
@@ -195,6 +203,28 @@ class Server:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
+
+
+def _check_tls(cert: str, key: str | None) -> None:
+    """Load the TLS pair before binding: gRPC reports a bad key only as "Failed to bind"."""
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"cannot use the TLS certificate {cert} with the key {key}: {exc}") from None
+
+
+def _redacted(url: str | None) -> str:
+    """A database URL without its password, for an error message."""
+    if not url:
+        return "(default)"
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
 
 
 def start(config: ServerConfig | None = None) -> Server:

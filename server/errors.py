@@ -64,17 +64,24 @@ class ServiceError(Exception):
         return grpc.StatusCode[self.code]
 
     def to_status(self) -> status_pb2.Status:
-        """The rich status: numeric code, the message, and typed details."""
-        status = status_pb2.Status(code=code_pb2.Code.Value(self.code), message=self.text())
-        if self.violations:
+        """The rich status: numeric code, the message, and typed details, clipped to fit gRPC's
+        metadata limit (a request-level status travels in trailing metadata, 8 KiB by default):
+        an 8,000-character bad value must come back as its field violation, quoted short, not as
+        "metadata exceeds hard limit"."""
+        violations = _fitting(self.violations)
+        message = _clip("; ".join(f"{p}: {r}" if p else r for p, r in violations) if violations else self.message,
+                        _MAX_MESSAGE)
+        status = status_pb2.Status(code=code_pb2.Code.Value(self.code), message=message)
+        if violations:
             bad = error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=p, description=r) for p, r in self.violations])
+                error_details_pb2.BadRequest.FieldViolation(field=p, description=r) for p, r in violations])
             detail = any_pb2.Any()
             detail.Pack(bad)
             status.details.append(detail)
         if self.quota:
             qf = error_details_pb2.QuotaFailure(violations=[
-                error_details_pb2.QuotaFailure.Violation(subject=self.quota, description=self.message)])
+                error_details_pb2.QuotaFailure.Violation(subject=_clip(self.quota, _MAX_PATH),
+                                                         description=_clip(self.message, _MAX_REASON))])
             detail = any_pb2.Any()
             detail.Pack(qf)
             status.details.append(detail)
@@ -92,6 +99,33 @@ class ServiceError(Exception):
 
     def __reduce__(self) -> Any:  # picklable, for process pools in the client / tests
         return (_rebuild, (type(self).__name__, self.message, self.violations, self.quota))
+
+
+#: clipping of what a status carries (characters): a field path, a reason, the message, and the
+#: budget of all violations together (message and details each stay well under 8 KiB)
+_MAX_PATH = 200
+_MAX_REASON = 1000
+_MAX_MESSAGE = 1500
+_VIOLATIONS_BUDGET = 2500
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 20] + f"... ({len(text)} chars)"
+
+
+def _fitting(violations: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """As many violations as fit the budget, each clipped; a last one says how many were left out."""
+    out: list[tuple[str, str]] = []
+    used = 0
+    for i, (p, r) in enumerate(violations):
+        item = (_clip(p, _MAX_PATH), _clip(r, _MAX_REASON))
+        size = len(item[0]) + len(item[1]) + 4
+        if out and used + size > _VIOLATIONS_BUDGET:
+            out.append(("", f"{len(violations) - i} more field violation(s) left out"))
+            break
+        out.append(item)
+        used += size
+    return out
 
 
 _REQUEST_FIELDS = ("context", "budget", "detail", "pareto_fields")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -463,7 +464,7 @@ class Oracle(LatencyMixin, SearchMixin):
 
                 self._pool = ProcessPoolExecutor(self.analyze_processes,
                                                  mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_pool_init)
+                                                 initializer=_pool_init, initargs=(os.getpid(),))
             return self._pool
 
     def warm_pool(self) -> None:

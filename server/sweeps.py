@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from cost_engine.spec.base import FieldError, SpecError, validate
+from cost_engine.spec.base import MAX_RESOLUTION, FieldError, SpecError, validate
 from cost_engine.spec.network import NetworkSpec
 
 #: space kind (the SweepRequest oneof name) -> families it can use
@@ -26,6 +26,13 @@ MULTIPLIER_FAMILIES: tuple[str, ...] = ("efficientnet", "mobilenet_v2")
 #: a grid axis may list at most this many values (the product is bounded by the server limit)
 MAX_AXIS = 10_000
 BASE_RESOLUTION = 224
+#: the largest value of each float axis: far beyond any network anyone builds, and small enough
+#: that the arithmetic of a point (alpha**phi, 224 * multiplier, ...) stays finite and the spec
+#: bounds, not a float overflow, are what refuses an oversized point
+MAX_FACTOR = {"alpha": 8.0, "beta": 8.0, "gamma": 8.0, "width": 64.0, "depth": 64.0,
+              "resolution_multiplier": MAX_RESOLUTION / BASE_RESOLUTION, "mlp_ratio": 64.0}
+MAX_PHI = 32.0
+MAX_TARGET = 1e6
 
 
 @dataclass(frozen=True)
@@ -49,13 +56,13 @@ class EfficientNetCompoundSpace:
         elif len(self.phi) > MAX_AXIS:
             errors.append((f"{path}.phi", f"at most {MAX_AXIS} values, got {len(self.phi)}"))
         else:
-            errors.extend((f"{path}.phi[{i}]", f"must be a finite number >= 0, got {v!r}")
-                          for i, v in enumerate(self.phi) if not _finite(v) or v < 0)
+            errors.extend((f"{path}.phi[{i}]", f"must be a finite number in [0, {MAX_PHI:g}], got {_quote(v)}")
+                          for i, v in enumerate(self.phi) if not _finite(v) or not 0 <= v <= MAX_PHI)
         for f in ("target", "tolerance"):
             v = getattr(self, f)
-            if not _finite(v) or v < 0 or (f == "target" and v <= 0):
-                errors.append((f"{path}.{f}", f"must be a finite number {'> 0' if f == 'target' else '>= 0'}, "
-                                              f"got {v!r}"))
+            if not _finite(v) or v < 0 or (f == "target" and v <= 0) or v > MAX_TARGET:
+                errors.append((f"{path}.{f}", f"must be a finite number {'> 0' if f == 'target' else '>= 0'} "
+                                              f"and <= {MAX_TARGET:g}, got {_quote(v)}"))
         return errors
 
     def triples(self) -> list[tuple[float, float, float]]:
@@ -225,10 +232,17 @@ def _axes(space: Any, path: str, names: tuple[str, ...], allow_empty: bool = Fal
         if len(values) > MAX_AXIS:
             errors.append((f"{path}.{name}", f"at most {MAX_AXIS} values, got {len(values)}"))
             continue
+        hi = MAX_FACTOR[name]
         for i, v in enumerate(values):
-            if not _finite(v) or v <= 0:
-                errors.append((f"{path}.{name}[{i}]", f"must be a finite number > 0, got {v!r}"))
+            if not _finite(v) or not 0 < v <= hi:
+                errors.append((f"{path}.{name}[{i}]", f"must be a finite number in (0, {hi:g}], got {_quote(v)}"))
     return errors
+
+
+def _quote(v: Any) -> str:
+    """A bad value as an error shows it: short, whatever the client sent."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _int_axis(values: tuple[int, ...], path: str) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from cost_engine.latency.testing import FakeWorker
 from cost_engine.spec import ConvSpec
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
+from costoracle.v1 import spec_pb2 as spb
 from server import convert
 from server.app import start
 from server.config import ServerConfig
@@ -117,3 +118,127 @@ def test_tool_views_are_bounded_by_the_totals_the_int64_check_reads() -> None:
         r = analyze(name)
         bound = max(r.flops, r.params)
         assert all(v <= bound for counts in r.to_dict()["views"].values() for v in counts.values()), name
+
+
+# -- item 3: float fields of a sweep ----------------------------------------------------------------
+@pytest.mark.parametrize("bad", [1e307, float("inf"), float("nan"), -1.0])
+@pytest.mark.parametrize("space", [
+    lambda v: pb.SweepRequest(efficientnet_compound=pb.EfficientNetCompoundSpace(alpha=[1.2, v], beta=[1.1],
+                                                                                 gamma=[1.15], phi=[1])),
+    lambda v: pb.SweepRequest(efficientnet_compound=pb.EfficientNetCompoundSpace(alpha=[1.2], beta=[1.1],
+                                                                                 gamma=[1.15], phi=[v])),
+    lambda v: pb.SweepRequest(efficientnet_compound=pb.EfficientNetCompoundSpace(alpha=[1.2], beta=[1.1],
+                                                                                 gamma=[1.15], phi=[1], target=v)),
+    lambda v: pb.SweepRequest(multipliers=pb.MultiplierSpace(family="efficientnet", resolution_multiplier=[v])),
+    lambda v: pb.SweepRequest(multipliers=pb.MultiplierSpace(family="mobilenet_v2", width=[v])),
+    lambda v: pb.SweepRequest(fasternet=pb.FasterNetSpace(mlp_ratio=[v])),
+], ids=["alpha", "phi", "target", "resolution_multiplier", "width", "mlp_ratio"])
+def test_out_of_bound_floats_of_a_sweep_are_field_violations(stub, space, bad) -> None:
+    from test_server import rich
+
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.Sweep(space(bad), timeout=60))
+    code, violations, _ = rich(err.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and violations
+    assert all(len(desc) < 200 for _, desc in violations)
+    assert stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10).cost_model_version  # still serving
+
+
+def test_the_largest_allowed_floats_of_a_sweep_are_answered_not_internal(stub) -> None:
+    req = pb.SweepRequest(efficientnet_compound=pb.EfficientNetCompoundSpace(alpha=[8.0], beta=[8.0], gamma=[8.0],
+                                                                             phi=[32], tolerance=1e6))
+    try:
+        msgs = list(stub.Sweep(req, timeout=60))
+    except grpc.RpcError as exc:  # refused by a named bound is fine; a crash is not
+        assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED), exc.details()
+    else:
+        assert msgs
+
+
+# -- item 4: error details fit gRPC's metadata limit ----------------------------------------------
+def test_a_huge_bad_value_comes_back_as_a_short_field_violation(stub) -> None:
+    from test_server import rich
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetCost(pb.GetCostRequest(candidate=spb.Candidate(builtin="x" * 8000)), timeout=30)
+    code, violations, _ = rich(err.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert [p for p, _ in violations] == ["candidate.builtin"] and len(violations[0][1]) <= 1000
+    assert "(8000 chars)" in violations[0][1] and "efficientnet_b0" in violations[0][1]  # quoted short, list kept
+    assert len(err.value.details()) <= 1500
+
+
+def test_many_violations_are_clipped_to_a_budget_and_counted() -> None:
+    from server.errors import InvalidArgument
+
+    status = InvalidArgument("bad", [(f"candidates[{i}].x", "y" * 5000) for i in range(500)]).to_status()
+    assert status.ByteSize() < 5000 and len(status.message) <= 1500
+    from google.rpc import error_details_pb2
+
+    bad = error_details_pb2.BadRequest()
+    status.details[0].Unpack(bad)
+    assert bad.field_violations[-1].description.endswith("more field violation(s) left out")
+    assert all(len(v.description) <= 1000 for v in bad.field_violations)
+
+
+# -- item 12: start-up failures are one line naming the cause -------------------------------------
+@pytest.mark.parametrize("case", ["directory", "not_a_database", "bad_tls"])
+def test_start_up_failures_are_one_line_naming_the_cause(tmp_path: Path, case: str) -> None:
+    import subprocess
+    import sys
+
+    args = ["--port", "0", "--db-url", f"sqlite:///{tmp_path / 'ok.sqlite'}"]
+    if case == "directory":
+        (tmp_path / "d").mkdir()
+        args[3], want = f"sqlite:///{tmp_path / 'd'}", "cannot open the cache database"
+    elif case == "not_a_database":
+        (tmp_path / "junk.sqlite").write_bytes(b"not sqlite" * 100)
+        args[3], want = f"sqlite:///{tmp_path / 'junk.sqlite'}", "file is not a database"
+    else:
+        (tmp_path / "k.pem").write_text("junk")
+        (tmp_path / "c.pem").write_text("junk")
+        args += ["--tls-cert", str(tmp_path / "c.pem"), "--tls-key", str(tmp_path / "k.pem")]
+        want = "cannot use the TLS certificate"
+    proc = subprocess.run([sys.executable, "-m", "server.app", *args], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(lines) == 1 and want in lines[0], proc.stderr
+
+
+# -- item 10: analysis processes exit with their server -----------------------------------------------
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out.update(int(x) for x in text)
+    return out
+
+
+@pytest.mark.slow
+def test_analysis_processes_exit_when_their_server_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from test_server_harness import ServerProcess
+
+    srv = ServerProcess(f"sqlite:///{tmp_path / 'c.sqlite'}", "--analyze-processes", "2", log_dir=tmp_path).start()
+    assert srv.proc is not None
+    deadline = time.time() + 120
+    kids: set[int] = set()
+    while time.time() < deadline:  # the pool is started in the background at start-up
+        kids = {k for k in _children(srv.proc.pid) if Path(f"/proc/{k}/cmdline").read_bytes().count(b"spawn")}
+        if len(kids) >= 2:
+            break
+        time.sleep(0.2)
+    assert len(kids) >= 2, "the analysis processes did not start"
+    os.kill(srv.proc.pid, signal.SIGKILL)
+    srv.proc.wait()
+    end = time.time() + 15
+    while time.time() < end and any(Path(f"/proc/{k}").exists() and
+                                    "zombie" not in Path(f"/proc/{k}/status").read_text().lower() for k in kids):
+        time.sleep(0.2)
+    alive = [k for k in kids if Path(f"/proc/{k}").exists()
+             and "zombie" not in Path(f"/proc/{k}/status").read_text().lower()]
+    assert alive == [], [Path(f"/proc/{k}/cmdline").read_bytes()[:200] for k in alive]

@@ -34,7 +34,8 @@ def resolve(candidate: Spec | str) -> Spec:
                 _CACHE[candidate] = BUILTINS[candidate]()
             return _CACHE[candidate]
         known = ", ".join(sorted(BUILTINS))
-        raise SpecError([FieldError("name", f"unknown built-in model {candidate!r}; known: {known}")])
+        shown = repr(candidate) if len(candidate) <= 100 else repr(candidate[:80]) + f"... ({len(candidate)} chars)"
+        raise SpecError([FieldError("name", f"unknown built-in model {shown}; known: {known}")])
     raise SpecError([FieldError("candidate", f"must be a spec or a built-in name, got {type(candidate).__name__}")])
 
 
