@@ -215,12 +215,54 @@ def split_field(raw: bytes, number: int) -> tuple[bytes, list[bytes]]:
             pos += n
         elif wire == 5:
             pos += 4
+        elif wire == 3:  # an unknown group: skipped whole, as protobuf skips it
+            pos = _skip_group(raw, pos, tag >> 3, end)
         else:
             raise ValueError(f"unsupported wire type {wire}")
         if pos > end:
             raise ValueError("truncated field")
         parts.append(raw[start:pos])
     return b"".join(parts), found
+
+
+#: nesting of unknown groups a request may carry (protobuf's own default recursion limit)
+_MAX_GROUP_DEPTH = 100
+
+
+def _skip_group(raw: bytes, pos: int, number: int, end: int) -> int:
+    """The position after the group that started before ``pos`` (field ``number``), nested
+    groups included; ValueError for a group that never ends, ends with another number, or nests
+    deeper than :data:`_MAX_GROUP_DEPTH`."""
+    open_groups = [number]
+    while True:
+        if pos >= end:
+            raise ValueError("truncated group")
+        tag, pos = _read_varint(raw, pos)
+        wire, num = tag & 7, tag >> 3
+        if num == 0:
+            raise ValueError("field number 0")
+        if wire == 0:
+            _, pos = _read_varint(raw, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 2:
+            n, pos = _read_varint(raw, pos)
+            pos += n
+        elif wire == 5:
+            pos += 4
+        elif wire == 3:
+            open_groups.append(num)
+            if len(open_groups) > _MAX_GROUP_DEPTH:
+                raise ValueError("groups nested too deep")
+        elif wire == 4:
+            if open_groups.pop() != num:
+                raise ValueError("a group ends with another field number")
+            if not open_groups:
+                return pos
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > end:
+            raise ValueError("truncated group")
 
 
 _CACHE_HIT = {True: _varint(22 << 3) + b"\x01", False: _varint(22 << 3) + b"\x00"}  # CostReport.cache_hit = 22

@@ -36,7 +36,9 @@ def stub(tmp_path: Path) -> Iterator[oracle_pb2_grpc.CostOracleStub]:
         srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path / 'c.sqlite'}", port=0, max_pending_measurements=4))
         channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
         try:
-            yield oracle_pb2_grpc.CostOracleStub(channel)
+            stub = oracle_pb2_grpc.CostOracleStub(channel)
+            stub._test_channel = channel  # for raw-bytes calls
+            yield stub
         finally:
             channel.close()
             srv.stop(0)
@@ -242,3 +244,39 @@ def test_analysis_processes_exit_when_their_server_is_killed(tmp_path: Path) -> 
     alive = [k for k in kids if Path(f"/proc/{k}").exists()
              and "zombie" not in Path(f"/proc/{k}/status").read_text().lower()]
     assert alive == [], [Path(f"/proc/{k}/cmdline").read_bytes()[:200] for k in alive]
+
+
+# -- item 11: unknown group fields are skipped, as protobuf skips them --------------------------------
+def _group(number: int, inner: bytes) -> bytes:
+    return bytes([number << 3 | 3]) + inner + bytes([number << 3 | 4])
+
+
+@pytest.mark.parametrize("extra", [
+    _group(14, b"\x08\x05"),                               # a group holding a varint
+    _group(13, _group(12, b"\x12\x02ab") + b"\x0d" + b"\x00" * 4),  # nested, with bytes and fixed32
+], ids=["flat", "nested"])
+def test_unknown_group_fields_are_skipped_like_protobuf(stub, extra: bytes) -> None:
+    req = pb.GetCostBatchRequest(candidates=cands(2), context=pb.Context(resolution=16))
+    raw = req.SerializeToString() + extra
+    parsed = pb.GetCostBatchRequest.FromString(raw)  # what protobuf itself makes of it: the same request
+    parsed.DiscardUnknownFields()
+    assert parsed == req
+    call = _channel_of(stub).unary_unary("/costoracle.v1.CostOracle/GetCostBatch", request_serializer=lambda b: b,
+                                        response_deserializer=pb.GetCostBatchResponse.FromString)
+    resp = call(raw, timeout=30)
+    assert [r.WhichOneof("result") for r in resp.results] == ["report", "report"]
+
+
+def test_broken_groups_are_invalid_argument(stub) -> None:
+    call = _channel_of(stub).unary_unary("/costoracle.v1.CostOracle/GetCostBatch", request_serializer=lambda b: b,
+                                        response_deserializer=lambda b: b)
+    for blob in (bytes([14 << 3 | 3]) + b"\x08\x05",                   # never ends
+                 bytes([14 << 3 | 3, 13 << 3 | 4]),                    # ends with another number
+                 bytes([14 << 3 | 3]) * 200 + bytes([14 << 3 | 4]) * 200):  # nested too deep
+        with pytest.raises(grpc.RpcError) as err:
+            call(blob, timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _channel_of(stub: oracle_pb2_grpc.CostOracleStub) -> grpc.Channel:
+    return stub._test_channel
