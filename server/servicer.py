@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
@@ -177,6 +178,17 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def _unhandled(exc: Exception, method: str) -> ServiceError:
+    """An exception no handler turned into a status: a lost cache database is UNAVAILABLE (a
+    client retries it, and the connection pool reconnects on the next request); anything else
+    is INTERNAL, logged with its traceback, never sent."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        log.warning("cache database unavailable in %s: %s", method, str(getattr(exc, "orig", exc)).splitlines()[:1])
+        return Unavailable("the cache database is unavailable; retry later")
+    log.exception("unhandled error in %s", method)
+    return Internal("internal error; see the server log")
+
+
 def split_field(raw: bytes, number: int) -> tuple[bytes, list[bytes]]:
     """Split a serialized message into (the message without field ``number``, each occurrence of
     that length-delimited field in order). Raises ValueError/IndexError on malformed bytes."""
@@ -299,9 +311,8 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             result = fn()
         except ServiceError as exc:
             err = exc
-        except Exception:
-            log.exception("unhandled error in %s", method)
-            err = Internal("internal error; see the server log")
+        except Exception as exc:
+            err = _unhandled(exc, method)
         self._log(method, err.code if err else "OK", start)
         if err is not None:
             context.abort_with_status(rpc_status.to_status(err.to_status()))
@@ -325,9 +336,8 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             err = exc
         except GeneratorExit:
             raise
-        except Exception:
-            log.exception("unhandled error in %s", method)
-            err = Internal("internal error; see the server log")
+        except Exception as exc:
+            err = _unhandled(exc, method)
         self._log(method, err.code if err else ("OK" if context.is_active() else "CANCELLED"), start, messages=sent)
         if err is not None:
             context.abort_with_status(rpc_status.to_status(err.to_status()))

@@ -25,7 +25,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PG_BIN_ENV", "create_database", "drop_database", "postgres_cluster", "unavailable_reason"]
+__all__ = ["PG_BIN_ENV", "create_database", "drop_database", "postgres_cluster", "start_server", "stop_server",
+           "unavailable_reason"]
 
 #: Override the directory holding initdb and pg_ctl.
 PG_BIN_ENV = "COST_ORACLE_PG_BIN"
@@ -104,6 +105,26 @@ def drop_database(url: str) -> None:
     _admin(port, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: the clusters running now, by port: what stop_server / start_server need
+_CLUSTERS: dict[int, tuple[Path, Path, Path, str, Path]] = {}
+
+
+def stop_server(url: str) -> None:
+    """Stop the cluster serving ``url`` (the database goes away under its clients). Fast, not
+    immediate: with fsync and synchronous commit off, a crash would lose committed tables."""
+    bindir, data, _, _, tmp = _CLUSTERS[_split(url)[0]]
+    _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"], cwd=tmp)
+
+
+def start_server(url: str) -> None:
+    """Start a cluster stopped by :func:`stop_server` again, on the same port."""
+    bindir, data, logfile, options, tmp = _CLUSTERS[_split(url)[0]]
+    done = _run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-o", options, "-w", "-t", "60",
+                 "start"], cwd=tmp)
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctl start failed: {done.stdout}\n{done.stderr}\n{_tail(logfile)}")
+
+
 @contextlib.contextmanager
 def postgres_cluster(dbname: str = "cost_oracle_test") -> Iterator[str]:
     """Start a private cluster; yields ``postgresql+psycopg://postgres@127.0.0.1:PORT/dbname``."""
@@ -136,9 +157,11 @@ def postgres_cluster(dbname: str = "cost_oracle_test") -> Iterator[str]:
         else:
             raise RuntimeError(f"pg_ctl start failed three times:\n{last_error}")
         _admin(port, f'CREATE DATABASE "{dbname}"')
+        _CLUSTERS[port] = (bindir, data, logfile, options, tmp)
         yield f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/{dbname}"
     finally:
         if started:
+            _CLUSTERS.pop(port, None)
             stop = _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"], cwd=tmp)
             if stop.returncode != 0 and (data / "postmaster.pid").exists():
                 _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "-t", "30", "stop"], cwd=tmp)

@@ -280,3 +280,30 @@ def test_broken_groups_are_invalid_argument(stub) -> None:
 
 def _channel_of(stub: oracle_pb2_grpc.CostOracleStub) -> grpc.Channel:
     return stub._test_channel
+
+
+# -- item 6: the cache database down is UNAVAILABLE, and the server reconnects ------------------------
+@pytest.mark.slow
+def test_database_down_is_unavailable_and_the_server_reconnects(pg_db_url: str) -> None:
+    import pg
+
+    srv = start(ServerConfig(db_url=pg_db_url, port=0))
+    channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+    stub = oracle_pb2_grpc.CostOracleStub(channel)
+    try:
+        assert stub.GetCost(pb.GetCostRequest(candidate=cands(1)[0], context=pb.Context(resolution=16)),
+                            timeout=60).report.macs > 0
+        pg.stop_server(pg_db_url)
+        try:
+            with pytest.raises(grpc.RpcError) as err:  # a cold request needs the database
+                stub.GetCost(pb.GetCostRequest(candidate=cands(1, 60)[0], context=pb.Context(resolution=16)),
+                             timeout=60)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+        finally:
+            pg.start_server(pg_db_url)
+        again = stub.GetCost(pb.GetCostRequest(candidate=cands(1, 60)[0], context=pb.Context(resolution=16)),
+                             timeout=60)
+        assert again.report.macs > 0 and not again.report.cache_hit
+    finally:
+        channel.close()
+        srv.stop(0)
