@@ -118,20 +118,27 @@ def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
     """Indices (ascending) of the points no other point dominates; every coordinate is minimized.
 
     A point dominates another when it is <= in every coordinate and < in at least one; equal
-    points do not dominate each other, so duplicates on the front are all kept. Points are
-    visited in lexicographic order, so a point can only be dominated by one visited before it
-    and only the (usually small) front found so far needs checking: O(n * front).
+    points do not dominate each other, so duplicates on the front are all kept. The front is
+    computed over the *distinct* points (a Filter of 4,000 identical candidates is one point,
+    not 4,000 x 4,000 comparisons): for two objectives a sweep in lexicographic order keeps a
+    point when it beats the best second coordinate seen so far, O(n log n); for more, each point
+    is checked against the front found so far, O(n * front), since in lexicographic order a point
+    can only be dominated by one visited before it.
     """
-    order = sorted(range(len(points)), key=lambda i: tuple(points[i]))
-    front: list[int] = []
-    for i in order:
-        p = points[i]
-        dominated = False
-        for j in front:
-            q = points[j]
-            if all(a <= b for a, b in zip(q, p, strict=True)) and any(a < b for a, b in zip(q, p, strict=True)):
-                dominated = True
-                break
-        if not dominated:
-            front.append(i)
-    return sorted(front)
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for i, p in enumerate(points):
+        groups.setdefault(tuple(p), []).append(i)
+    distinct = sorted(groups)
+    if distinct and len(distinct[0]) == 2:
+        kept = []
+        best = float("inf")
+        for p in distinct:
+            if p[1] < best:
+                kept.append(p)
+                best = p[1]
+    else:
+        kept = []
+        for p in distinct:
+            if not any(all(a <= b for a, b in zip(q, p, strict=True)) for q in kept):  # distinct: <= is <
+                kept.append(p)
+    return sorted(i for p in kept for i in groups[p])

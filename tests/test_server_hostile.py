@@ -307,3 +307,33 @@ def test_database_down_is_unavailable_and_the_server_reconnects(pg_db_url: str) 
     finally:
         channel.close()
         srv.stop(0)
+
+
+# -- item 5 (part): the Pareto front over distinct points, O(n log n) for two objectives -------------
+def _front_brute(points: list[tuple[int, ...]]) -> list[int]:
+    def dominates(q: tuple[int, ...], p: tuple[int, ...]) -> bool:
+        return all(a <= b for a, b in zip(q, p, strict=True)) and any(a < b for a, b in zip(q, p, strict=True))
+
+    return [i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)]
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_pareto_front_equals_the_definition_with_duplicates(dims: int) -> None:
+    import random
+
+    from server.budget import pareto_front
+
+    rng = random.Random(dims)
+    for _ in range(300):
+        n = rng.randint(0, 40)
+        pts = [tuple(rng.randint(0, 6) for _ in range(dims)) for _ in range(n)]
+        pts += [rng.choice(pts) for _ in range(rng.randint(0, 10))] if pts else []  # duplicates
+        assert pareto_front(pts) == _front_brute(pts)
+
+
+def test_filter_of_thousands_of_identical_candidates_with_pareto_fields(stub) -> None:
+    same = cands(1)[0]
+    resp = stub.Filter(pb.FilterRequest(candidates=[same] * 4000, context=pb.Context(resolution=16),
+                                        budget=pb.Budget(max_params=10**9),
+                                        pareto_fields=[pb.COST_FIELD_MACS, pb.COST_FIELD_PARAMS]), timeout=120)
+    assert len(resp.feasible) == 4000 and list(resp.pareto_front) == list(range(4000))  # ties all kept
