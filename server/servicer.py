@@ -44,6 +44,8 @@ SERVICE_NAME = "costoracle.v1.CostOracle"
 log = logging.getLogger("cost_oracle.requests")
 #: candidates converted per part of a long batch when analysis processes take the cold ones
 _PIPELINE_PART = 128
+#: candidates per part of a unary batch with breakdowns, whose answer size is checked part by part
+_SIZED_PART = 64
 #: the largest answer a candidate keeps for its next identical request (scalar reports are ~400
 #: bytes; this bounds that memory to 64 MiB at the candidate memo's 65,536 entries)
 _SERVED_MAX_BYTES = 1024
@@ -396,26 +398,43 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         return [self._prepare(r, f"{path}[{offset + i}]") for i, r in enumerate(raws)]
 
     def _batch(self, raws: Sequence[bytes], ctx: Context, detail: str, context: grpc.ServicerContext,
-               offset: int = 0) -> list[tuple[bytes, bool | None]]:
+               offset: int = 0, max_bytes: int | None = None) -> list[tuple[bytes, bool | None]]:
         """Serialized ``CostResult``s of serialized candidates, in order, each with its cache hit.
 
         With analysis processes, a long batch is converted and handed over in parts: the processes
         analyze one part while this thread converts the next, and the results are collected in order.
+        With ``max_bytes`` (a unary answer), the results are built part by part and the request is
+        refused as soon as they pass the limit, not after a 500 MB answer has been built.
         """
         if not ctx.wants_latency:
             served = self._served(raws, ctx, detail)
             if served is not None:
                 return served
         step = _PIPELINE_PART if self.oracle.analyze_processes > 0 else max(1, len(raws))
+        if max_bytes is not None and detail != "scalars":
+            step = min(step, _SIZED_PART)
         finishers = []
+        out: list[tuple[bytes, bool | None]] = []
+        size = 0
         for start in range(0, len(raws), step):
             items = self._prepare_all(raws[start:start + step], offset=offset + start)
             paths = [f"candidates[{offset + start + i}]" for i in range(len(items))]
             finishers.append(self._begin_results(items, ctx, detail, paths, context))
-        out: list[tuple[bytes, bool | None]] = []
+            if max_bytes is not None and detail != "scalars":
+                part = finishers.pop()()
+                size += sum(len(data) + 6 for data, _ in part)
+                if size > max_bytes:
+                    raise self._too_large(f"more than {size}", done=start + len(part), total=len(raws))
+                out.extend(part)
         for finish in finishers:
             out.extend(finish())
         return out
+
+    def _too_large(self, size: str, done: int | None = None, total: int | None = None) -> ResourceExhausted:
+        where = f" (refused after {done} of {total} candidates)" if done is not None else ""
+        return ResourceExhausted(f"the response would be {size} bytes, over the server's limit of "
+                                 f"{self.oracle.limits.max_message_bytes}{where}; use StreamCostBatch, a smaller "
+                                 "batch or a lower detail", quota="max_message_bytes")
 
     def _served(self, raws: Sequence[bytes], ctx: Context, detail: str) -> list[tuple[bytes, bool | None]] | None:
         """The answers of a batch whose candidates were all answered before from the memo at this
@@ -517,9 +536,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
     def _check_size(self, msg: Any) -> Any:
         size = len(msg) if isinstance(msg, bytes) else msg.ByteSize()
         if size > self.oracle.limits.max_message_bytes:
-            raise ResourceExhausted(f"the response would be {size} bytes, over the server's limit of "
-                                    f"{self.oracle.limits.max_message_bytes}; use StreamCostBatch, a smaller "
-                                    "batch or a lower detail", quota="max_message_bytes")
+            raise self._too_large(str(size))
         return msg
 
     # -- RPCs -----------------------------------------------------------------------------
@@ -550,7 +567,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             n = len(raws)
             self.info.candidates = n
             self.oracle.check_batch_size(n)
-            results = self._batch(raws, ctx, detail, context)
+            results = self._batch(raws, ctx, detail, context, max_bytes=self.oracle.limits.max_message_bytes)
             self.info.cache_hit = sum(1 for _, hit in results if hit)
             return self._check_size(b"".join(_len_field(1, data) for data, _ in results))
 

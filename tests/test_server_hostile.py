@@ -337,3 +337,29 @@ def test_filter_of_thousands_of_identical_candidates_with_pareto_fields(stub) ->
                                         budget=pb.Budget(max_params=10**9),
                                         pareto_fields=[pb.COST_FIELD_MACS, pb.COST_FIELD_PARAMS]), timeout=120)
     assert len(resp.feasible) == 4000 and list(resp.pareto_front) == list(range(4000))  # ties all kept
+
+
+# -- item 13: an oversize unary answer is refused while it is being built --------------------------------
+def test_oversize_unary_answer_is_refused_early(tmp_path: Path) -> None:
+    from test_server import rich
+
+    srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path / 'c.sqlite'}", port=0, max_message_bytes=200_000))
+    channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+    stub = oracle_pb2_grpc.CostOracleStub(channel)
+    try:
+        batch = cands(600)  # ~2 KB each at full detail: ~1.2 MB in all
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetCostBatch(pb.GetCostBatchRequest(candidates=batch, context=pb.Context(resolution=16),
+                                                     detail=pb.DETAIL_FULL), timeout=120)
+        code, _, quotas = rich(err.value)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and quotas == ["max_message_bytes"]
+        assert "StreamCostBatch" in err.value.details() and "refused after" in err.value.details()
+        stored = stub.GetCacheStats(pb.GetCacheStatsRequest(), timeout=10).entries_by_kind["cost"]
+        assert stored < 600  # it stopped building: the rest was never analyzed
+        # the same candidates stream fine
+        streamed = stub.StreamCostBatch(pb.StreamCostBatchRequest(candidates=batch, context=pb.Context(resolution=16),
+                                                                  detail=pb.DETAIL_FULL, chunk_size=50), timeout=120)
+        assert sum(len(m.results) for m in streamed) == 600
+    finally:
+        channel.close()
+        srv.stop(0)
