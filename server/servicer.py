@@ -51,6 +51,13 @@ _SIZED_PART = 64
 _SERVED_MAX_BYTES = 1024
 
 
+def _memo_size(raw: bytes) -> int:
+    """What a memoized candidate holds, estimated from its wire size: the key bytes, its spec
+    objects and canonical JSON (measured with tracemalloc: 4-9x the wire size for networks of
+    16-256 blocks, less for longer ones whose blocks repeat), and the answer it may keep."""
+    return 5 * len(raw) + _SERVED_MAX_BYTES + 3072
+
+
 def _served_key(ctx: Context, detail: str) -> tuple[Any, ...]:
     """What an analytic answer depends on besides the candidate (see ``Prepared.key``)."""
     return (ctx.batch_size, ctx.resolution, ctx.dtype, detail)
@@ -291,13 +298,15 @@ class CallInfo(threading.local):
 
 class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
     def __init__(self, oracle: Oracle, *, auth_required: bool = False, log_requests: bool = True,
-                 report_memo_bytes: int = 256 << 20, candidate_memo: int = 65536):
+                 report_memo_bytes: int = 256 << 20, candidate_memo: int = 65536,
+                 candidate_memo_bytes: int = 256 << 20):
         self.oracle = oracle
         self.auth_required = auth_required
         self.log_requests = log_requests
         self.draining = threading.Event()
         self._reports = _BytesLRU(report_memo_bytes)  # (cache key, detail) -> serialized CostReport
-        self._candidates = _BytesLRU(1 << 62, max_entries=candidate_memo)  # candidate bytes -> Prepared
+        # candidate bytes -> Prepared, bounded by an estimate of the memory each holds
+        self._candidates = _BytesLRU(candidate_memo_bytes, max_entries=candidate_memo)
         self.info = CallInfo()
         self._labels: dict[str, bytes] = {}  # candidate label -> its encoded CostReport.candidate field
 
@@ -390,7 +399,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                 return exc
         if prepared.wire is None:
             prepared.wire = raw
-        self._candidates.put(raw, prepared, 1)
+        self._candidates.put(raw, prepared, _memo_size(raw))
         return prepared
 
     def _prepare_all(self, raws: Sequence[bytes], path: str = "candidates",
@@ -677,6 +686,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             stats["counters"]["report_memo_entries"] = len(self._reports)
             stats["counters"]["report_memo_bytes"] = self._reports.bytes
             stats["counters"]["candidate_memo_entries"] = len(self._candidates)
+            stats["counters"]["candidate_memo_bytes"] = self._candidates.bytes
             return convert.stats_to_proto(stats)
 
         return self._run("GetCacheStats", request, context, run)

@@ -363,3 +363,22 @@ def test_oversize_unary_answer_is_refused_early(tmp_path: Path) -> None:
     finally:
         channel.close()
         srv.stop(0)
+
+
+# -- item 9 (part): the candidate memo is bounded by bytes ----------------------------------------------
+def test_candidate_memo_is_bounded_by_bytes(tmp_path: Path) -> None:
+    from cost_engine.spec import MBConvSpec, NetworkSpec
+    from server.oracle import Oracle
+    from server.servicer import CostOracleServicer
+
+    def net(i: int) -> bytes:
+        blocks = tuple(MBConvSpec(out_channels=16 + (i + j) % 64) for j in range(256))
+        spec = NetworkSpec(stem=(ConvSpec(out_channels=16, stride=2),), stages=(blocks,), head=())
+        return convert.candidate_to_proto(spec).SerializeToString()
+
+    with Oracle(f"sqlite:///{tmp_path / 'c.sqlite'}") as oracle:
+        servicer = CostOracleServicer(oracle, candidate_memo_bytes=200_000)
+        for i in range(40):  # ~9 KB on the wire each, ~50 KB in the memo's estimate
+            servicer._prepare(net(i), "candidate")
+        stats = servicer._candidates
+        assert 0 < stats.bytes <= 200_000 and len(stats) <= 5
