@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from cost_engine.spec.base import MAX_RESOLUTION, FieldError, SpecError, validate
+from cost_engine.spec.base import MAX_REPEATS, MAX_RESOLUTION, FieldError, SpecError, validate
 from cost_engine.spec.network import NetworkSpec
 
 #: space kind (the SweepRequest oneof name) -> families it can use
@@ -32,6 +32,8 @@ BASE_RESOLUTION = 224
 MAX_FACTOR = {"alpha": 8.0, "beta": 8.0, "gamma": 8.0, "width": 64.0, "depth": 64.0,
               "resolution_multiplier": MAX_RESOLUTION / BASE_RESOLUTION, "mlp_ratio": 64.0}
 MAX_PHI = 32.0
+#: alpha x beta x gamma combinations the compound constraint may be checked on (~0.3 s of Python)
+MAX_COMPOUND_GRID = 1_000_000
 MAX_TARGET = 1e6
 
 
@@ -70,6 +72,11 @@ class EfficientNetCompoundSpace:
                 if abs(a * b * b * g * g - self.target) <= self.tolerance]
 
     def size(self) -> int:
+        """Points after the constraint; the grid's own size (an upper bound) when the grid is over
+        :data:`MAX_COMPOUND_GRID`, so that a cubic grid is refused before it is walked."""
+        grid = len(self.alpha) * len(self.beta) * len(self.gamma)
+        if grid > MAX_COMPOUND_GRID:
+            return grid * len(self.phi)
         return len(self.triples()) * len(self.phi)
 
     def points(self) -> Iterator[tuple[dict[str, float], str, Any]]:
@@ -156,6 +163,8 @@ class FasterNetSpace:
             if not d:
                 errors.append((f"{path}.depths[{i}].depths", "needs at least one stage"))
             errors.extend(_int_axis(d, f"{path}.depths[{i}].depths"))
+            errors.extend((f"{path}.depths[{i}].depths[{j}]", f"must be at most {MAX_REPEATS} blocks, got {v}")
+                          for j, v in enumerate(d) if isinstance(v, int) and v > MAX_REPEATS)
         if len(self.act) > MAX_AXIS:
             errors.append((f"{path}.act", f"at most {MAX_AXIS} values, got {len(self.act)}"))
         return errors

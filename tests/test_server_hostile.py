@@ -382,3 +382,27 @@ def test_candidate_memo_is_bounded_by_bytes(tmp_path: Path) -> None:
             servicer._prepare(net(i), "candidate")
         stats = servicer._candidates
         assert 0 < stats.bytes <= 200_000 and len(stats) <= 5
+
+
+# -- item 5 (part): sweeps bounded before they are expanded ------------------------------------------
+def test_a_cubic_compound_grid_is_refused_before_it_is_walked(stub) -> None:
+    from test_server import rich
+
+    axis = [1.0 + i / 1000 for i in range(400)]  # 400^3 = 64M combinations
+    req = pb.SweepRequest(efficientnet_compound=pb.EfficientNetCompoundSpace(alpha=axis, beta=axis, gamma=axis,
+                                                                             phi=[1]))
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.Sweep(req, timeout=60))
+    code, _, quotas = rich(err.value)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and quotas == ["max_sweep_size"]
+
+
+def test_a_fasternet_stage_of_ten_million_blocks_is_a_field_violation(stub) -> None:
+    from test_server import rich
+
+    req = pb.SweepRequest(fasternet=pb.FasterNetSpace(depths=[pb.Depths(depths=[1, 2, 10**7, 2])]))
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.Sweep(req, timeout=60))
+    code, violations, _ = rich(err.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [p for p, _ in violations] == ["fasternet.depths[0].depths[2]"]
