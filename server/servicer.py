@@ -221,21 +221,15 @@ def split_field(raw: bytes, number: int) -> tuple[bytes, list[bytes]]:
         wire = tag & 7
         if tag >> 3 == 0:
             raise ValueError("field number 0")
-        if wire == 0:
-            _, pos = _read_varint(raw, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 2:
+        if wire == 2 and tag >> 3 == number:
             n, pos = _read_varint(raw, pos)
             if pos + n > end:
                 raise ValueError("truncated field")
-            if tag >> 3 == number:
-                found.append(raw[pos:pos + n])
-                pos += n
-                continue
+            found.append(raw[pos:pos + n])
             pos += n
-        elif wire == 5:
-            pos += 4
+            continue
+        if wire in _SCALAR_WIRES:
+            pos = _skip_value(raw, pos, wire)
         elif wire == 3:  # an unknown group: skipped whole, as protobuf skips it
             pos = _skip_group(raw, pos, tag >> 3, end)
         else:
@@ -248,6 +242,18 @@ def split_field(raw: bytes, number: int) -> tuple[bytes, list[bytes]]:
 
 #: nesting of unknown groups a request may carry (protobuf's own default recursion limit)
 _MAX_GROUP_DEPTH = 100
+#: wire types whose value is skipped without looking inside: varint, fixed64, length-delimited, fixed32
+_SCALAR_WIRES = frozenset((0, 1, 2, 5))
+
+
+def _skip_value(raw: bytes, pos: int, wire: int) -> int:
+    """The position after the value of a field of one of :data:`_SCALAR_WIRES` starting at ``pos``."""
+    if wire == 0:
+        return _read_varint(raw, pos)[1]
+    if wire == 2:
+        n, pos = _read_varint(raw, pos)
+        return pos + n
+    return pos + (8 if wire == 1 else 4)
 
 
 def _skip_group(raw: bytes, pos: int, number: int, end: int) -> int:
@@ -262,15 +268,8 @@ def _skip_group(raw: bytes, pos: int, number: int, end: int) -> int:
         wire, num = tag & 7, tag >> 3
         if num == 0:
             raise ValueError("field number 0")
-        if wire == 0:
-            _, pos = _read_varint(raw, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 2:
-            n, pos = _read_varint(raw, pos)
-            pos += n
-        elif wire == 5:
-            pos += 4
+        if wire in _SCALAR_WIRES:
+            pos = _skip_value(raw, pos, wire)
         elif wire == 3:
             open_groups.append(num)
             if len(open_groups) > _MAX_GROUP_DEPTH:
