@@ -56,6 +56,14 @@ class Load:
             p.wait()
 
 
+def load_average() -> str:
+    """The host's 1-minute load average now (what the figures were measured under)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:  # pragma: no cover - no load average on this platform
+        return "n/a"
+
+
 def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
@@ -94,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, c in candidates.items():
         idle[name] = measure(c, settings, cache=cache, sessions=args.idle_sessions, time_cap_s=args.time_cap)
         r = idle[name]
-        print(f"idle {name}: raw session medians {', '.join(f'{x:.2f}' for x in r.raw_session_medians_ms)} ms; "
+        print(f"idle {name} (load {load_average()}): "
+              f"raw session medians {', '.join(f'{x:.2f}' for x in r.raw_session_medians_ms)} ms; "
               f"paired {r.median_ms:.2f} ms (ratio {r.ratio:.4f} to {r.reference['name']}, "
               f"anchor {r.anchor_ms:.2f} ms; worker nice {r.details['worker_nice']})")
     loaded: dict[str, list[Any]] = {name: [] for name in candidates}
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, c in candidates.items():
                 loaded[name].append(measure(c, settings, cache=cache, sessions=1, time_cap_s=args.time_cap,
                                             refresh=True))
-        print(f"session {s + 1} ({n} busy): " + "; ".join(
+        print(f"session {s + 1} ({n} busy, load {load_average()}): " + "; ".join(
             f"{name} raw {rs[-1].raw_median_ms:.2f} ratio {rs[-1].ratio:.4f}" for name, rs in loaded.items()))
 
     print(f"\n{'candidate':<16} {'idle ms':>8} {'raw spread':>10} {'paired spread':>13} {'raw vs idle':>11} "

@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from cost_engine.spec.base import join_path
+from cost_engine.spec.base import clip, join_path
 
 __all__ = [
     "Cancelled",
@@ -69,7 +69,7 @@ class ServiceError(Exception):
         an 8,000-character bad value must come back as its field violation, quoted short, not as
         "metadata exceeds hard limit"."""
         violations = _fitting(self.violations)
-        message = _clip("; ".join(f"{p}: {r}" if p else r for p, r in violations) if violations else self.message,
+        message = clip("; ".join(f"{p}: {r}" if p else r for p, r in violations) if violations else self.message,
                         _MAX_MESSAGE)
         status = status_pb2.Status(code=code_pb2.Code.Value(self.code), message=message)
         if violations:
@@ -80,8 +80,8 @@ class ServiceError(Exception):
             status.details.append(detail)
         if self.quota:
             qf = error_details_pb2.QuotaFailure(violations=[
-                error_details_pb2.QuotaFailure.Violation(subject=_clip(self.quota, _MAX_PATH),
-                                                         description=_clip(self.message, _MAX_REASON))])
+                error_details_pb2.QuotaFailure.Violation(subject=clip(self.quota, _MAX_PATH),
+                                                         description=clip(self.message, _MAX_REASON))])
             detail = any_pb2.Any()
             detail.Pack(qf)
             status.details.append(detail)
@@ -109,16 +109,12 @@ _MAX_MESSAGE = 1500
 _VIOLATIONS_BUDGET = 2500
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 20] + f"... ({len(text)} chars)"
-
-
 def _fitting(violations: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
     """As many violations as fit the budget, each clipped; a last one says how many were left out."""
     out: list[tuple[str, str]] = []
     used = 0
     for i, (p, r) in enumerate(violations):
-        item = (_clip(p, _MAX_PATH), _clip(r, _MAX_REASON))
+        item = (clip(p, _MAX_PATH), clip(r, _MAX_REASON))
         size = len(item[0]) + len(item[1]) + 4
         if out and used + size > _VIOLATIONS_BUDGET:
             out.append(("", f"{len(violations) - i} more field violation(s) left out"))

@@ -102,22 +102,10 @@ class LatencyMixin:
         """Latency dicts (proto ``Latency`` keys) per item; all submitted first, then awaited."""
         mode = mode or ctx.latency
         paths = paths or [f"candidates[{i}]" for i in range(len(items))]
-        futures: list[Any] = (self._submit_measurements(items, ctx, deadline, is_active) if mode == "measure"
-                              else [])
-        for item in items if mode != "measure" else ():
-            if not isinstance(item, Prepared):
-                futures.append(None)
-                continue
-            try:
-                futures.append(self._submit_latency(item, ctx, mode, deadline=deadline, is_active=is_active))
-            except (FailedPrecondition, ResourceExhausted):
-                # request-level conditions: the whole call fails with them
-                for f in futures:
-                    if f is not None and not isinstance(f, ServiceError):
-                        f.cancel()
-                raise
-            except ServiceError as exc:
-                futures.append(exc)
+        if mode == "measure":
+            futures = self._submit_measurements(items, ctx, deadline, is_active)
+        else:
+            futures = self._submit_each(items, ctx, mode, deadline, is_active)
         out: list[dict[str, Any] | ServiceError | None] = []
         for i, f in enumerate(futures):
             if f is None or isinstance(f, ServiceError):
@@ -131,6 +119,27 @@ class LatencyMixin:
             except Exception as exc:
                 out.append(_latency_error(exc, paths[i]))
         return out
+
+    def _submit_each(self, items: Sequence[Prepared | ServiceError], ctx: Context, mode: str,
+                     deadline: float | None, is_active: Callable[[], bool] | None) -> list[Any]:
+        """Futures (or per-item errors, or None) of predictions and cached-or-predicted answers,
+        one submission per item."""
+        futures: list[Any] = []
+        for item in items:
+            if not isinstance(item, Prepared):
+                futures.append(None)
+                continue
+            try:
+                futures.append(self._submit_latency(item, ctx, mode, deadline=deadline, is_active=is_active))
+            except (FailedPrecondition, ResourceExhausted):
+                # request-level conditions: the whole call fails with them
+                for f in futures:
+                    if f is not None and not isinstance(f, ServiceError):
+                        f.cancel()
+                raise
+            except ServiceError as exc:
+                futures.append(exc)
+        return futures
 
     def _submit_measurements(self, items: Sequence[Prepared | ServiceError], ctx: Context, deadline: float | None,
                              is_active: Callable[[], bool] | None) -> list[Any]:

@@ -418,8 +418,9 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             served = self._served(raws, ctx, detail)
             if served is not None:
                 return served
+        sized = max_bytes is not None and detail != "scalars"  # scalar answers are small: checked whole
         step = _PIPELINE_PART if self.oracle.analyze_processes > 0 else max(1, len(raws))
-        if max_bytes is not None and detail != "scalars":
+        if sized:
             step = min(step, _SIZED_PART)
         finishers = []
         out: list[tuple[bytes, bool | None]] = []
@@ -427,13 +428,15 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         for start in range(0, len(raws), step):
             items = self._prepare_all(raws[start:start + step], offset=offset + start)
             paths = [f"candidates[{offset + start + i}]" for i in range(len(items))]
-            finishers.append(self._begin_results(items, ctx, detail, paths, context))
-            if max_bytes is not None and detail != "scalars":
-                part = finishers.pop()()
-                size += sum(len(data) + 6 for data, _ in part)
-                if size > max_bytes:
-                    raise self._too_large(f"more than {size}", done=start + len(part), total=len(raws))
-                out.extend(part)
+            finish = self._begin_results(items, ctx, detail, paths, context)
+            if not sized:
+                finishers.append(finish)
+                continue
+            part = finish()
+            size += sum(len(data) + 6 for data, _ in part)  # + field tag and length
+            if size > max_bytes:
+                raise self._too_large(f"more than {size}", done=start + len(part), total=len(raws))
+            out.extend(part)
         for finish in finishers:
             out.extend(finish())
         return out

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from cost_engine.spec.base import MAX_REPEATS, MAX_RESOLUTION, FieldError, SpecError, validate
+from cost_engine.spec.base import MAX_REPEATS, MAX_RESOLUTION, FieldError, SpecError, quote, validate
 from cost_engine.spec.network import NetworkSpec
 
 #: space kind (the SweepRequest oneof name) -> families it can use
@@ -58,13 +58,13 @@ class EfficientNetCompoundSpace:
         elif len(self.phi) > MAX_AXIS:
             errors.append((f"{path}.phi", f"at most {MAX_AXIS} values, got {len(self.phi)}"))
         else:
-            errors.extend((f"{path}.phi[{i}]", f"must be a finite number in [0, {MAX_PHI:g}], got {_quote(v)}")
+            errors.extend((f"{path}.phi[{i}]", f"must be a finite number in [0, {MAX_PHI:g}], got {quote(v, 40)}")
                           for i, v in enumerate(self.phi) if not _finite(v) or not 0 <= v <= MAX_PHI)
         for f in ("target", "tolerance"):
             v = getattr(self, f)
             if not _finite(v) or v < 0 or (f == "target" and v <= 0) or v > MAX_TARGET:
                 errors.append((f"{path}.{f}", f"must be a finite number {'> 0' if f == 'target' else '>= 0'} "
-                                              f"and <= {MAX_TARGET:g}, got {_quote(v)}"))
+                                              f"and <= {MAX_TARGET:g}, got {quote(v, 40)}"))
         return errors
 
     def triples(self) -> list[tuple[float, float, float]]:
@@ -244,14 +244,9 @@ def _axes(space: Any, path: str, names: tuple[str, ...], allow_empty: bool = Fal
         hi = MAX_FACTOR[name]
         for i, v in enumerate(values):
             if not _finite(v) or not 0 < v <= hi:
-                errors.append((f"{path}.{name}[{i}]", f"must be a finite number in (0, {hi:g}], got {_quote(v)}"))
+                errors.append((f"{path}.{name}[{i}]", f"must be a finite number in (0, {hi:g}], got {quote(v, 40)}"))
     return errors
 
-
-def _quote(v: Any) -> str:
-    """A bad value as an error shows it: short, whatever the client sent."""
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _int_axis(values: tuple[int, ...], path: str) -> list[tuple[str, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cost_engine.spec.base import FieldError, Spec, SpecError
+from cost_engine.spec.base import FieldError, Spec, SpecError, quote
 
 #: built-in name -> zero-argument factory of its NetworkSpec
 BUILTINS: dict[str, Callable[[], Spec]] = {}
@@ -34,8 +34,7 @@ def resolve(candidate: Spec | str) -> Spec:
                 _CACHE[candidate] = BUILTINS[candidate]()
             return _CACHE[candidate]
         known = ", ".join(sorted(BUILTINS))
-        shown = repr(candidate) if len(candidate) <= 100 else repr(candidate[:80]) + f"... ({len(candidate)} chars)"
-        raise SpecError([FieldError("name", f"unknown built-in model {shown}; known: {known}")])
+        raise SpecError([FieldError("name", f"unknown built-in model {quote(candidate)}; known: {known}")])
     raise SpecError([FieldError("candidate", f"must be a spec or a built-in name, got {type(candidate).__name__}")])
 
 

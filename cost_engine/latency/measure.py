@@ -179,9 +179,9 @@ def measure_items(items: list[Item], resolved: LatencySettings, fp: dict[str, An
     todo = list(dict.fromkeys(it.key for it in items if it.key not in results))
     by_key = {it.key: it for it in items}
     if todo:
-        settings_id = resolved.for_block()
+        block_settings = resolved.for_block()
         refs = {k: reference_for(by_key[k].spec, by_key[k].input_shape) for k in todo}
-        anchors = {k: anchor_key(refs[k].to_dict(), settings_id, fp) for k in todo}
+        anchors = {k: anchor_key(refs[k].to_dict(), block_settings, fp) for k in todo}
         job = {
             "settings": _job_settings(resolved),
             "protocol": protocol.to_dict(),
@@ -233,17 +233,14 @@ def _learn_anchors(cache: Any, anchors: dict[str, str], refs: dict[str, Referenc
                    records: dict[str, list[dict[str, Any]]], sessions: int) -> dict[str, list[float]]:
     """Append this measurement's reference session medians to each anchor's log (one value per
     session and reference: the median of its items' reference medians); the logs after it."""
-    new: dict[str, list[float]] = {}
-    for anchor in dict.fromkeys(anchors.values()):
-        keys = [k for k in anchors if anchors[k] == anchor]
-        new[anchor] = [statistics.median(records[k][n]["ref_median_ms"] for k in keys) for n in range(sessions)]
+    by_anchor: dict[str, list[str]] = {}
+    for key, anchor in anchors.items():
+        by_anchor.setdefault(anchor, []).append(key)
     logs = {}
-    for anchor, values in new.items():
-        ref = refs[next(k for k in anchors if anchors[k] == anchor)]
-        if cache is None:
-            logs[anchor] = values
-        else:
-            logs[anchor] = BOOK.append(cache, anchor, values, {"reference": ref.to_dict()})
+    for anchor, keys in by_anchor.items():
+        values = [statistics.median(records[k][n]["ref_median_ms"] for k in keys) for n in range(sessions)]
+        logs[anchor] = values if cache is None else BOOK.append(cache, anchor, values,
+                                                               {"reference": refs[keys[0]].to_dict()})
     return logs
 
 

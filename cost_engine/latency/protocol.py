@@ -42,7 +42,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -71,8 +71,7 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Protocol:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**data)
 
 
 def median_ci(sorted_samples: list[float], z: float = 1.96) -> tuple[float, float]:
@@ -272,12 +271,6 @@ def time_paired(candidate: Callable[[], Any], reference: Callable[[], Any], prot
 
     def run_block(fn: Callable[[], Any], number: int, out: list[float], cpu: list[float] | None) -> float:
         f0 = clock.faults()
-        try:
-            return _block(fn, number, out, cpu)
-        finally:
-            block_faults[fn is candidate].append((clock.faults() - f0) / (number * max(1, protocol.pair_block)))
-
-    def _block(fn: Callable[[], Any], number: int, out: list[float], cpu: list[float] | None) -> float:
         if protocol.pair_block > 1:
             clock.time(fn, number)  # the dropped first sample of the block
         kept = []
@@ -286,6 +279,7 @@ def time_paired(candidate: Callable[[], Any], reference: Callable[[], Any], prot
             if cpu is not None:
                 cpu.append(clock.last_cpu / number * 1e3)
         out.extend(kept)
+        block_faults[fn is candidate].append((clock.faults() - f0) / (number * max(1, protocol.pair_block)))
         return block_value(kept, protocol.pair_statistic)
 
     faults0 = clock.faults()

@@ -156,7 +156,7 @@ def _runner(torch: Any, spec_dict: dict[str, Any], shape: tuple[int, ...], setti
 
 
 def _time_item(torch: Any, item: dict[str, Any], settings: Any, default_protocol: Any, device: Any,
-               references: dict[str, Any] | None = None) -> dict[str, Any]:
+               references: dict[str, Any]) -> dict[str, Any]:
     """Time one item: paired with its reference when the item names one (every measurement),
     alone otherwise (the canary). ``references`` keeps each reference built once per session."""
     from cost_engine.latency.protocol import Protocol, time_call, time_paired
@@ -170,8 +170,6 @@ def _time_item(torch: Any, item: dict[str, Any], settings: Any, default_protocol
             timing = time_call(fn, protocol, cuda_device=cuda)
         else:
             rid = json.dumps(ref, sort_keys=True)
-            if references is None:
-                references = {}
             if rid not in references:
                 references[rid] = _runner(torch, ref["spec"], tuple(ref["input_shape"]), settings, device)
             timing = time_paired(fn, references[rid], protocol, cuda_device=cuda)
@@ -207,7 +205,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("canary"):
         from cost_engine.latency.canary import canary_item
 
-        result["canary_before"] = _time_item(torch, canary_item(), settings, protocol, device)
+        result["canary_before"] = _time_item(torch, canary_item(), settings, protocol, device, {})
     references: dict[str, Any] = {}
     for item in job.get("items", []):
         try:
@@ -215,7 +213,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:  # one bad item must not lose the session's other timings
             result["items"].append({"id": item.get("id"), "error": f"{type(exc).__name__}: {exc}"})
     if job.get("canary"):
-        result["canary_after"] = _time_item(torch, canary_item(), settings, protocol, device)
+        result["canary_after"] = _time_item(torch, canary_item(), settings, protocol, device, {})
     if job.get("calibrate"):
         from cost_engine.latency.calibrate import calibrate_in_worker
 

@@ -152,6 +152,20 @@ def join_path(prefix: str, path: str) -> str:
     return prefix + path if path.startswith("[") else f"{prefix}.{path}"
 
 
+def clip(text: str, limit: int, length: int | None = None) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how long it was (``length``, default
+    its own): an error quotes what a client sent, and a client may send 8,000 characters."""
+    if len(text) <= limit:
+        return text
+    return text[:max(0, limit - 20)] + f"... ({len(text) if length is None else length} chars)"
+
+
+def quote(value: Any, limit: int = 100) -> str:
+    """A bad value as an error message shows it: its ``repr``, clipped (a string's length is
+    its own, not its repr's)."""
+    return clip(repr(value), limit, len(value) if isinstance(value, (str, bytes)) else None)
+
+
 @functools.lru_cache(maxsize=65536)
 def _validate_memo(spec: Spec, recursive: bool) -> tuple[FieldError, ...]:
     return tuple(_validate(spec, "", recursive))
