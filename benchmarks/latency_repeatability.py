@@ -16,6 +16,7 @@ each one's distance to the idle figure. Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import statistics
@@ -32,6 +33,7 @@ from latency_prediction import ofa_candidate
 from cost_engine.latency import LatencySettings, MemoryCache, fingerprint, measure
 from cost_engine.latency.anchor import BOOK
 from cost_engine.latency.anchor import estimate as anchor_estimate
+from cost_engine.latency.protocol import Protocol
 from cost_engine.latency.worker import NICE_ENV
 
 _BUSY = "import time\nwhile True:\n    pass\n"
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-sessions", type=int, default=3)
     ap.add_argument("--loads", default="0,2,1,2,0,1,2,1", help="busy processes per loaded session, cycled")
     ap.add_argument("--time-cap", type=float, default=2.0, help="candidate sampling seconds per session")
+    ap.add_argument("--pair-block", type=int, default=None,
+                    help="calls per block of the paired protocol (default: the protocol's own)")
     ap.add_argument("--candidates", default="efficientnet_b0,fasternet_t0,ofa")
     ap.add_argument("--nice", default=None, help="nice value the measurement workers ask for (default -20; "
                                                  "'off': leave it, to see the pairing alone)")
@@ -96,11 +100,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.dtype}; torch {fp['torch']}; workers at nice {os.environ.get(NICE_ENV, '-20')}; "
           f"{args.idle_sessions} idle + {args.sessions} loaded sessions per "
           f"candidate, loads {loads[:args.sessions]}; {args.time_cap} s candidate sampling per session")
+    protocol = Protocol(time_cap_s=args.time_cap)
+    if args.pair_block is not None:
+        protocol = dataclasses.replace(protocol, pair_block=args.pair_block)
+    print(f"pairing in blocks of {protocol.pair_block} call(s), block statistic {protocol.pair_statistic}")
     cache = MemoryCache()
     t0 = time.time()
     idle: dict[str, Any] = {}
     for name, c in candidates.items():
-        idle[name] = measure(c, settings, cache=cache, sessions=args.idle_sessions, time_cap_s=args.time_cap)
+        idle[name] = measure(c, settings, cache=cache, sessions=args.idle_sessions, protocol=protocol)
         r = idle[name]
         print(f"idle {name} (load {load_average()}): "
               f"raw session medians {', '.join(f'{x:.2f}' for x in r.raw_session_medians_ms)} ms; "
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         n = loads[s % len(loads)]
         with Load(n):
             for name, c in candidates.items():
-                loaded[name].append(measure(c, settings, cache=cache, sessions=1, time_cap_s=args.time_cap,
+                loaded[name].append(measure(c, settings, cache=cache, sessions=1, protocol=protocol,
                                             refresh=True))
         print(f"session {s + 1} ({n} busy, load {load_average()}): " + "; ".join(
             f"{name} raw {rs[-1].raw_median_ms:.2f} ratio {rs[-1].ratio:.4f}" for name, rs in loaded.items()))

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from costoracle.v1 import oracle_pb2
 from server.config import ServerConfig, add_arguments
+from server.gate import RequestGate
 from server.oracle import Limits, Oracle
 from server.servicer import SERVICE_NAME, CostOracleServicer, generic_handler
 
@@ -126,6 +127,8 @@ class Server:
             cause = getattr(exc, "orig", None) or exc
             raise OSError(f"cannot open the cache database {_redacted(config.db_url)}: "
                           f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}") from None
+        # measurement waits get threads of their own beyond the working ones (server/gate.py)
+        self.oracle.gate = RequestGate(config.workers, config.latency_waiters)
         self.servicer = CostOracleServicer(self.oracle, auth_required=config.token is not None,
                                            log_requests=config.log_requests)
         self.health = health.HealthServicer()
@@ -135,7 +138,8 @@ class Server:
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a silent second listener
         ]
         interceptors = [AuthInterceptor(config.token)] if config.token else []
-        self.grpc_server = grpc.server(ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+        self.grpc_server = grpc.server(ThreadPoolExecutor(max_workers=config.workers + config.latency_waiters,
+                                                          thread_name_prefix="rpc"),
                                        interceptors=interceptors, options=options)
         self.grpc_server.add_generic_rpc_handlers((generic_handler(self.servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)

@@ -28,6 +28,7 @@ ENV: dict[str, str] = {
     "max_sweep_size": "COST_ORACLE_MAX_SWEEP",
     "max_message_bytes": "COST_ORACLE_MAX_MESSAGE_BYTES",
     "max_pending_measurements": "COST_ORACLE_MAX_PENDING_MEASUREMENTS",
+    "latency_waiters": "COST_ORACLE_LATENCY_WAITERS",
     "grace_s": "COST_ORACLE_GRACE_S",
     "log_level": "COST_ORACLE_LOG_LEVEL",
     "log_requests": "COST_ORACLE_LOG_REQUESTS",
@@ -46,7 +47,9 @@ class ServerConfig:
     default below 4 cores, where the processes only compete with the server for the CPU).
     ``token``: when set, every RPC but health needs metadata ``authorization: Bearer <token>``.
     ``tls_cert``/``tls_key``: PEM files; both or neither. ``grace_s``: how long in-flight calls
-    may run after SIGTERM/SIGINT before they are cancelled.
+    may run after SIGTERM/SIGINT before they are cancelled. ``workers``: requests doing work at
+    once; ``latency_waiters``: further requests that may block on measurements at once, on threads
+    of their own, so measuring clients never starve analytic ones (``server/gate.py``).
     """
 
     host: str = "127.0.0.1"
@@ -57,6 +60,7 @@ class ServerConfig:
     max_sweep_size: int = 20_000
     max_message_bytes: int = 64 << 20
     max_pending_measurements: int = 64
+    latency_waiters: int = 64
     default_chunk_size: int = 256
     token: str | None = None
     tls_cert: str | None = None
@@ -74,7 +78,8 @@ class ServerConfig:
             out.append(f"port: must be in [0, 65535], got {self.port}")
         if not 1 <= self.workers <= 1024:
             out.append(f"workers: must be in [1, 1024], got {self.workers}")
-        for name in ("max_batch_size", "max_sweep_size", "max_pending_measurements", "default_chunk_size"):
+        for name in ("max_batch_size", "max_sweep_size", "max_pending_measurements", "latency_waiters",
+                     "default_chunk_size"):
             if getattr(self, name) < 1:
                 out.append(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.max_message_bytes < 1024:
@@ -149,7 +154,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--db-url", dest="db_url",
                         help="cache database: SQLite file path or postgresql://... "
                              f"(default under the user cache dir; ${ENV['db_url']})")
-    parser.add_argument("--workers", type=int, help=f"request threads (default {d.workers}; ${ENV['workers']})")
+    parser.add_argument("--workers", type=int,
+                        help=f"requests doing work at once (default {d.workers}; ${ENV['workers']})")
     parser.add_argument("--max-batch", dest="max_batch_size", type=int,
                         help=f"most candidates per request (default {d.max_batch_size})")
     parser.add_argument("--max-sweep", dest="max_sweep_size", type=int,
@@ -158,6 +164,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"largest request/response message (default {d.max_message_bytes})")
     parser.add_argument("--max-pending-measurements", dest="max_pending_measurements", type=int,
                         help=f"latency queue capacity (default {d.max_pending_measurements})")
+    parser.add_argument("--latency-waiters", dest="latency_waiters", type=int,
+                        help="requests that may wait on measurements at once, on threads apart from --workers "
+                             f"(default {d.latency_waiters}; ${ENV['latency_waiters']})")
     parser.add_argument("--token", help=f"require 'authorization: Bearer TOKEN' (${ENV['token']})")
     parser.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate chain (enables TLS with --tls-key)")
     parser.add_argument("--tls-key", dest="tls_key", help="PEM private key")

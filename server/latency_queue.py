@@ -34,6 +34,7 @@ from typing import Any
 from cost_engine.latency import calibrate as _calibrate
 from cost_engine.latency import measure as _measure
 from cost_engine.latency import measure_many as _measure_many
+from cost_engine.latency.admission import available_bytes, session_bytes
 from cost_engine.latency.calibrate import calibration_key
 from cost_engine.latency.fingerprint import check_device, fingerprint
 from cost_engine.latency.keys import PROTOCOL_VERSION
@@ -43,7 +44,7 @@ from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
 from server.oracle_latency import settings_id
 
-__all__ = ["MeasurementDropped", "MeasurementQueue", "QueueFull"]
+__all__ = ["MeasurementDropped", "MeasurementQueue", "QueueFull", "TooLargeForDevice"]
 
 log = logging.getLogger("cost_oracle.latency_queue")
 
@@ -57,6 +58,14 @@ class QueueFull(RuntimeError):
 
     code = "RESOURCE_EXHAUSTED"
     quota = "max_pending_measurements"
+
+
+class TooLargeForDevice(RuntimeError):
+    """A measurement the device's free memory cannot hold (gRPC: RESOURCE_EXHAUSTED); refused
+    before it is queued (``cost_engine/latency/admission.py``)."""
+
+    code = "RESOURCE_EXHAUSTED"
+    quota = "device_memory"
 
 
 class MeasurementDropped(RuntimeError):
@@ -183,6 +192,8 @@ class MeasurementQueue:
         jobs = []
         for group in groups.values():
             by_key = {k: c for k, c in group["by_key"].items() if k not in hits}
+            futures.update(self._refuse_oversized(by_key, group["settings"], group["device"]))
+            by_key = {k: c for k, c in by_key.items() if k not in futures}
             if by_key:
                 run = self._batch_runner(by_key, group["settings"])
                 jobs.append(_Job(list(by_key), group["device"], "measure", run,
@@ -190,6 +201,24 @@ class MeasurementQueue:
         if jobs:
             futures.update(self._enqueue_all(jobs, _Waiter(deadline, is_active)))
         return [futures[k] for k in keys]
+
+    @staticmethod
+    def _refuse_oversized(by_key: dict[str, Any], settings: LatencySettings, device: str) -> dict[str, Future]:
+        """Failed futures for the measurements the device's free memory cannot hold now."""
+        free = available_bytes(device)
+        if free is None:
+            return {}
+        out: dict[str, Future] = {}
+        for key, candidate in by_key.items():
+            need = session_bytes(candidate, settings)
+            if need > free:
+                fut: Future = Future()
+                fut.set_exception(TooLargeForDevice(
+                    f"measuring this candidate needs about {need / 2**30:.1f} GiB on {device} (analytic peak "
+                    f"activation and weights, with the worker's overhead), and {free / 2**30:.1f} GiB is free "
+                    "there now; lower batch_size or resolution, or ask for latency_mode PREDICT"))
+                out[key] = fut
+        return out
 
     def _batch_runner(self, by_key: dict[str, Any], settings: LatencySettings) -> Callable[[list[str]], dict[str, Any]]:
         def run(todo: list[str]) -> dict[str, Any]:

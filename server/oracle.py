@@ -37,9 +37,11 @@ from cost_engine.families import BUILTINS, resolve
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec.base import MAX_CHANNELS, SPEC_KINDS, Spec, SpecError, validate
 from cost_engine.spec.network import NetworkSpec
+from server import cancel
 from server.analysis_pool import _pool_init, _pool_job, _rebuild_error
 from server.budget import Budget, Constraint
 from server.cache import CacheRow, CostCache
+from server.cancel import checkpoint
 from server.candidates import (
     _LRU,
     LATENCY_METHODS,
@@ -56,6 +58,7 @@ from server.candidates import (
     spec_json,
 )
 from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, join_path
+from server.gate import RequestGate
 from server.oracle_latency import LatencyMixin, latency_dict
 from server.oracle_search import FilterItem, FilterOutcome, SearchMixin, SweepChunk, SweepOutcome, SweepPoint
 from server.reports import DETAILS, FIGURES, _analyze_item, serve_report
@@ -113,6 +116,8 @@ class Oracle(LatencyMixin, SearchMixin):
         self._queue = latency_queue
         self._owns_queue = latency_queue is None
         self._queue_lock = threading.Lock()
+        #: request admission (a server bounds it; in-process it is unbounded)
+        self.gate = RequestGate()
         self._reports = _LRU(report_memory)  # key -> stored report dict (parsed once)
         self._breakdowns = _LRU(256)  # (key, with by_module) -> re-derived views (and by_module)
         self._prepared = _LRU(16384)  # spec / name -> Prepared
@@ -185,6 +190,7 @@ class Oracle(LatencyMixin, SearchMixin):
     def _prepare_all(self, candidates: Sequence[Candidate], path: str) -> list[Prepared | ServiceError]:
         out: list[Prepared | ServiceError] = []
         for i, c in enumerate(candidates):
+            checkpoint()
             try:
                 out.append(self.prepare(c, f"{path}[{i}]"))
             except ServiceError as exc:
@@ -303,6 +309,10 @@ class Oracle(LatencyMixin, SearchMixin):
                 if futures is None:
                     raise RuntimeError("the analysis processes are gone")
                 computed, blobs = self._collect_pool(futures)
+            except ServiceError:  # the call is over (deadline, cancel): the jobs not yet begun are dropped
+                for f in futures or ():
+                    f.cancel()
+                raise
             except Exception:  # a broken pool (a worker killed): answer from this process, restart it later
                 log.exception("the analysis processes failed; analyzing in the server process")
                 self._drop_pool(pool)
@@ -359,17 +369,24 @@ class Oracle(LatencyMixin, SearchMixin):
         todo = set(missing)
         computed: dict[str, Any] = {}
         rows: list[CacheRow] = []
-        for item, k in zip(items, keys, strict=True):
-            if k is None or k not in todo or k in computed:
-                continue
-            assert isinstance(item, Prepared)
-            try:
-                report = _analyze_item(item, ctx).to_dict(breakdowns=False)
-            except ServiceError as exc:
-                computed[k] = exc  # paths relative to the candidate: each position prefixes its own
-                continue
-            computed[k] = report
-            rows.append(CacheRow(k, "cost", report, COST_MODEL_VERSION))
+        try:
+            for item, k in zip(items, keys, strict=True):
+                if k is None or k not in todo or k in computed:
+                    continue
+                assert isinstance(item, Prepared)
+                checkpoint()
+                try:
+                    report = _analyze_item(item, ctx).to_dict(breakdowns=False)
+                except ServiceError as exc:
+                    computed[k] = exc  # paths relative to the candidate: each position prefixes its own
+                    continue
+                computed[k] = report
+                rows.append(CacheRow(k, "cost", report, COST_MODEL_VERSION))
+        finally:  # work stopped at a deadline still keeps what it finished
+            self._store_computed(rows)
+        return computed
+
+    def _store_computed(self, rows: list[CacheRow]) -> None:
         if rows:
             written = 0
             try:
@@ -379,7 +396,6 @@ class Oracle(LatencyMixin, SearchMixin):
             for row in rows:
                 self._reports.put(row.key, row.payload)
             self._count(writes=written)
-        return computed
 
     def _submit_pool(self, pool: Any, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
                      missing: Sequence[str], ctx: Context, detail: str) -> list[Any]:
@@ -406,6 +422,7 @@ class Oracle(LatencyMixin, SearchMixin):
         blobs: dict[str, bytes] = {}
         rows: list[dict[str, Any]] = []
         for f in futures:
+            checkpoint(force=True)
             results, encoded = f.result()
             rows.extend(encoded)
             for key, status, value, extra in results:
@@ -570,6 +587,7 @@ class Oracle(LatencyMixin, SearchMixin):
         counters = {k: int(v) for k, v in s.items() if isinstance(v, int) and not isinstance(v, bool)}
         counters.update({f"oracle_{k}": v for k, v in mine.items()})
         counters["report_memory_entries"] = len(self._reports)
+        counters.update({f"work_stopped_{k}": v for k, v in cancel.stopped.items()})
         if s.get("size_bytes") is not None:
             counters["size_bytes"] = int(s["size_bytes"])
         return {

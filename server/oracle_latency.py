@@ -31,6 +31,7 @@ from server.errors import (
     ServiceError,
     join_path,
 )
+from server.gate import RequestGate
 
 __all__ = ["LatencyMixin", "latency_dict"]
 
@@ -45,6 +46,14 @@ class LatencyMixin:
     limits: Limits
     _queue: Any
     _queue_lock: threading.Lock
+    gate: RequestGate
+
+    def waiting_on(self, futures: Sequence[Any]) -> Any:
+        """Context for blocking on ``futures``: the request's work slot is lent back while any is
+        pending (``server/gate.py``); nothing when all are done (a cache hit never waits)."""
+        if all(f is None or isinstance(f, ServiceError) or f.done() for f in futures):
+            return contextlib.nullcontext()
+        return self.gate.waiting()
 
     def latency_queue(self) -> Any:
         with self._queue_lock:
@@ -107,17 +116,25 @@ class LatencyMixin:
         else:
             futures = self._submit_each(items, ctx, mode, deadline, is_active)
         out: list[dict[str, Any] | ServiceError | None] = []
-        for i, f in enumerate(futures):
-            if f is None or isinstance(f, ServiceError):
-                out.append(f)
-                continue
-            try:
-                timeout = None if deadline is None else max(0.0, deadline - time.time())
-                out.append(latency_dict(f.result(timeout=timeout)))
-            except ServiceError as exc:
-                out.append(exc)
-            except Exception as exc:
-                out.append(_latency_error(exc, paths[i]))
+        try:
+            waiting = self.waiting_on(futures)
+        except ServiceError:
+            for f in futures:
+                if f is not None and not isinstance(f, ServiceError):
+                    f.cancel()
+            raise
+        with waiting:
+            for i, f in enumerate(futures):
+                if f is None or isinstance(f, ServiceError):
+                    out.append(f)
+                    continue
+                try:
+                    timeout = None if deadline is None else max(0.0, deadline - time.time())
+                    out.append(latency_dict(f.result(timeout=timeout)))
+                except ServiceError as exc:
+                    out.append(exc)
+                except Exception as exc:
+                    out.append(_latency_error(exc, paths[i]))
         return out
 
     def _submit_each(self, items: Sequence[Prepared | ServiceError], ctx: Context, mode: str,
@@ -195,7 +212,9 @@ class LatencyMixin:
             raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
         q = self.latency_queue()
         try:
-            result = q.submit_calibration(device or "cpu", dtype, threads, refresh=refresh).result(timeout=timeout)
+            future = q.submit_calibration(device or "cpu", dtype, threads, refresh=refresh)
+            with self.waiting_on([future]):
+                result = future.result(timeout=timeout)
         except UnknownDevice as exc:
             raise FailedPrecondition(str(exc), [("device", str(exc))]) from None
         except SpecError as exc:
@@ -287,6 +306,8 @@ def _latency_error(exc: BaseException, path: str) -> ServiceError:
     if name == "QueueFull":
         return ResourceExhausted(f"the measurement queue is full ({exc}); retry later",
                                  quota="max_pending_measurements")
+    if name == "TooLargeForDevice":
+        return ResourceExhausted(str(exc), quota="device_memory")
     if name == "UnknownDevice":
         return FailedPrecondition(str(exc), [("context.device", str(exc))])
     if isinstance(exc, TimeoutError):

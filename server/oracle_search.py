@@ -194,7 +194,14 @@ class SearchMixin:
 
             def wait(futures: list[Any]) -> list[Any]:
                 timeout = None if deadline is None else max(0.0, deadline - time.time())
-                return [f.result(timeout=timeout) for f in futures]
+                try:
+                    waiting = self.waiting_on(futures)
+                except ServiceError:
+                    for f in futures:
+                        f.cancel()
+                    raise
+                with waiting:
+                    return [f.result(timeout=timeout) for f in futures]
 
             def measurer(cs: list[Any], st: Any) -> list[Any]:
                 # every measurement goes through the device's queue (one at a time, coalesced); the

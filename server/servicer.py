@@ -32,6 +32,7 @@ from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 from costoracle.v1 import spec_pb2 as spb
 from server import convert
+from server.cancel import checkpoint, note_stopped, watch
 from server.errors import Internal, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
 from server.oracle import Context, Oracle, Prepared, SweepChunk
 
@@ -318,7 +319,8 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         err: ServiceError | None = None
         try:
             self._check_request(request)
-            result = fn()
+            with self.oracle.gate.work(), watch(self._deadline(context), context.is_active):
+                result = fn()
         except ServiceError as exc:
             err = exc
         except Exception as exc:
@@ -337,14 +339,15 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         sent = 0
         try:
             self._check_request(request)
-            for msg in fn():
-                if not context.is_active():
-                    break
-                sent += 1
-                yield msg
+            with self.oracle.gate.work(), watch(self._deadline(context), context.is_active):
+                for msg in fn():
+                    checkpoint(force=True)  # the deadline or the client may have gone while it was built
+                    sent += 1
+                    yield msg
         except ServiceError as exc:
             err = exc
-        except GeneratorExit:
+        except GeneratorExit:  # gRPC closed the stream between two messages: the client is gone
+            note_stopped("cancelled")
             raise
         except Exception as exc:
             err = _unhandled(exc, method)
@@ -403,7 +406,11 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
 
     def _prepare_all(self, raws: Sequence[bytes], path: str = "candidates",
                      offset: int = 0) -> list[Prepared | ServiceError]:
-        return [self._prepare(r, f"{path}[{offset + i}]") for i, r in enumerate(raws)]
+        out: list[Prepared | ServiceError] = []
+        for i, r in enumerate(raws):
+            checkpoint()
+            out.append(self._prepare(r, f"{path}[{offset + i}]"))
+        return out
 
     def _batch(self, raws: Sequence[bytes], ctx: Context, detail: str, context: grpc.ServicerContext,
                offset: int = 0, max_bytes: int | None = None) -> list[tuple[bytes, bool | None]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from cost_engine.spec.base import MAX_REPEATS, MAX_RESOLUTION, FieldError, SpecError, quote, validate
 from cost_engine.spec.network import NetworkSpec
+from server.cancel import checkpoint
 
 #: space kind (the SweepRequest oneof name) -> families it can use
 SWEEP_FAMILIES: tuple[str, ...] = ("efficientnet_compound", "efficientnet", "mobilenet_v2", "fasternet")
@@ -205,6 +206,7 @@ class GeneratedPoint:
 def expand_space(space: Space) -> Iterator[GeneratedPoint]:
     """Every point of ``space`` in grid order (call ``space.validate()`` and bound ``size()`` first)."""
     for index, (params, label, make) in enumerate(space.points()):
+        checkpoint()
         spec: NetworkSpec | None = None
         error: SpecError | None = None
         try:

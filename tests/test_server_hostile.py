@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import grpc
 import pytest
 
 from cost_engine.latency.testing import FakeWorker
-from cost_engine.spec import ConvSpec
+from cost_engine.spec import ConvSpec, MBConvSpec
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 from costoracle.v1 import spec_pb2 as spb
@@ -406,3 +407,137 @@ def test_a_fasternet_stage_of_ten_million_blocks_is_a_field_violation(stub) -> N
     code, violations, _ = rich(err.value)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert [p for p, _ in violations] == ["fasternet.depths[0].depths[2]"]
+
+
+# -- item 7: waiting on measurements does not hold the request threads -----------------------------
+def test_measuring_clients_do_not_starve_analytic_ones(tmp_path: Path) -> None:
+    """2 work slots, 3 waiting slots, 5 measuring clients whose sessions take seconds: 3 wait
+    (on threads of their own), 2 are refused at once naming the limit, and meanwhile
+    GetServerInfo and a cached GetCost answer as on an idle server."""
+    import threading
+    import time
+
+    with FakeWorker(delay_s=1.5):
+        srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path / 'c.sqlite'}", port=0, workers=2,
+                                 latency_waiters=3))
+        channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+        try:
+            stub = oracle_pb2_grpc.CostOracleStub(channel)
+            cached = cands(1, 99)[0]
+            stub.GetCost(pb.GetCostRequest(candidate=cached, context=pb.Context(resolution=16)), timeout=30)
+            outcomes: list[Any] = []
+
+            def measure(c: pb.Candidate) -> None:
+                try:
+                    r = stub.GetCost(pb.GetCostRequest(candidate=c, context=CTX))  # no deadline
+                    outcomes.append(r.report.latency.runs)
+                except grpc.RpcError as exc:
+                    outcomes.append(exc)
+
+            threads = [threading.Thread(target=measure, args=(c,)) for c in cands(5, 50)]
+            for t in threads:
+                t.start()
+            gate = srv.oracle.gate
+            end = time.monotonic() + 60
+            while (gate.waiting_now < 3 or gate.refused < 2) and time.monotonic() < end:
+                time.sleep(0.01)
+            assert gate.waiting_now == 3 and gate.refused == 2
+            # both work slots are free while 3 requests wait: analytic calls are answered now
+            for _ in range(5):
+                assert stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=5).server_version
+                hit = stub.GetCost(pb.GetCostRequest(candidate=cached, context=pb.Context(resolution=16)),
+                                   timeout=5)
+                assert hit.report.macs > 0
+            assert gate.waiting_now >= 1  # they were still waiting during the probes
+            for t in threads:
+                t.join(120)
+        finally:
+            channel.close()
+            srv.stop(0)
+    refused = [o for o in outcomes if isinstance(o, grpc.RpcError)]
+    assert len(refused) == 2 and sorted(o for o in outcomes if not isinstance(o, grpc.RpcError))[0] > 0
+    for exc in refused:
+        assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--latency-waiters 3" in exc.details()
+
+
+# -- item 8: memory admission before a measurement is queued --------------------------------------
+def test_a_measurement_the_device_cannot_hold_is_refused_before_it_is_queued(stub) -> None:
+    big = cands(1, 64)[0]
+    big_ctx = pb.Context(resolution=4096, batch_size=64, latency=pb.LATENCY_MODE_MEASURE, threads=1)  # ~1.3 TB
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetCost(pb.GetCostRequest(candidate=big, context=big_ctx), timeout=30)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "GiB is free" in err.value.details() and "needs about" in err.value.details()
+    q = stub.GetCacheStats(pb.GetCacheStatsRequest(), timeout=10).queue
+    assert q.pending == 0 and q.in_flight == 0
+    # in a batch, only the candidate that does not fit fails; the analytic answer of it stands
+    big_ctx.resolution = 2048
+    small = convert.candidate_to_proto(BlockCandidate(ConvSpec(out_channels=4, kernel_size=1), 1))
+    resp = stub.GetCostBatch(pb.GetCostBatchRequest(candidates=[small, big], context=big_ctx), timeout=120)
+    assert resp.results[0].WhichOneof("result") == "report" and resp.results[0].report.latency.runs > 0
+    assert resp.results[1].WhichOneof("result") == "error"
+    assert resp.results[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "GiB is free" in resp.results[1].error.message
+
+
+def test_the_free_memory_override_bounds_admission(stub, monkeypatch) -> None:
+    from cost_engine.latency.admission import AVAILABLE_ENV, session_bytes
+    from cost_engine.latency.settings import LatencySettings
+
+    need = session_bytes(ConvSpec(out_channels=8), LatencySettings(threads=1, resolution=16, in_channels=8))
+    monkeypatch.setenv(AVAILABLE_ENV, str(need - 1))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetCost(pb.GetCostRequest(candidate=cands(1)[0], context=CTX), timeout=30)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    monkeypatch.setenv(AVAILABLE_ENV, str(need))
+    assert stub.GetCost(pb.GetCostRequest(candidate=cands(1)[0], context=CTX), timeout=60).report.latency.runs > 0
+
+
+# -- item 5 (rest): work stops when the call's deadline passes or its client cancels ---------------
+def _long_sweep() -> pb.SweepRequest:
+    """18,000 EfficientNet points at 100 distinct resolutions: every block cold, minutes of work."""
+    return pb.SweepRequest(multipliers=pb.MultiplierSpace(
+        family="efficientnet", width=[0.5 + 0.05 * i for i in range(30)], depth=[1.0, 1.2, 1.4, 1.6, 1.8, 2.0],
+        resolution=[64 + 2 * i for i in range(100)]), chunk_size=64)
+
+
+def _stopped(stub, reason: str) -> int:
+    return stub.GetCacheStats(pb.GetCacheStatsRequest(), timeout=10).counters[f"work_stopped_{reason}"]
+
+
+def _await_stop(stub, reason: str, before: int, within_s: float) -> float:
+    import time
+
+    t0 = time.monotonic()
+    while _stopped(stub, reason) == before:
+        assert time.monotonic() - t0 < within_s, f"the server still works {within_s} s after the call ended"
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def test_a_sweep_past_its_deadline_stops_working(stub) -> None:
+    before = _stopped(stub, "deadline")
+    with pytest.raises(grpc.RpcError) as err:
+        for _ in stub.Sweep(_long_sweep(), timeout=1.0):
+            pass
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    _await_stop(stub, "deadline", before, within_s=5.0)  # the whole sweep takes minutes
+    # and a cold unary batch past its deadline, too
+    before = _stopped(stub, "deadline")
+    many = [convert.candidate_to_proto(BlockCandidate(  # 9,000 cold blocks: about 3.5 s of analysis here
+        MBConvSpec(out_channels=8 + i % 60, kernel_size=3 + 2 * (i % 3), expand_ratio=float(3 + i % 6 // 2)),
+        8 + i // 180)) for i in range(9000)]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetCostBatch(pb.GetCostBatchRequest(candidates=many, context=pb.Context(resolution=64)), timeout=1.0)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    _await_stop(stub, "deadline", before, within_s=5.0)
+    assert stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10).server_version  # and it answers as before
+
+
+def test_a_cancelled_sweep_stops_working(stub) -> None:
+    before = _stopped(stub, "cancelled")
+    call = stub.Sweep(_long_sweep(), timeout=600)
+    next(call)  # the first chunk arrived: the server is in the middle of the sweep
+    call.cancel()
+    _await_stop(stub, "cancelled", before, within_s=5.0)
