@@ -7,13 +7,14 @@ import functools
 from cost_engine.expand import input_shape_of, network_blocks
 from cost_engine.expand.registry import expand_block
 from cost_engine.families import resolve
+from cost_engine.memo import block_memo_entries
 from cost_engine.ops import Shape
 from cost_engine.report import DTYPE_BYTES, CostReport
 from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, FieldError, Spec, SpecError
 from cost_engine.summary import Summary, summarize
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=block_memo_entries())  # bounded in bytes: cost_engine/memo.py
 def block_summary(spec: Spec, input_shape: Shape, channels_last: bool = False) -> Summary:
     """A block's summary at an input shape: computed once per process, then a dict lookup."""
     return summarize(expand_block(spec, input_shape, channels_last)[0])

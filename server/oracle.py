@@ -54,6 +54,8 @@ from server.candidates import (
     Prepared,
     _is_int,
     _memo_key,
+    approx_bytes,
+    prepared_bytes,
     spec_dict,
     spec_json,
 )
@@ -109,7 +111,7 @@ class Oracle(LatencyMixin, SearchMixin):
 
     def __init__(self, db_url: str | None = None, *, cache: CostCache | None = None, limits: Limits | None = None,
                  latency_queue: Any = None, report_memory: int = 4096, analyze_processes: int = 0,
-                 pool_threshold: int = 16):
+                 pool_threshold: int = 16, prepared_memo_bytes: int = 256 << 20, report_memo_bytes: int = 128 << 20):
         self.cache = cache if cache is not None else CostCache(db_url)
         self._owns_cache = cache is None
         self.limits = limits or Limits()
@@ -118,9 +120,10 @@ class Oracle(LatencyMixin, SearchMixin):
         self._queue_lock = threading.Lock()
         #: request admission (a server bounds it; in-process it is unbounded)
         self.gate = RequestGate()
-        self._reports = _LRU(report_memory)  # key -> stored report dict (parsed once)
-        self._breakdowns = _LRU(256)  # (key, with by_module) -> re-derived views (and by_module)
-        self._prepared = _LRU(16384)  # spec / name -> Prepared
+        # memos bounded by entries and by estimated bytes (a value can be a 2,048-block network)
+        self._reports = _LRU(report_memory, report_memo_bytes, approx_bytes)  # key -> stored report dict
+        self._breakdowns = _LRU(256, report_memo_bytes, approx_bytes)  # (key, with by_module) -> re-derived views
+        self._prepared = _LRU(16384, prepared_memo_bytes, prepared_bytes)  # spec / name -> Prepared
         self._stats_lock = threading.Lock()
         self._stats = {"hits": 0, "misses": 0, "writes": 0, "errors": 0}
         self._closed = False
@@ -587,6 +590,10 @@ class Oracle(LatencyMixin, SearchMixin):
         counters = {k: int(v) for k, v in s.items() if isinstance(v, int) and not isinstance(v, bool)}
         counters.update({f"oracle_{k}": v for k, v in mine.items()})
         counters["report_memory_entries"] = len(self._reports)
+        counters["report_memory_bytes"] = self._reports.bytes
+        counters["breakdown_memory_bytes"] = self._breakdowns.bytes
+        counters["prepared_memory_entries"] = len(self._prepared)
+        counters["prepared_memory_bytes"] = self._prepared.bytes
         counters.update({f"work_stopped_{k}": v for k, v in cancel.stopped.items()})
         if s.get("size_bytes") is not None:
             counters["size_bytes"] = int(s["size_bytes"])

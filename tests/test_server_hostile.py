@@ -541,3 +541,65 @@ def test_a_cancelled_sweep_stops_working(stub) -> None:
     next(call)  # the first chunk arrived: the server is in the middle of the sweep
     call.cancel()
     _await_stop(stub, "cancelled", before, within_s=5.0)
+
+
+# -- item 9 (rest): every memo is bounded by bytes ---------------------------------------------------
+def test_the_oracle_memos_are_bounded_by_bytes_through_grpc(tmp_path: Path) -> None:
+    from cost_engine.spec import NetworkSpec
+    from server.app import Server
+    from server.oracle import Oracle
+
+    def net(i: int) -> pb.Candidate:
+        blocks = tuple(MBConvSpec(out_channels=16 + (i + j) % 64) for j in range(512))
+        return convert.candidate_to_proto(NetworkSpec(stem=(ConvSpec(out_channels=16, stride=2),),
+                                                      stages=(blocks,), head=()))
+
+    oracle = Oracle(f"sqlite:///{tmp_path / 'c.sqlite'}", prepared_memo_bytes=1 << 20, report_memo_bytes=1 << 20)
+    srv = Server(ServerConfig(port=0), oracle=oracle).start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}", options=[("grpc.max_receive_message_length", 1 << 28)])
+    try:
+        stub = oracle_pb2_grpc.CostOracleStub(channel)
+        for i in range(12):  # ~200 KB each in the prepared memo's estimate, full breakdowns each
+            r = stub.GetCost(pb.GetCostRequest(candidate=net(i), context=pb.Context(resolution=32),
+                                               detail=pb.DETAIL_FULL), timeout=120)
+            assert r.report.macs > 0
+        # the in-process path memoizes prepared specs (the server memoizes by request bytes)
+        for i in range(12, 24):
+            oracle.cost(convert.candidate_from_proto(net(i)), detail="scalars")
+        c = stub.GetCacheStats(pb.GetCacheStatsRequest(), timeout=10).counters
+    finally:
+        channel.close()
+        srv.stop(0)
+    assert 0 < c["prepared_memory_bytes"] <= 1 << 20 and c["prepared_memory_entries"] < 12
+    assert 0 < c["report_memory_bytes"] <= 1 << 20
+    assert c["breakdown_memory_bytes"] <= 1 << 20  # one full breakdown of 512 blocks is over it: not kept
+
+
+def test_a_block_memo_entry_stays_within_the_bytes_the_budget_assumes() -> None:
+    """The engine's per-block memos are bounded by count; the count comes from a byte budget and
+    a per-entry size (cost_engine/memo.py), measured again here on blocks none has seen."""
+    import gc
+    import tracemalloc
+
+    from cost_engine.analyze import analyze, block_summary
+    from cost_engine.memo import BLOCK_ENTRY_BYTES, block_memo_entries
+    from cost_engine.spec import NetworkSpec
+
+    assert block_summary.cache_info().maxsize == block_memo_entries()
+    nets = [NetworkSpec(stem=(ConvSpec(out_channels=16, stride=2),), stages=(tuple(
+        MBConvSpec(out_channels=8 * (1 + (i + j) % 20), kernel_size=(3, 5, 7)[j % 3],
+                   expand_ratio=(3.0, 4.0, 6.0)[i % 3]) for j in range(12)),), head=()) for i in range(30)]
+    gc.collect()
+    before_entries = block_summary.cache_info().currsize
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i, n in enumerate(nets):
+            analyze(n, resolution=200 + 2 * i)  # a resolution no other test uses: every block is new
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    entries = block_summary.cache_info().currsize - before_entries
+    assert entries > 100
+    assert grown / entries <= BLOCK_ENTRY_BYTES, f"{grown / entries:.0f} bytes per block entry"

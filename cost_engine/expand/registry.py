@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from cost_engine.expand.emitter import Emitter, T
+from cost_engine.memo import block_memo_entries
 from cost_engine.ops import Op, Shape
 from cost_engine.spec.base import FieldError, Spec, SpecError
 
@@ -47,7 +48,7 @@ def expand_into(spec: Spec, em: Emitter, x: T) -> T:
     return fn(spec, em, x)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=block_memo_entries())  # bounded in bytes: cost_engine/memo.py
 def expand_block_layout(spec: Spec, input_shape: Shape, channels_last: bool = False
                         ) -> tuple[tuple[Op, ...], int, Shape, bool]:
     """:func:`expand_block` plus the memory order of the output.

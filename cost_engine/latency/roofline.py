@@ -17,6 +17,7 @@ from cost_engine.expand.network import network_blocks
 from cost_engine.expand.registry import expand_block
 from cost_engine.formulas import ACTIVATION_FLOPS, VIEWS, op_cost
 from cost_engine.latency.calibrate import Calibration
+from cost_engine.memo import block_memo_entries
 from cost_engine.ops import Shape
 from cost_engine.report import DTYPE_BYTES
 from cost_engine.spec.base import Spec
@@ -79,7 +80,7 @@ class RooflineTerms:
                              self.ops + other.ops)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=block_memo_entries())  # bounded in bytes: cost_engine/memo.py
 def block_roofline(spec: Spec, input_shape: Shape, ceilings: Ceilings, itemsize: int,
                    channels_last: bool = False) -> RooflineTerms:
     terms = RooflineTerms()

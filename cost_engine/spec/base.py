@@ -135,7 +135,10 @@ def validate(spec: Spec, path: str = "", recursive: bool = True) -> list[FieldEr
     thousands of candidates, and a server validates every candidate it is sent.
     """
     try:
-        found = _validate_memo(spec, recursive)
+        # a spec that holds specs (a network of up to thousands of blocks, ~230 KB) has a memo of
+        # its own, of 256: 65,536 of them would be gigabytes; a block's entry is a few fields
+        memo = _validate_holder_memo if _holds_specs(spec) else _validate_memo
+        found = memo(spec, recursive)
     except TypeError:  # an unhashable value smuggled into a field: validate without the memo
         found = tuple(_validate(spec, "", recursive))
     if not path:
@@ -166,8 +169,18 @@ def quote(value: Any, limit: int = 100) -> str:
     return clip(repr(value), limit, len(value) if isinstance(value, (str, bytes)) else None)
 
 
+def _holds_specs(spec: Spec) -> bool:
+    return any(isinstance(v, tuple) and v and isinstance(v[0], (Spec, tuple))
+               for v in (getattr(spec, f.name) for f in dataclasses.fields(spec)))  # type: ignore[arg-type]
+
+
 @functools.lru_cache(maxsize=65536)
 def _validate_memo(spec: Spec, recursive: bool) -> tuple[FieldError, ...]:
+    return tuple(_validate(spec, "", recursive))
+
+
+@functools.lru_cache(maxsize=256)
+def _validate_holder_memo(spec: Spec, recursive: bool) -> tuple[FieldError, ...]:
     return tuple(_validate(spec, "", recursive))
 
 
