@@ -27,7 +27,7 @@ Progress = Callable[[int, int], None]
 
 #: keyword arguments that form the request context (everything else is an error)
 CONTEXT_KEYS = ("batch_size", "resolution", "dtype", "device", "latency", "threads", "memory_format", "compile",
-                "latency_method", "cudnn_benchmark")
+                "latency_method", "cudnn_benchmark", "cold_l2", "cuda_graphs")
 
 
 @runtime_checkable
@@ -37,7 +37,7 @@ class Oracle(Protocol):
     Context keywords (all optional): ``batch_size=1``, ``resolution=None`` (the network's own),
     ``dtype="float32"``, ``device="cpu"``, ``latency`` (``False``/``"none"``, ``True``/``"measure"``,
     ``"predict"``, ``"auto"``), ``latency_method="block_table"``, ``threads``, ``memory_format``,
-    ``compile``, ``cudnn_benchmark``, ``detail`` (``"full"``, ``"totals"``, ``"scalars"``) and
+    ``compile``, ``cudnn_benchmark``, ``cold_l2``, ``cuda_graphs`` (CUDA only), ``detail`` (``"full"``, ``"totals"``, ``"scalars"``) and
     ``in_channels`` (for a standalone block spec).
     """
 

@@ -60,6 +60,8 @@ class Context:
     compile: bool = False
     latency_method: str = "block_table"
     cudnn_benchmark: bool = False
+    cold_l2: bool = False
+    cuda_graphs: bool = False
 
     def validate(self, path: str = "context") -> list[tuple[str, str]]:
         errors: list[tuple[str, str]] = []

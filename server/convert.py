@@ -348,6 +348,8 @@ def context_from_proto(msg: pb.Context, path: str = "context") -> Context:
         compile=msg.compile,
         latency_method=_enum(METHODS, msg.latency_method, f"{path}.latency_method", errors),
         cudnn_benchmark=msg.cudnn_benchmark,
+        cold_l2=msg.cold_l2,
+        cuda_graphs=msg.cuda_graphs,
     )
     if errors:  # check the other fields too, with the bad enums at their defaults
         bad = {p for p, _ in errors}
@@ -366,7 +368,7 @@ def context_to_proto(ctx: Context) -> pb.Context:
                      memory_format=_FORMAT_ENUM.get(ctx.memory_format, pb.MEMORY_FORMAT_UNSPECIFIED),
                      compile=ctx.compile, latency_method=_METHOD_ENUM.get(ctx.latency_method,
                                                                           pb.LATENCY_METHOD_UNSPECIFIED),
-                     cudnn_benchmark=ctx.cudnn_benchmark)
+                     cudnn_benchmark=ctx.cudnn_benchmark, cold_l2=ctx.cold_l2, cuda_graphs=ctx.cuda_graphs)
     if ctx.resolution is not None:
         msg.resolution = ctx.resolution
     if ctx.threads is not None:

@@ -72,7 +72,8 @@ class LatencyMixin:
             raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
         s = LatencySettings(device=ctx.device or "cpu", batch_size=ctx.batch_size, resolution=ctx.resolution,
                             dtype=ctx.dtype, threads=ctx.threads, memory_format=ctx.memory_format,
-                            compile=ctx.compile, cudnn_benchmark=ctx.cudnn_benchmark, in_channels=item.in_channels)
+                            compile=ctx.compile, cudnn_benchmark=ctx.cudnn_benchmark, in_channels=item.in_channels,
+                            l2="cold" if ctx.cold_l2 else "warm", cuda_graphs=ctx.cuda_graphs)
         try:
             s.validate()
         except SpecError as exc:

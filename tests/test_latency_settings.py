@@ -136,3 +136,67 @@ def test_fast_calls_are_batched_so_the_timer_never_dominates():
     p = Protocol(warmup_s=0.01, time_cap_s=0.05, min_sample_s=1e-3)
     r = time_call(lambda: None, p)
     assert r["number"] > 10
+
+
+def test_gpu_only_settings_are_validated_and_do_not_split_the_cpu_cache():
+    with pytest.raises(SpecError) as err:
+        LatencySettings(l2="lukewarm", cuda_graphs="yes").validate()
+    assert {e.path for e in err.value.errors} == {"l2", "cuda_graphs"}
+    cpu = LatencySettings(threads=1, in_channels=8, resolution=16)
+    # on the CPU cold L2 and CUDA graphs mean nothing: resolved to the defaults, one key
+    assert LatencySettings(threads=1, l2="cold", cuda_graphs=True).resolved().l2 == "warm"
+    assert latency_key(ConvSpec(out_channels=8), dataclasses.replace(cpu, l2="cold", cuda_graphs=True)) == \
+        latency_key(ConvSpec(out_channels=8), cpu)
+    gpu = LatencySettings(device="cuda:0", l2="cold", cuda_graphs=True).resolved()
+    assert gpu.l2 == "cold" and gpu.cuda_graphs is True
+
+
+class _FakeEvent:
+    def __init__(self, log: list[str], clock: list[float]):
+        self.log, self.clock, self.t = log, clock, 0.0
+
+    def record(self) -> None:
+        self.t = self.clock[0]
+        self.log.append("record")
+
+    def synchronize(self) -> None:
+        self.log.append("sync")
+
+    def elapsed_time(self, other: _FakeEvent) -> float:
+        return (other.t - self.t) * 1e3
+
+
+def test_cold_l2_flushes_outside_the_events_of_each_call():
+    """The CUDA clock on a stand-in for torch.cuda: with a flush, every call has its own pair of
+    events and the flush runs before the first of them, so no sample includes it."""
+    from cost_engine.latency.protocol import _CudaClock
+
+    log: list[str] = []
+    now = [0.0]
+
+    class FakeCuda:
+        @staticmethod
+        def Event(enable_timing: bool = False) -> _FakeEvent:
+            return _FakeEvent(log, now)
+
+        @staticmethod
+        def synchronize(device: object = None) -> None:
+            log.append("sync")
+
+    def flush() -> None:
+        log.append("flush")
+        now[0] += 1.0  # a flush that takes a whole second: it must not be timed
+
+    def call() -> None:
+        log.append("call")
+        now[0] += 0.001
+
+    clock = _CudaClock.__new__(_CudaClock)
+    clock.torch, clock.device, clock.flush = type("T", (), {"cuda": FakeCuda})(), None, flush
+    seconds = clock.time(call, 3)
+    assert seconds == pytest.approx(0.003)
+    assert log[:5] == ["sync", "flush", "record", "call", "record"]
+    assert log.count("flush") == 3 and log.count("call") == 3
+    clock.flush = None
+    log.clear()
+    assert clock.time(call, 3) == pytest.approx(0.003) and "flush" not in log

@@ -50,8 +50,12 @@ def test_measured_latency_is_cached_and_coalesced(server: ServerProcess) -> None
         assert lat.p10_ms <= lat.median_ms <= lat.p90_ms and lat.threads == 1 and lat.fingerprint["device"] == "cpu"
         assert a.report.sources["latency"] == pb.SOURCE_MEASURED and a.report.sources["macs"] == pb.SOURCE_ANALYTIC
     assert answers[0].report.latency.median_ms == answers[1].report.latency.median_ms
-    again = stub.GetCost(req, timeout=60).report.latency
-    assert again.cached and again.median_ms == answers[0].report.latency.median_ms
+    first = answers[0].report.latency
+    again = stub.GetCost(req, timeout=600).report.latency
+    if first.noisy:  # a 10 us conv can come out noisy: then it is not final, and is measured again
+        assert not again.cached and again.remeasured == 1
+    else:
+        assert again.cached and again.median_ms == first.median_ms
     stats = stub.GetCacheStats(pb.GetCacheStatsRequest(), timeout=60)
     assert stats.queue.done + stats.queue.coalesced >= 1 and stats.entries_by_kind["latency"] == 1
     info = stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=60)

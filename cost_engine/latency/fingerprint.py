@@ -69,9 +69,13 @@ def check_device(device: str) -> None:
 def _gpu(index: int) -> dict[str, Any]:
     import torch
 
+    from cost_engine.latency.worker import gpu_clocks
+
     props = torch.cuda.get_device_properties(index)
+    smi = gpu_clocks(index)  # the driver and the SKU's top SM clock; clocks *now* go in each result
     return {"gpu_name": props.name, "gpu_capability": f"{props.major}.{props.minor}",
-            "gpu_memory_bytes": int(props.total_memory), "gpu_sms": int(props.multi_processor_count)}
+            "gpu_memory_bytes": int(props.total_memory), "gpu_sms": int(props.multi_processor_count),
+            "gpu_driver": smi.get("driver_version"), "gpu_max_sm_clock_mhz": smi.get("clocks.max.sm")}
 
 
 def fingerprint(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:

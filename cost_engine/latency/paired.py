@@ -50,6 +50,9 @@ def session_record(timing: dict[str, Any], pid: int | None = None) -> dict[str, 
         "warmup_calls": timing["warmup_calls"],
         "warmup_steady": timing.get("warmup_steady"),
         "pid": pid,
+        # CUDA: clocks and throttle reasons read before and after the sampling (None on the CPU)
+        "throttled": timing.get("throttled"),
+        "gpu_clocks": timing.get("gpu_clocks"),
     }
 
 
@@ -89,6 +92,8 @@ def combine_paired(records: list[dict[str, Any]], anchor_ms: float, anchor_sessi
         "samples_per_session": [r["raw_runs"] for r in records],
         "pairs_per_session": [len(r["pair_ratios"]) for r in records],
         "reference_session_medians_ms": [r["ref_median_ms"] for r in records],
+        # a GPU whose clocks were throttled during a session (power, thermal): the figure says so
+        "throttled_sessions": sum(bool(r.get("throttled")) for r in records),
     }
     details.update(extra.pop("details", {}))
     result = LatencyResult(

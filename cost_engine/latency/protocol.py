@@ -14,13 +14,11 @@ The published protocol, version :data:`~cost_engine.latency.keys.PROTOCOL_VERSIO
    synchronize before reading them, so asynchronous launches are never mistaken for work done.
 4. Paired (every measurement, :func:`time_paired`): the candidate is timed in blocks that
    alternate with blocks of the device's reference network (``reference.py``), ``R C R ... C R``,
-   and each candidate block is divided by the mean of the two reference blocks around
-   it. A block's figure is the *minimum* of its kept samples (``pair_statistic``): on a host
-   with more runnable processes than cores, a 20 ms call is time-sliced, and the fastest of 4
-   calls is the one least interrupted, for the candidate and the reference alike. Measured
-   here with 2 busy processes on 2 cores, the ratio of block medians moved by up to 40% between
-   processes, the ratio of block minima by 2.5-4% (from 6 fresh processes each, EfficientNet-B0
-   and FasterNet-T0 against ResNet-18). Sampling continues until the 95% CI of the median ratio
+   and each candidate block is divided by the mean of the two reference blocks around it. By
+   default a block is one sample (``pair_block``), so the two networks alternate call by call:
+   the host's speed changes within a few calls, and only that cancels it. With longer blocks
+   a block's figure is the *minimum* of its kept samples (``pair_statistic``), the call least
+   interrupted when neighbours time-slice the core. Sampling continues until the 95% CI of the median ratio
    is within ``rel_ci`` of it, or the candidate's share of the time reaches ``time_cap_s``, or
    ``max_pairs``. Diagnostics (:func:`time_call`: the canary, calibration) sample alone until
    the CI of the median is within ``rel_ci``, ``time_cap_s`` or ``max_runs``. Which rule
@@ -59,12 +57,16 @@ class Protocol:
     max_runs: int = 20000
     rel_ci: float = 0.01
     min_sample_s: float = 2e-4
-    #: paired protocol: samples per block (the first of each is dropped), the block's statistic,
-    #: and the number of candidate blocks (each bracketed by two reference blocks)
-    pair_block: int = 5
+    #: paired protocol: samples per block (with several, the first of each is dropped), the
+    #: block's statistic, and the number of candidate blocks (each bracketed by two reference
+    #: blocks). One sample per block, R C R C ...: this host's speed changes within a few calls
+    #: (samples of one network swung 25-40 ms from one block of 4 calls to the next), and only
+    #: alternating call by call cancels a drift that fast. Measured with latency_repeatability.py
+    #: on the same day, same load pattern: worst spread 6.7% with blocks of 1, 11.9% with 5.
+    pair_block: int = 1
     pair_statistic: str = "min"
-    min_pairs: int = 6
-    max_pairs: int = 200
+    min_pairs: int = 20
+    max_pairs: int = 2000
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,21 +127,37 @@ class _CpuClock:
 
 
 class _CudaClock:
+    """CUDA events around the calls, read after a synchronize. With ``flush`` (cold L2), each
+    call gets its own pair of events and the flush runs before the first of them, so the
+    flush is never part of a sample (triton's ``do_bench`` does the same)."""
+
     last_cpu = 0.0
     now = staticmethod(time.perf_counter)
     faults = staticmethod(minor_faults)
 
-    def __init__(self, device: Any):
+    def __init__(self, device: Any, flush: Callable[[], Any] | None = None):
         import torch
 
         self.torch = torch
         self.device = device
+        self.flush = flush
 
     def time(self, fn: Callable[[], Any], number: int) -> float:
         cuda = self.torch.cuda
+        cuda.synchronize(self.device)
+        if self.flush is not None:
+            pairs = []
+            for _ in range(number):
+                self.flush()
+                start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                pairs.append((start, end))
+            pairs[-1][1].synchronize()
+            return sum(s.elapsed_time(e) for s, e in pairs) / 1e3
         start = cuda.Event(enable_timing=True)
         end = cuda.Event(enable_timing=True)
-        cuda.synchronize(self.device)
         start.record()
         for _ in range(number):
             fn()
@@ -148,10 +166,10 @@ class _CudaClock:
         return start.elapsed_time(end) / 1e3
 
 
-def _clock(clock: Any, cuda_device: Any) -> Any:
+def _clock(clock: Any, cuda_device: Any, flush: Callable[[], Any] | None = None) -> Any:
     if clock is not None:
         return clock
-    return _CudaClock(cuda_device) if cuda_device is not None else _CpuClock()
+    return _CudaClock(cuda_device, flush) if cuda_device is not None else _CpuClock()
 
 
 def _warm_up(clock: Any, fns: list[Callable[[], Any]], protocol: Protocol,
@@ -185,10 +203,12 @@ def _calls_per_sample(last_s: float, protocol: Protocol) -> int:
     return max(1, min(1000, math.ceil(protocol.min_sample_s / max(last_s, 1e-9))))
 
 
-def time_call(fn: Callable[[], Any], protocol: Protocol, cuda_device: Any = None, clock: Any = None) -> dict[str, Any]:
+def time_call(fn: Callable[[], Any], protocol: Protocol, cuda_device: Any = None, clock: Any = None,
+              flush: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Run the protocol on ``fn`` alone (a zero-argument call of the built module on its
-    input): the canary and the calibration kernels, which are diagnostics, not results."""
-    clock = _clock(clock, cuda_device)
+    input): the canary and the calibration kernels, which are diagnostics, not results.
+    ``flush``: CUDA cold-L2 mode, run before each timed call outside its events."""
+    clock = _clock(clock, cuda_device, flush)
     first = clock.time(fn, 1)
     (last,), warm_calls, warm_faults, steady = _warm_up(clock, [fn], protocol)
     number = _calls_per_sample(last, protocol)
@@ -239,7 +259,7 @@ def block_value(samples: list[float], statistic: str) -> float:
 
 
 def time_paired(candidate: Callable[[], Any], reference: Callable[[], Any], protocol: Protocol,
-                cuda_device: Any = None, clock: Any = None) -> dict[str, Any]:
+                cuda_device: Any = None, clock: Any = None, flush: Callable[[], Any] | None = None) -> dict[str, Any]:
     """The paired protocol: the candidate timed in blocks alternating with blocks of the
     device's reference network, in the same process, ``R C R C ... C R``.
 
@@ -250,9 +270,9 @@ def time_paired(candidate: Callable[[], Any], reference: Callable[[], Any], prot
     is 2x slow for a minute is 2x slow for both. The ratios are the measurement; the candidate's
     own samples are kept as the *raw* figures. Sampling stops when the median ratio's 95% CI is
     within ``rel_ci`` of it (after ``min_pairs``), at ``time_cap_s`` (the candidate's sampling
-    time; the reference's runs beside it) or at ``max_pairs``.
+    time; the reference's runs beside it) or at ``max_pairs``. ``flush``: as in :func:`time_call`.
     """
-    clock = _clock(clock, cuda_device)
+    clock = _clock(clock, cuda_device, flush)
     first = clock.time(candidate, 1)
     ref_first = clock.time(reference, 1)
     (last_c, last_r), warm_calls, warm_faults, steady = _warm_up(clock, [candidate, reference], protocol,

@@ -41,6 +41,9 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+#: L2 cache state of a CUDA measurement (see ``LatencySettings.l2``)
+L2_MODES = ("warm", "cold")
+
 @dataclass(frozen=True)
 class LatencySettings:
     """The measurement context. ``threads=None`` means "all usable cores", resolved up front."""
@@ -54,6 +57,12 @@ class LatencySettings:
     compile: bool = False
     cudnn_benchmark: bool = False
     in_channels: int | None = None
+    #: CUDA only: "cold" flushes the L2 cache before every timed call (events around the call
+    #: alone, so the flush is never timed), as triton's do_bench and nvbench's cold mode do;
+    #: "warm" times back-to-back calls. Part of the key: the two answer different questions.
+    l2: str = "warm"
+    #: CUDA only: replay the forward pass as a captured CUDA graph (launch overhead removed)
+    cuda_graphs: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LatencySettings:
@@ -85,7 +94,9 @@ class LatencySettings:
         if self.memory_format not in MEMORY_FORMATS:
             out.append(FieldError("memory_format", f"must be one of {', '.join(MEMORY_FORMATS)}, "
                                                    f"got {self.memory_format!r}"))
-        for name in ("compile", "cudnn_benchmark"):
+        if self.l2 not in L2_MODES:
+            out.append(FieldError("l2", f"must be one of {', '.join(L2_MODES)}, got {self.l2!r}"))
+        for name in ("compile", "cudnn_benchmark", "cuda_graphs"):
             if not isinstance(getattr(self, name), bool):
                 out.append(FieldError(name, f"must be true or false, got {getattr(self, name)!r}"))
         return out
@@ -97,13 +108,15 @@ class LatencySettings:
 
     def resolved(self) -> LatencySettings:
         """Validated, with defaults made explicit: device ``cuda`` -> ``cuda:0``, canonical dtype,
-        the thread count the worker will use, and ``cudnn_benchmark`` False on the CPU (it has
-        no effect there, so it must not split the cache)."""
+        the thread count the worker will use, and ``cudnn_benchmark``, ``l2`` and ``cuda_graphs``
+        at their defaults on the CPU (they have no effect there, so they must not split the cache)."""
         self.validate()
         device = "cuda:0" if self.device == "cuda" else self.device
         threads = self.threads if self.threads is not None else usable_cores()
+        cuda = device != "cpu"
         return dataclasses.replace(self, device=device, dtype=canonical_dtype(self.dtype), threads=threads,
-                                   cudnn_benchmark=self.cudnn_benchmark and device != "cpu")
+                                   cudnn_benchmark=self.cudnn_benchmark and cuda, l2=self.l2 if cuda else "warm",
+                                   cuda_graphs=self.cuda_graphs and cuda)
 
     @property
     def is_cuda(self) -> bool:

@@ -152,7 +152,57 @@ def _runner(torch: Any, spec_dict: dict[str, Any], shape: tuple[int, ...], setti
     x = torch.randn(shape, device=device, dtype=dtype)
     x = torch.where(x == 0, torch.ones_like(x), x).contiguous(memory_format=fmt)  # non-zero everywhere
     run = torch.compile(module) if settings.compile else module
+    if settings.cuda_graphs and device.type == "cuda":
+        return _graph_of(torch, lambda: run(x))
     return lambda: run(x)
+
+
+def _graph_of(torch: Any, fn: Any) -> Any:
+    """``fn`` captured as a CUDA graph (after warm-up on a side stream, as PyTorch requires;
+    compilation and cuDNN autotuning happen there, never inside a sample): replay is the call."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def _l2_flush(torch: Any, device: Any) -> Any:
+    """A call that evicts the GPU's L2 cache: writes a buffer twice its size (256 MiB when the
+    size is unknown), as triton's ``do_bench`` does."""
+    l2 = int(getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or (128 << 20))
+    buf = torch.empty(2 * l2, dtype=torch.int8, device=device)
+    return buf.zero_
+
+
+def gpu_clocks(index: int) -> dict[str, Any]:
+    """SM and memory clocks, temperature, power and the active throttle reasons now, read with
+    ``nvidia-smi`` (no NVML binding needed); empty when it cannot be read."""
+    import subprocess
+
+    fields = ("clocks.sm", "clocks.mem", "clocks.max.sm", "temperature.gpu", "power.draw",
+              "clocks_throttle_reasons.active", "driver_version")
+    try:
+        out = subprocess.run(["nvidia-smi", f"--id={index}", f"--query-gpu={','.join(fields)}",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if out.returncode != 0 or not out.stdout.strip():
+        return {}
+    values = [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")]
+    got = dict(zip(fields, values, strict=False))
+    reasons = got.get("clocks_throttle_reasons.active", "")
+    try:
+        # bit 0 is "GPU idle", not a throttle; anything else (power, thermal, sync boost...) is
+        mask = int(reasons, 16) if reasons.startswith("0x") else int(reasons or 0)
+    except ValueError:
+        mask = 0
+    return {**got, "throttled": bool(mask & ~0x1)}
 
 
 def _time_item(torch: Any, item: dict[str, Any], settings: Any, default_protocol: Any, device: Any,
@@ -162,18 +212,24 @@ def _time_item(torch: Any, item: dict[str, Any], settings: Any, default_protocol
     from cost_engine.latency.protocol import Protocol, time_call, time_paired
 
     protocol = Protocol.from_dict(item["protocol"]) if item.get("protocol") else default_protocol
-    fn = _runner(torch, item["spec"], tuple(item["input_shape"]), settings, device)
     cuda = device if device.type == "cuda" else None
+    flush = _l2_flush(torch, device) if cuda is not None and settings.l2 == "cold" else None
+    before = gpu_clocks(device.index or 0) if cuda is not None else {}
     ref = item.get("reference")
     with torch.inference_mode():
+        fn = _runner(torch, item["spec"], tuple(item["input_shape"]), settings, device)
         if ref is None:
-            timing = time_call(fn, protocol, cuda_device=cuda)
+            timing = time_call(fn, protocol, cuda_device=cuda, flush=flush)
         else:
             rid = json.dumps(ref, sort_keys=True)
             if rid not in references:
                 references[rid] = _runner(torch, ref["spec"], tuple(ref["input_shape"]), settings, device)
-            timing = time_paired(fn, references[rid], protocol, cuda_device=cuda)
+            timing = time_paired(fn, references[rid], protocol, cuda_device=cuda, flush=flush)
             timing["reference"] = ref.get("name")
+    if cuda is not None:  # clocks and throttling around the sampling, as the result reports them
+        after = gpu_clocks(device.index or 0)
+        timing["gpu_clocks"] = {"before": before, "after": after}
+        timing["throttled"] = bool(before.get("throttled") or after.get("throttled"))
     timing["id"] = item.get("id")
     timing["threads"] = torch.get_num_threads()
     return timing

@@ -96,7 +96,7 @@ COST_FIELD_PEAK_ACTIVATION_BYTES: CostField
 COST_FIELD_LATENCY_MS: CostField
 
 class Context(_message.Message):
-    __slots__ = ("batch_size", "resolution", "dtype", "device", "latency", "threads", "memory_format", "compile", "latency_method", "cudnn_benchmark")
+    __slots__ = ("batch_size", "resolution", "dtype", "device", "latency", "threads", "memory_format", "compile", "latency_method", "cudnn_benchmark", "cold_l2", "cuda_graphs")
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,8 @@ class Context(_message.Message):
     COMPILE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_METHOD_FIELD_NUMBER: _ClassVar[int]
     CUDNN_BENCHMARK_FIELD_NUMBER: _ClassVar[int]
+    COLD_L2_FIELD_NUMBER: _ClassVar[int]
+    CUDA_GRAPHS_FIELD_NUMBER: _ClassVar[int]
     batch_size: int
     resolution: int
     dtype: DType
@@ -117,7 +119,9 @@ class Context(_message.Message):
     compile: bool
     latency_method: LatencyMethod
     cudnn_benchmark: bool
-    def __init__(self, batch_size: _Optional[int] = ..., resolution: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., device: _Optional[str] = ..., latency: _Optional[_Union[LatencyMode, str]] = ..., threads: _Optional[int] = ..., memory_format: _Optional[_Union[MemoryFormat, str]] = ..., compile: _Optional[bool] = ..., latency_method: _Optional[_Union[LatencyMethod, str]] = ..., cudnn_benchmark: _Optional[bool] = ...) -> None: ...
+    cold_l2: bool
+    cuda_graphs: bool
+    def __init__(self, batch_size: _Optional[int] = ..., resolution: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., device: _Optional[str] = ..., latency: _Optional[_Union[LatencyMode, str]] = ..., threads: _Optional[int] = ..., memory_format: _Optional[_Union[MemoryFormat, str]] = ..., compile: _Optional[bool] = ..., latency_method: _Optional[_Union[LatencyMethod, str]] = ..., cudnn_benchmark: _Optional[bool] = ..., cold_l2: _Optional[bool] = ..., cuda_graphs: _Optional[bool] = ...) -> None: ...
 
 class Counts(_message.Message):
     __slots__ = ("ops", "macs", "flops", "params", "memory_access_bytes")
