@@ -268,7 +268,7 @@ class SweepCollector:
         front = set(s.pareto_front)
         points = tuple(p if p.index not in front or p.result.pareto else _with_pareto(p) for p in self.points)
         return SweepOutcome(total=self.total, points=points, feasible=tuple(s.feasible),
-                            pareto_front=tuple(s.pareto_front), measurements=s.measurements)
+                            pareto_front=tuple(s.pareto_front), measurements=s.measurements, distinct=s.distinct)
 
 
 def _with_pareto(p: Any) -> Any:

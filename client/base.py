@@ -37,7 +37,8 @@ class Oracle(Protocol):
     Context keywords (all optional): ``batch_size=1``, ``resolution=None`` (the network's own),
     ``dtype="float32"``, ``device="cpu"``, ``latency`` (``False``/``"none"``, ``True``/``"measure"``,
     ``"predict"``, ``"auto"``), ``latency_method="block_table"``, ``threads``, ``memory_format``,
-    ``compile``, ``cudnn_benchmark``, ``cold_l2``, ``cuda_graphs`` (CUDA only), ``detail`` (``"full"``, ``"totals"``, ``"scalars"``) and
+    ``compile``, ``cudnn_benchmark``, ``cold_l2``, ``cuda_graphs`` (both CUDA only),
+    ``detail`` (``"full"``, ``"totals"``, ``"scalars"``) and
     ``in_channels`` (for a standalone block spec).
     """
 
@@ -282,10 +283,11 @@ def filter_outcome(out: Any) -> FilterOutcome:
 
 def sweep_point(p: Any) -> SweepPoint:
     spec = p.spec.to_dict() if p.spec is not None and hasattr(p.spec, "to_dict") else p.spec
-    return SweepPoint(index=p.index, params=dict(p.params), label=p.label, result=filter_result(p.result), spec=spec)
+    return SweepPoint(index=p.index, params=dict(p.params), label=p.label, result=filter_result(p.result), spec=spec,
+                      duplicate_of=getattr(p, "duplicate_of", None))
 
 
 def sweep_outcome(out: Any) -> SweepOutcome:
     return SweepOutcome(total=out.total, points=tuple(sweep_point(p) for p in out.points),
                         feasible=tuple(out.feasible), pareto_front=tuple(out.pareto_front),
-                        measurements=out.measurements)
+                        measurements=out.measurements, distinct=getattr(out, "distinct", 0))

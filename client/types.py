@@ -267,21 +267,26 @@ class SweepPoint:
     label: str
     result: FilterResult
     spec: dict[str, Any] | None = None
+    #: index of an earlier point that generates the same network (never on the Pareto front)
+    duplicate_of: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "params": dict(self.params), "label": self.label,
                                **{k: v for k, v in self.result.to_dict().items() if k != "index"}}
         if self.spec is not None:
             out["spec"] = self.spec
+        if self.duplicate_of is not None:
+            out["duplicate_of"] = self.duplicate_of
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SweepPoint:
         index = int(data.get("index", 0))
-        verdict = {k: v for k, v in data.items() if k not in ("params", "label", "spec")}
+        verdict = {k: v for k, v in data.items() if k not in ("params", "label", "spec", "duplicate_of")}
+        dup = data.get("duplicate_of")
         return cls(index=index, params={str(k): float(v) for k, v in (data.get("params") or {}).items()},
                    label=str(data.get("label", "")), result=FilterResult.from_dict(verdict),
-                   spec=data.get("spec"))
+                   spec=data.get("spec"), duplicate_of=None if dup is None else int(dup))
 
 
 @dataclass(frozen=True)
@@ -293,11 +298,13 @@ class SweepOutcome:
     feasible: tuple[int, ...]
     pareto_front: tuple[int, ...] = ()
     measurements: int = 0
+    #: distinct networks among the points (``total`` minus the points marked ``duplicate_of``)
+    distinct: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"total": self.total, "points": [p.to_dict() for p in self.points],
                 "feasible": list(self.feasible), "pareto_front": list(self.pareto_front),
-                "measurements": self.measurements}
+                "measurements": self.measurements, "distinct": self.distinct}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SweepOutcome:
@@ -305,7 +312,7 @@ class SweepOutcome:
                    points=tuple(SweepPoint.from_dict(p) for p in data.get("points", ())),
                    feasible=tuple(int(i) for i in data.get("feasible", ())),
                    pareto_front=tuple(int(i) for i in data.get("pareto_front", ())),
-                   measurements=int(data.get("measurements", 0)))
+                   measurements=int(data.get("measurements", 0)), distinct=int(data.get("distinct", 0)))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from cost_engine.families import resolve
 from cost_engine.memo import block_memo_entries
 from cost_engine.ops import Shape
 from cost_engine.report import DTYPE_BYTES, CostReport
-from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, FieldError, Spec, SpecError
+from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, FieldError, Spec, SpecError, validate
 from cost_engine.summary import Summary, summarize
 
 
@@ -29,7 +29,8 @@ def check_context(batch_size: int, resolution: int | None, dtype: str, in_channe
         errors.append(FieldError("resolution", f"must be an integer in [1, {MAX_RESOLUTION}], got {resolution!r}"))
     if dtype not in DTYPE_BYTES:
         errors.append(FieldError("dtype", f"must be one of {', '.join(DTYPE_BYTES)}; got {dtype!r}"))
-    if in_channels is not None and not 1 <= in_channels <= MAX_CHANNELS:
+    if in_channels is not None and (isinstance(in_channels, bool) or not isinstance(in_channels, int)
+                                    or not 1 <= in_channels <= MAX_CHANNELS):
         errors.append(FieldError("in_channels", f"must be in [1, {MAX_CHANNELS}], got {in_channels!r}"))
     if errors:
         raise SpecError(errors)
@@ -44,6 +45,9 @@ def analyze(candidate: Spec | str, *, batch_size: int = 1, resolution: int | Non
     """
     check_context(batch_size, resolution, dtype, in_channels)
     spec = resolve(candidate)
+    problems = validate(spec)  # memoized per spec: a search loop's repeats cost a lookup
+    if problems:
+        raise SpecError(problems)
     shape = input_shape_of(spec, batch_size, resolution, in_channels)
     total = Summary()
     placed = network_blocks(spec, shape)

@@ -21,8 +21,14 @@ want="$(cat pyproject.toml | sha256sum | cut -c1-16) $TORCH_SPEC"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
+# the first install takes a minute or two: say what is happening (on stderr, so output stays clean)
+say() { echo "install: $*" >&2; }
+say "setting up ./.venv (first run only; later runs start at once)"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+say "installing $TORCH_SPEC"
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install -q $TORCH_SPEC
+say "installing the oracle${extras:+ with its $extras tools} and its dependencies"
 .venv/bin/python -m pip install -q -e ".$extras"
 echo "$want" > "$stamp"
+say "done"

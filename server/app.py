@@ -101,6 +101,24 @@ class AuthInterceptor(grpc.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
 
 
+#: grpcurl and newer tools ask for reflection v1 first; grpcio-reflection ships v1alpha only
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _serve_reflection(names: tuple[str, ...], server: grpc.Server) -> None:
+    """Server reflection under both ``grpc.reflection.v1alpha`` and ``grpc.reflection.v1``. The two
+    protocols have the same messages field for field (v1 only renamed the package), so the one
+    v1alpha servicer answers both, its messages read and written as the same bytes."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    servicer = reflection.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo, request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)}),))
+
+
 def _address(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
@@ -143,8 +161,8 @@ class Server:
                                        interceptors=interceptors, options=options)
         self.grpc_server.add_generic_rpc_handlers((generic_handler(self.servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.grpc_server)
+        _serve_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1),
+                          self.grpc_server)
         addr = _address(config.host, config.port)
         try:
             if config.tls_cert:

@@ -581,21 +581,26 @@ def sweep_point_to_proto(p: SweepPoint, msg: pb.SweepPoint | None = None) -> pb.
         _fill(m.spec, to_dict(p.spec))
     filter_item_to_proto(p.result, m.result)
     m.label = p.label
+    if p.duplicate_of is not None:
+        m.duplicate_of = p.duplicate_of
     return m
 
 
 def sweep_point_from_proto(m: pb.SweepPoint) -> SweepPoint:
     spec = network_from_proto(m.spec, "spec") if m.HasField("spec") else None
-    return SweepPoint(m.index, dict(m.params), m.label, spec, filter_item_from_proto(m.result))
+    return SweepPoint(m.index, dict(m.params), m.label, spec, filter_item_from_proto(m.result),
+                      m.duplicate_of if m.HasField("duplicate_of") else None)
 
 
 def space_from_proto(msg: pb.SweepRequest) -> Space:
     which = msg.WhichOneof("space")
     if which == "efficientnet_compound":
         s = msg.efficientnet_compound
-        return EfficientNetCompoundSpace(alpha=tuple(s.alpha), beta=tuple(s.beta), gamma=tuple(s.gamma),
-                                         phi=tuple(s.phi), target=s.target if s.HasField("target") else 2.0,
-                                         tolerance=s.tolerance if s.HasField("tolerance") else 0.1)
+        d = EfficientNetCompoundSpace()  # an empty axis takes EfficientNet's own (1.2, 1.1, 1.15), as the CLI
+        return EfficientNetCompoundSpace(alpha=tuple(s.alpha) or d.alpha, beta=tuple(s.beta) or d.beta,
+                                         gamma=tuple(s.gamma) or d.gamma, phi=tuple(s.phi),
+                                         target=s.target if s.HasField("target") else d.target,
+                                         tolerance=s.tolerance if s.HasField("tolerance") else d.tolerance)
     if which == "multipliers":
         s = msg.multipliers
         return MultiplierSpace(family=s.family or "efficientnet", width=tuple(s.width), depth=tuple(s.depth),
@@ -646,7 +651,9 @@ def info_to_proto(info: Mapping[str, Any], limits: Limits | None = None) -> pb.G
                                  latency_protocol_version=info.get("latency_protocol_version", ""),
                                  spec_kinds=info["spec_kinds"], builtins=info["builtins"],
                                  sweep_families=info["sweep_families"], auth_required=bool(info.get("auth_required")),
-                                 cache_backend=info.get("cache_backend", ""))
+                                 cache_backend=info.get("cache_backend", ""),
+                                 activations=info.get("activations", []))
+    m.activation_aliases.update(info.get("activation_aliases", {}))
     m.versions.update({k: str(v) for k, v in info["versions"].items()})
     for d in info["devices"]:
         m.devices.add(name=d["name"], fingerprint={k: str(v) for k, v in d["fingerprint"].items()})

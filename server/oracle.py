@@ -35,7 +35,7 @@ from typing import Any
 
 from cost_engine.families import BUILTINS, resolve
 from cost_engine.report import COST_MODEL_VERSION
-from cost_engine.spec.base import MAX_CHANNELS, SPEC_KINDS, Spec, SpecError, validate
+from cost_engine.spec.base import ACTIVATION_ALIASES, ACTIVATIONS, MAX_CHANNELS, SPEC_KINDS, Spec, SpecError, validate
 from cost_engine.spec.network import NetworkSpec
 from server import cancel
 from server.analysis_pool import _pool_init, _pool_job, _rebuild_error
@@ -567,6 +567,8 @@ class Oracle(LatencyMixin, SearchMixin):
             "spec_kinds": sorted(SPEC_KINDS),
             "builtins": sorted(BUILTINS),
             "sweep_families": list(SWEEP_FAMILIES),
+            "activations": list(ACTIVATIONS),
+            "activation_aliases": dict(ACTIVATION_ALIASES),
             "auth_required": False,
             "cache_backend": self.cache.backend,
             "queue": self.queue_stats(),

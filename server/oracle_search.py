@@ -65,6 +65,8 @@ class SweepPoint:
     label: str
     spec: NetworkSpec | None
     result: FilterItem
+    #: the index of an earlier point that generates the same network (same cache key), if any
+    duplicate_of: int | None = None
 
 
 @dataclass
@@ -74,6 +76,8 @@ class SweepOutcome:
     feasible: list[int]
     pareto_front: list[int]
     measurements: int
+    #: distinct networks among the points (grids of multipliers often round to the same one)
+    distinct: int = 0
 
 
 @dataclass
@@ -284,6 +288,8 @@ class SearchMixin:
         all_results: list[FilterItem] = []
         measurements = 0
         pending: list[Any] = []
+        first_of: dict[str, int] = {}  # cache key -> the first point that generates it
+        duplicates: set[int] = set()
 
         def run(batch: list[Any]) -> SweepChunk:
             nonlocal measurements
@@ -302,8 +308,16 @@ class SearchMixin:
                                            deadline=deadline, is_active=is_active)
             measurements += outcome.measurements
             all_results.extend(outcome.results)
-            points = [SweepPoint(pt.index, pt.params, pt.label, pt.spec if include_specs else None, r)
-                      for pt, r in zip(batch, outcome.results, strict=True)]
+            points = []
+            for pt, item, r in zip(batch, items, outcome.results, strict=True):
+                dup = None
+                if isinstance(item, Prepared):
+                    dup = first_of.setdefault(item.key(ctx), pt.index)
+                    if dup == pt.index:
+                        dup = None
+                    else:
+                        duplicates.add(pt.index)
+                points.append(SweepPoint(pt.index, pt.params, pt.label, pt.spec if include_specs else None, r, dup))
             return SweepChunk(total, points)
 
         for pt in expand_space(space):
@@ -313,8 +327,10 @@ class SearchMixin:
                 pending = []
         if pending:
             yield run(pending)
-        front_idx = self.front(all_results, pareto) if pareto else []
-        yield SweepOutcome(total, [], [r.index for r in all_results if r.feasible], front_idx, measurements)
+        # the front over distinct networks: a duplicate point is the same network again
+        front_idx = self.front([r for r in all_results if r.index not in duplicates], pareto) if pareto else []
+        yield SweepOutcome(total, [], [r.index for r in all_results if r.feasible], front_idx, measurements,
+                           distinct=len(all_results) - len(duplicates))
 
     def sweep(self, space: Space, budget: Budget | None = None, context: Context | None = None, *,
               pareto: Sequence[str] = (), include_reports: bool = False, include_specs: bool = False,

@@ -675,7 +675,8 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                     yield self._check_size(resp)
                 else:
                     yield pb.SweepResponse(total=part.total, done=True, feasible=part.feasible,
-                                           pareto_front=part.pareto_front, measurements=part.measurements)
+                                           pareto_front=part.pareto_front, measurements=part.measurements,
+                                           distinct=part.distinct)
 
         return self._stream("Sweep", request, context, run)
 

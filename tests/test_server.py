@@ -398,6 +398,16 @@ def test_info_stats_health_reflection(server: ServerProcess) -> None:
     services = {s.name for s in answers[0].list_services_response.service}
     assert {"costoracle.v1.CostOracle", "grpc.health.v1.Health"} <= services
     assert answers[1].file_descriptor_response.file_descriptor_proto
+    assert "grpc.reflection.v1.ServerReflection" in services
+    # reflection v1 (what grpcurl asks first): the same messages under the renamed package
+    v1 = ch.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                          request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                          response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    answers = list(v1(iter(req), timeout=60))
+    assert {"costoracle.v1.CostOracle", "grpc.health.v1.Health"} <= {
+        s.name for s in answers[0].list_services_response.service}
+    assert answers[1].file_descriptor_response.file_descriptor_proto
+    assert {"swish", "identity"} <= set(info.activation_aliases) and "silu" in info.activations
 
 
 # -- auth and TLS -------------------------------------------------------------------------------

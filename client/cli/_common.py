@@ -201,7 +201,42 @@ def load_spec_file(path: str, flag: str = "--spec") -> Any:
     data = parse_json(read_text(path, flag), flag)
     if not isinstance(data, (dict, str)):
         raise UsageError(flag, f"must hold a JSON object (a spec with a 'kind') or a name, got {type(data).__name__}")
+    if isinstance(data, dict) and "kind" not in data and data.keys() & {"builtin", "network", "block"}:
+        return _from_proto_json(data, flag)
     return data
+
+
+#: the fields of the proto ``Candidate`` message as proto-JSON writes them (what a gRPC user sends)
+_PROTO_CANDIDATE = {"builtin", "network", "block", "in_channels", "inChannels"}
+
+
+def _from_proto_json(data: dict[str, Any], flag: str) -> Any:
+    """A candidate written in the proto-JSON form of ``costoracle.v1.Candidate`` (``{"network":
+    {"stages": [{"blocks": [{"mbconv": {...}}]}]}}``), read with protobuf's own JSON parser and
+    turned into the spec format (``{"kind": "network", "stages": [[{"kind": "mbconv", ...}]]}``)."""
+    from google.protobuf import json_format
+
+    from costoracle.v1 import spec_pb2
+    from server.convert import candidate_from_proto
+    from server.errors import ServiceError
+
+    if not data.keys() <= _PROTO_CANDIDATE:
+        extra = ", ".join(sorted(data.keys() - _PROTO_CANDIDATE))
+        raise UsageError(flag, f"looks like a proto-JSON Candidate but has other keys ({extra}); a spec file is "
+                               "either that or a spec object tagged with \"kind\" (see cost-oracle spec NAME)")
+    try:
+        msg = json_format.ParseDict(data, spec_pb2.Candidate())
+        cand = candidate_from_proto(msg)
+    except json_format.ParseError as exc:
+        raise UsageError(flag, f"not a valid proto-JSON Candidate: {str(exc)[:300]}") from None
+    except ServiceError as exc:
+        raise UsageError(flag, "; ".join(f"{p}: {r}" for p, r in exc.violations) or exc.message) from None
+    if isinstance(cand, str):
+        return cand
+    block = getattr(cand, "block", None)
+    if block is not None:
+        return {"spec": block.to_dict(), "in_channels": cand.in_channels}
+    return cand.to_dict()
 
 
 def parse_json(text: str, flag: str) -> Any:
@@ -243,7 +278,8 @@ def load_candidates(path: str, flag: str = "candidates") -> list[Any]:
 # -- output -------------------------------------------------------------------------------------
 def emit_json(obj: Any, out: Any = None, *, indent: int | None = 2) -> None:
     out = out or sys.stdout
-    json.dump(obj, out, indent=indent, sort_keys=False, allow_nan=False, default=_jsonable)
+    # sorted keys: the in-process and the --server output of one query are then byte-identical
+    json.dump(obj, out, indent=indent, sort_keys=True, allow_nan=False, default=_jsonable)
     out.write("\n")
 
 
@@ -349,4 +385,4 @@ class Progress:
 
 def iter_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     for r in rows:
-        yield json.dumps(r, allow_nan=False, default=_jsonable)
+        yield json.dumps(r, sort_keys=True, allow_nan=False, default=_jsonable)

@@ -16,13 +16,15 @@ def verdict_header(param_names: Sequence[str] = (), *, label: bool = True) -> li
 
 
 def verdict_row(r: FilterResult, label: str | None = None, params: dict[str, float] | None = None,
-                param_names: Sequence[str] = ()) -> list[Any]:
+                param_names: Sequence[str] = (), *, pareto: bool = True) -> list[Any]:
+    """``pareto``: whether a front was computed (without ``--pareto`` the column says ``-``,
+    not a misleading "no")."""
     row: list[Any] = [r.index]
     if label is not None:
         row.append(label)
     row.extend(_param(params or {}, n) for n in param_names)
     rep = r.report
-    row.extend([r.feasible, r.pareto, r.decided_by])
+    row.extend([r.feasible, r.pareto if pareto else "-", r.decided_by])
     row.extend(getattr(rep, f) if rep is not None else None for f in FIGURES)
     lat = rep.latency if rep is not None else None
     row.append(lat.median_ms if lat is not None else None)
@@ -30,6 +32,13 @@ def verdict_row(r: FilterResult, label: str | None = None, params: dict[str, flo
     row.append(" ".join(_over(c) for c in r.constraints if c.value > 0))
     row.append("; ".join(r.error.lines()) if r.error is not None else "")
     return row
+
+
+def front_summary(front: Sequence[int], pareto: Sequence[str]) -> str:
+    """The summary line's Pareto part: the front's indices, or that none was asked for."""
+    if not pareto:
+        return "Pareto front not computed (ask with --pareto)"
+    return f"Pareto front over {','.join(pareto)}: {list(front)}"
 
 
 def _param(params: dict[str, float], name: str) -> Any:

@@ -30,7 +30,7 @@ from client.cli._common import (
     table,
     write_csv,
 )
-from client.cli._results import report_item_errors, verdict_header, verdict_row
+from client.cli._results import front_summary, report_item_errors, verdict_header, verdict_row
 
 
 def register(sub: Any) -> None:
@@ -63,13 +63,14 @@ def run(args: argparse.Namespace) -> int:
         d["results"] = [r.to_dict() for r in results]
         emit_json({"budget": budget.to_dict(), "pareto_fields": list(pareto), **d})
         return EXIT_FAILED if failed else 0
-    rows = [verdict_row(r, labels[r.index]) for r in results]
+    rows = [verdict_row(r, labels[r.index], pareto=bool(pareto)) for r in results]
     if args.format == "csv":
         write_csv(rows, verdict_header())
     else:
         table(rows, verdict_header())
         sys.stdout.write(f"{len(outcome.results)} candidates, {len(outcome.feasible)} within budget, "
-                         f"Pareto front {list(outcome.pareto_front)}, {outcome.measurements} latency measurements\n")
+                         f"{front_summary(outcome.pareto_front, pareto)}, "
+                         f"{outcome.measurements} latency measurements\n")
     return EXIT_FAILED if failed else 0
 
 

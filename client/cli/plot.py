@@ -40,6 +40,12 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from client.plot import axis_name, plot_sweep
 
+    try:  # before any sweep runs: a missing optional dependency is said first, with its fix
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("plot", "needs matplotlib, an optional dependency: install the 'plot' extra "
+                                 "(.venv/bin/pip install -e '.[plot]', or pip install matplotlib)") from None
+
     for flag in ("x", "y"):
         try:
             axis_name(getattr(args, flag))
@@ -65,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(f"wrote {drawn['out']}: {drawn['points']} points, {drawn['feasible']} within budget, "
                      f"Pareto front of {len(drawn['front'])}\n")
     if args.json:
-        sys.stdout.write(json.dumps(drawn) + "\n")
+        sys.stdout.write(json.dumps(drawn, sort_keys=True) + "\n")
     return 0

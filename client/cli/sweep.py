@@ -31,7 +31,7 @@ from client.cli._common import (
     table,
     write_csv,
 )
-from client.cli._results import param_names, report_item_errors, verdict_header, verdict_row
+from client.cli._results import front_summary, param_names, report_item_errors, verdict_header, verdict_row
 from client.cli.spaces import add_space_args, space_from_args, space_to_dict
 
 
@@ -85,11 +85,15 @@ def run(args: argparse.Namespace) -> int:
         emit_json(d)
         return EXIT_FAILED if failed else 0
     names = param_names(points)
-    rows = [verdict_row(p.result, p.label, p.params, names) for p in points]
+    pareto = pareto_from_args(args)
+    rows = [verdict_row(p.result, p.label, p.params, names, pareto=bool(pareto)) for p in points]
     if args.format == "csv":
         write_csv(rows, verdict_header(names))
     else:
         table([r[:1] + r[2:] for r in rows], [h for h in verdict_header(names) if h != "label"])
-        sys.stdout.write(f"{outcome.total} points, {len(outcome.feasible)} within budget, "
-                         f"Pareto front {list(outcome.pareto_front)}, {outcome.measurements} latency measurements\n")
+        collapsed = outcome.total - outcome.distinct
+        sys.stdout.write(f"{outcome.total} points ({outcome.distinct} distinct networks, {collapsed} collapsed into "
+                         f"an earlier point's), {len(outcome.feasible)} within budget, "
+                         f"{front_summary(outcome.pareto_front, pareto)}, "
+                         f"{outcome.measurements} latency measurements\n")
     return EXIT_FAILED if failed else 0

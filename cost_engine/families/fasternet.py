@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cost_engine.families import builtin
 from cost_engine.families.efficientnet import checked
-from cost_engine.spec.base import ACTIVATIONS, MAX_CHANNELS, FieldError, SpecError, validate
+from cost_engine.spec.base import ACTIVATIONS, MAX_CHANNELS, FieldError, SpecError, canonical_act, validate
 from cost_engine.spec.blocks import ConvSpec, FasterNetBlockSpec, LinearSpec, PoolSpec
 from cost_engine.spec.network import NetworkSpec
 
@@ -38,7 +38,7 @@ def fasternet(embed_dim: int = 40, depths: tuple[int, ...] = (1, 2, 8, 2), n_div
         errors.append(FieldError("embed_dim", f"must be >= 1 with the last stage ({widest}) at most {MAX_CHANNELS}"))
     if not 1 <= n_div <= embed_dim:
         errors.append(FieldError("n_div", f"must be in [1, embed_dim={embed_dim}], got {n_div}"))
-    if act not in ACTIVATIONS:
+    if canonical_act(act) not in ACTIVATIONS:
         errors.append(FieldError("act", f"must be one of {', '.join(ACTIVATIONS)}; got {act!r}"))
     block = FasterNetBlockSpec(n_div=n_div, mlp_ratio=mlp_ratio, kernel_size=kernel_size, act=act, forward=forward)
     # the block's fields are this function's parameters of the same names: report them once

@@ -30,7 +30,14 @@ MAX_TOKENS = 65536
 MAX_HEADS = 256
 
 ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "tanh", "none")
+#: other names for an activation, accepted wherever a spec is built (Python, JSON, gRPC) and
+#: stored under the canonical name, so ``act="swish"`` and ``act="silu"`` are one cache key
 ACTIVATION_ALIASES = {"swish": "silu", "identity": "none"}
+
+
+def canonical_act(name: Any) -> Any:
+    """The canonical activation name for ``name`` (unchanged when it is not an alias)."""
+    return ACTIVATION_ALIASES.get(name, name) if isinstance(name, str) else name
 
 
 class FieldError(NamedTuple):
@@ -68,6 +75,13 @@ def join(path: str, name: str | int) -> str:
 
 class Spec:
     """Base of every spec dataclass; ``kind`` is the tag used in JSON and in the gRPC oneof."""
+
+    def __post_init__(self) -> None:
+        # activation aliases become the canonical name (fields listed once per class, at register)
+        for name in getattr(type(self), "_act_fields", ()):
+            value = getattr(self, name)
+            if value in ACTIVATION_ALIASES:
+                object.__setattr__(self, name, ACTIVATION_ALIASES[value])
 
     kind: ClassVar[str] = ""
 
@@ -120,6 +134,8 @@ def register(kind: str) -> Callable[[S], S]:
         if kind in SPEC_KINDS:
             raise ValueError(f"spec kind {kind!r} registered twice")
         cls.kind = kind  # type: ignore[attr-defined]
+        cls._act_fields = tuple(f.name for f in dataclasses.fields(cls)  # type: ignore[attr-defined]
+                                if f.metadata.get("choices") is ACTIVATIONS)
         _memoize_hash(cls)
         SPEC_KINDS[kind] = cls  # type: ignore[assignment]
         return cls
@@ -218,8 +234,9 @@ def _check_value(value: Any, meta: Mapping[str, Any], path: str, recursive: bool
         return []
     if isinstance(value, str):
         choices = meta.get("choices")
-        if choices and value not in choices:
-            return [FieldError(path, f"must be one of {', '.join(choices)}; got {value!r}")]
+        if choices and value not in choices and canonical_act(value) not in choices:
+            aliases = f" (or {', '.join(ACTIVATION_ALIASES)})" if choices is ACTIVATIONS else ""
+            return [FieldError(path, f"must be one of {', '.join(choices)}{aliases}; got {quote(value, 40)}")]
     return []
 
 
@@ -266,7 +283,17 @@ def _parse_spec(data: Any, path: str, expected: type[Spec] | None, errors: list[
         cls: type[Spec] | None = expected
     elif not isinstance(kind, str) or kind not in SPEC_KINDS:
         known = ", ".join(sorted(SPEC_KINDS))
-        errors.append(FieldError(join(path, "kind"), f"unknown spec kind {kind!r}; known: {known}"))
+        if kind is None:
+            hint = ""
+            if data.keys() & {"network", "block", "builtin"}:
+                hint = (" (this looks like the proto-JSON Candidate form; a spec is the object itself, e.g. "
+                        "{\"kind\": \"network\", \"stages\": [[{\"kind\": \"mbconv\", ...}]], ...})")
+            elif "stages" in data:
+                hint = " (a network: add \"kind\": \"network\")"
+            errors.append(FieldError(join(path, "kind"), f"is missing: every spec object is tagged with its kind, "
+                                                         f"one of {known}{hint}"))
+        else:
+            errors.append(FieldError(join(path, "kind"), f"unknown spec kind {quote(kind, 60)}; known: {known}"))
         return None
     else:
         cls = SPEC_KINDS[kind]

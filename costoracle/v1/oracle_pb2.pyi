@@ -538,7 +538,7 @@ class SweepRequest(_message.Message):
     def __init__(self, efficientnet_compound: _Optional[_Union[EfficientNetCompoundSpace, _Mapping]] = ..., multipliers: _Optional[_Union[MultiplierSpace, _Mapping]] = ..., fasternet: _Optional[_Union[FasterNetSpace, _Mapping]] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., pareto_fields: _Optional[_Iterable[_Union[CostField, str]]] = ..., include_reports: _Optional[bool] = ..., detail: _Optional[_Union[Detail, str]] = ..., include_specs: _Optional[bool] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class SweepPoint(_message.Message):
-    __slots__ = ("index", "params", "spec", "result", "label")
+    __slots__ = ("index", "params", "spec", "result", "label", "duplicate_of")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -551,28 +551,32 @@ class SweepPoint(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
     index: int
     params: _containers.ScalarMap[str, float]
     spec: _spec_pb2.NetworkSpec
     result: FilterResult
     label: str
-    def __init__(self, index: _Optional[int] = ..., params: _Optional[_Mapping[str, float]] = ..., spec: _Optional[_Union[_spec_pb2.NetworkSpec, _Mapping]] = ..., result: _Optional[_Union[FilterResult, _Mapping]] = ..., label: _Optional[str] = ...) -> None: ...
+    duplicate_of: int
+    def __init__(self, index: _Optional[int] = ..., params: _Optional[_Mapping[str, float]] = ..., spec: _Optional[_Union[_spec_pb2.NetworkSpec, _Mapping]] = ..., result: _Optional[_Union[FilterResult, _Mapping]] = ..., label: _Optional[str] = ..., duplicate_of: _Optional[int] = ...) -> None: ...
 
 class SweepResponse(_message.Message):
-    __slots__ = ("total", "points", "done", "feasible", "pareto_front", "measurements")
+    __slots__ = ("total", "points", "done", "feasible", "pareto_front", "measurements", "distinct")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     FEASIBLE_FIELD_NUMBER: _ClassVar[int]
     PARETO_FRONT_FIELD_NUMBER: _ClassVar[int]
     MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_FIELD_NUMBER: _ClassVar[int]
     total: int
     points: _containers.RepeatedCompositeFieldContainer[SweepPoint]
     done: bool
     feasible: _containers.RepeatedScalarFieldContainer[int]
     pareto_front: _containers.RepeatedScalarFieldContainer[int]
     measurements: int
-    def __init__(self, total: _Optional[int] = ..., points: _Optional[_Iterable[_Union[SweepPoint, _Mapping]]] = ..., done: _Optional[bool] = ..., feasible: _Optional[_Iterable[int]] = ..., pareto_front: _Optional[_Iterable[int]] = ..., measurements: _Optional[int] = ...) -> None: ...
+    distinct: int
+    def __init__(self, total: _Optional[int] = ..., points: _Optional[_Iterable[_Union[SweepPoint, _Mapping]]] = ..., done: _Optional[bool] = ..., feasible: _Optional[_Iterable[int]] = ..., pareto_front: _Optional[_Iterable[int]] = ..., measurements: _Optional[int] = ..., distinct: _Optional[int] = ...) -> None: ...
 
 class GetServerInfoRequest(_message.Message):
     __slots__ = ()
@@ -608,8 +612,15 @@ class Limits(_message.Message):
     def __init__(self, max_batch_size: _Optional[int] = ..., max_sweep_size: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_pending_measurements: _Optional[int] = ..., default_chunk_size: _Optional[int] = ...) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("server_version", "cost_model_version", "latency_protocol_version", "versions", "devices", "limits", "spec_kinds", "builtins", "sweep_families", "auth_required", "cache_backend", "queue")
+    __slots__ = ("server_version", "cost_model_version", "latency_protocol_version", "versions", "devices", "limits", "spec_kinds", "builtins", "sweep_families", "auth_required", "cache_backend", "queue", "activations", "activation_aliases")
     class VersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ActivationAliasesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -628,6 +639,8 @@ class GetServerInfoResponse(_message.Message):
     AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     CACHE_BACKEND_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_ALIASES_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     cost_model_version: str
     latency_protocol_version: str
@@ -640,7 +653,9 @@ class GetServerInfoResponse(_message.Message):
     auth_required: bool
     cache_backend: str
     queue: QueueStats
-    def __init__(self, server_version: _Optional[str] = ..., cost_model_version: _Optional[str] = ..., latency_protocol_version: _Optional[str] = ..., versions: _Optional[_Mapping[str, str]] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., spec_kinds: _Optional[_Iterable[str]] = ..., builtins: _Optional[_Iterable[str]] = ..., sweep_families: _Optional[_Iterable[str]] = ..., auth_required: _Optional[bool] = ..., cache_backend: _Optional[str] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ...) -> None: ...
+    activations: _containers.RepeatedScalarFieldContainer[str]
+    activation_aliases: _containers.ScalarMap[str, str]
+    def __init__(self, server_version: _Optional[str] = ..., cost_model_version: _Optional[str] = ..., latency_protocol_version: _Optional[str] = ..., versions: _Optional[_Mapping[str, str]] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., spec_kinds: _Optional[_Iterable[str]] = ..., builtins: _Optional[_Iterable[str]] = ..., sweep_families: _Optional[_Iterable[str]] = ..., auth_required: _Optional[bool] = ..., cache_backend: _Optional[str] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., activations: _Optional[_Iterable[str]] = ..., activation_aliases: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class QueueStats(_message.Message):
     __slots__ = ("pending", "in_flight", "done", "coalesced", "dropped", "cache_hits", "failed", "max_pending", "devices", "worker_restarts")

@@ -1,0 +1,185 @@
+"""What a newcomer meets in the first hour (issue 12), through the public surfaces: the Python API,
+the CLI (a subprocess, as a user runs it) and gRPC."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import jsonschema
+import pytest
+from test_cli import ROOT, assert_clean_failure, ok_json, run_cli
+
+import cost_engine
+from client import InProcessOracle, InvalidArgument
+from cost_engine.families import BUILTINS, resolve
+from cost_engine.spec import ConvSpec, MBConvSpec, SpecError, from_dict, to_dict
+from cost_engine.spec.schema import json_schema
+from costoracle.v1 import oracle_pb2 as pb
+from costoracle.v1 import oracle_pb2_grpc
+from server import convert
+from server.app import start
+from server.config import ServerConfig
+from server.oracle import BlockCandidate
+
+
+@pytest.fixture(scope="module")
+def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oracle_pb2_grpc.CostOracleStub]:
+    srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path_factory.mktemp('fh') / 'c.sqlite'}", port=0))
+    channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+    try:
+        yield oracle_pb2_grpc.CostOracleStub(channel)
+    finally:
+        channel.close()
+        srv.stop(0)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "cache.sqlite"
+
+
+# -- 1. analyze validates, as every other entry point does ----------------------------------------
+@pytest.mark.parametrize("block, field", [(MBConvSpec(24, kernel_size=4), "kernel_size"),
+                                          (ConvSpec(32, act="relux"), "act")])
+def test_analyze_refuses_what_the_server_refuses_with_the_same_field(tmp_path: Path, block, field: str) -> None:
+    with pytest.raises(SpecError) as err:
+        cost_engine.analyze(block, resolution=32, in_channels=16)
+    assert [e.path for e in err.value.errors] == [field]
+    with InProcessOracle(f"sqlite:///{tmp_path / 'c.sqlite'}") as oracle, pytest.raises(InvalidArgument) as remote:
+        oracle.cost(block, resolution=32, in_channels=16)
+    assert any(v.field.endswith(field) for v in remote.value.violations)
+
+
+# -- 2. activation aliases, accepted everywhere and listed by GetServerInfo ----------------------------
+def test_activation_aliases_are_one_cache_key_on_every_surface(stub, db: Path, tmp_path: Path) -> None:
+    silu = cost_engine.analyze(ConvSpec(32, act="silu"), resolution=32, in_channels=3).to_dict()
+    assert cost_engine.analyze(ConvSpec(32, act="swish"), resolution=32, in_channels=3).to_dict() == silu
+    assert from_dict({"kind": "conv", "out_channels": 8, "act": "identity"}).act == "none"
+    keys = []
+    for act in ("silu", "swish"):
+        cand = convert.candidate_to_proto(BlockCandidate(ConvSpec(32, act=act), 3))
+        keys.append(stub.GetCost(pb.GetCostRequest(candidate=cand, context=pb.Context(resolution=32)),
+                                 timeout=30).report.cache_key)
+    assert keys[0] == keys[1]
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"spec": {"kind": "conv", "out_channels": 32, "act": "swish"}, "in_channels": 3}))
+    out = ok_json(run_cli("cost", "--spec", str(spec), "--resolution", "32", "--json", "--detail", "scalars", db=db))
+    assert out["cache_key"] == keys[0]
+    info = stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=30)
+    assert dict(info.activation_aliases) == {"swish": "silu", "identity": "none"} and "hardswish" in info.activations
+
+
+# -- 3 and 5. sweeps: duplicates collapse by cache key; the RPC has the CLI's compound defaults ---------
+COMPOUND = ("--phi", "0..3", "--alpha", "1.1..1.3:0.05", "--beta", "1.05..1.2:0.05", "--gamma", "1.1..1.2:0.05",
+            "--max-macs", "2G")
+
+
+def test_a_sweep_front_never_lists_one_network_twice(db: Path) -> None:
+    out = ok_json(run_cli("sweep", "efficientnet", *COMPOUND, "--pareto", "macs,params", "--format", "json", db=db))
+    points = {p["index"]: p for p in out["points"]}
+    dups = [p for p in points.values() if p.get("duplicate_of") is not None]
+    assert dups and out["distinct"] == out["total"] - len(dups)
+    front = out["pareto_front"]
+    assert front and not any(points[i].get("duplicate_of") is not None for i in front)
+    keys = [points[i]["report"]["cache_key"] if "cache_key" in points[i].get("report", {}) else None for i in front]
+    assert len(set(json.dumps(points[i]["params"]) for i in front)) == len(front)
+    assert None in keys or len(set(keys)) == len(keys)
+    table = run_cli("sweep", "efficientnet", *COMPOUND, "--pareto", "macs,params", db=db)
+    assert table.returncode == 0 and f"{out['distinct']} distinct networks" in table.stdout
+
+
+def test_the_sweep_rpc_defaults_its_compound_bases_like_the_cli(stub) -> None:
+    msgs = list(stub.Sweep(pb.SweepRequest(efficientnet_compound=pb.EfficientNetCompoundSpace(phi=[0, 1])),
+                           timeout=120))
+    points = [p for m in msgs for p in m.points]
+    assert msgs[-1].done and msgs[-1].total == 2 and msgs[-1].distinct == 2
+    assert {round(p.params["alpha"], 6) for p in points} == {1.2}
+    assert {round(p.params["beta"], 6) for p in points} == {1.1}
+
+
+# -- 4. a Pareto column without --pareto says it was not computed ---------------------------------------
+def test_without_pareto_the_front_is_not_computed_not_empty(db: Path) -> None:
+    names = "mobilenet_v2\nshufflenet_v2_x0_5\n"
+    proc = run_cli("filter", "-", "--max-macs", "1G", db=db, stdin=names)
+    assert proc.returncode == 0, proc.stderr
+    assert "Pareto front not computed" in proc.stdout and "Pareto front []" not in proc.stdout
+    assert " no " not in proc.stdout.splitlines()[2]  # the pareto column says "-", not "no"
+    proc = run_cli("filter", "-", "--max-macs", "1G", "--pareto", "macs,params", db=db, stdin=names)
+    assert "Pareto front over macs,params: [" in proc.stdout
+
+
+# -- 6. the spec format: schema, built-in specs that round-trip, proto-JSON, a missing kind ---------------
+def readme_json_examples() -> list[dict]:
+    text = (ROOT / "README.md").read_text()
+    blocks = text.split("```json\n")[1:]
+    return [json.loads(b.split("```", 1)[0]) for b in blocks]
+
+
+def test_the_schema_accepts_every_builtin_and_the_readme_examples_and_refuses_bad_ones(db: Path) -> None:
+    proc = run_cli("schema", db=db)
+    schema = ok_json(proc)
+    assert schema == json_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for name in sorted(BUILTINS):
+        assert not list(validator.iter_errors(to_dict(resolve(name)))), name
+    examples = readme_json_examples()
+    assert len(examples) >= 2
+    for ex in examples:
+        spec = ex.get("spec", ex)
+        assert not list(validator.iter_errors(spec)), ex
+        from_dict(spec)  # and the engine reads it
+    assert list(validator.iter_errors({"kind": "mbconv", "out_channels": 0}))
+    assert list(validator.iter_errors({"kind": "conv", "out_channels": 8, "act": "relux"}))
+    assert list(validator.iter_errors({"out_channels": 8}))
+
+
+def test_spec_name_round_trips_to_the_same_cache_key(db: Path, tmp_path: Path) -> None:
+    proc = run_cli("spec", "fasternet_t0", db=db)
+    assert proc.returncode == 0, proc.stderr
+    f = tmp_path / "t0.json"
+    f.write_text(proc.stdout)
+    by_file = ok_json(run_cli("cost", "--spec", str(f), "--json", "--detail", "scalars", db=db))
+    by_name = ok_json(run_cli("cost", "fasternet_t0", "--json", "--detail", "scalars", db=db))
+    assert by_file["cache_key"] == by_name["cache_key"] and by_name["cache_hit"] is True
+    assert_clean_failure(run_cli("spec", "fasternet_t9", db=db), "name", "fasternet_t0")
+
+
+def test_proto_json_candidates_are_read_and_a_missing_kind_is_named(db: Path, tmp_path: Path) -> None:
+    net = {"kind": "network", "resolution": 64, "stem": [{"kind": "conv", "out_channels": 16, "stride": 2}],
+           "stages": [[{"kind": "mbconv", "out_channels": 24, "kernel_size": 5}]],
+           "head": [{"kind": "pool", "mode": "global_avg", "flatten": True}, {"kind": "linear", "out_features": 10}]}
+    proto_json = {"network": {"resolution": 64, "stem": [{"conv": {"outChannels": 16, "stride": 2}}],
+                              "stages": [{"blocks": [{"mbconv": {"outChannels": 24, "kernelSize": 5}}]}],
+                              "head": [{"pool": {"mode": "global_avg", "flatten": True}},
+                                       {"linear": {"outFeatures": 10}}]}}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(net))
+    b.write_text(json.dumps(proto_json))
+    ra = ok_json(run_cli("cost", "--spec", str(a), "--json", "--detail", "scalars", db=db))
+    rb = ok_json(run_cli("cost", "--spec", str(b), "--json", "--detail", "scalars", db=db))
+    assert ra["cache_key"] == rb["cache_key"] and ra["macs"] == rb["macs"] > 0
+    no_kind = tmp_path / "c.json"
+    no_kind.write_text(json.dumps({k: v for k, v in net.items() if k != "kind"}))
+    assert_clean_failure(run_cli("cost", "--spec", str(no_kind), db=db), "kind", "is missing", '"kind": "network"')
+
+
+# -- 10. a missing optional dependency names its extra ----------------------------------------------------
+def test_plot_without_matplotlib_names_the_extra(db: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "site"
+    (fake / "matplotlib").mkdir(parents=True)
+    (fake / "matplotlib" / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    proc = run_cli("plot", "fasternet", "--n-div", "2,4", "--out", str(tmp_path / "p.png"), db=db,
+                   env={"PYTHONPATH": str(fake)})
+    assert_clean_failure(proc, "matplotlib", "'plot' extra")
+    assert not (tmp_path / "p.png").exists()
+
+
+# -- 17. JSON output with sorted keys (in-process and --server print the same bytes) -------------------------
+def test_cli_json_keys_are_sorted(db: Path) -> None:
+    proc = run_cli("cost", "mobilenet_v2", "--resolution", "96", "--json", "--detail", "scalars", db=db)
+    keys = list(json.loads(proc.stdout))
+    assert keys == sorted(keys)
