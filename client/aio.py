@@ -89,6 +89,27 @@ class AsyncRemoteOracle(wire.RemoteBase):
                 answered.extend(wire.batch_item(r, start + j) for j, r in enumerate(resp.results))
         return wire.merge(prepared, answered)
 
+    async def iter_cost(self, candidates: Iterable[Any], *, chunk_size: int | None = None,
+                        progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
+                        stream: bool = True, **kw: Any) -> AsyncIterator[tuple[int, CostResult | ItemError]]:
+        """(index, result) pairs in input order, as :meth:`client.remote.RemoteOracle.iter_cost`
+        (``async for i, r in oracle.iter_cost(...)``)."""
+        results = await self.cost_many(candidates, chunk_size=chunk_size if stream else None, progress=progress,
+                                       timeout=timeout, **kw)
+        for i, r in enumerate(results):
+            yield i, r
+
+    async def health(self, *, timeout: float = 3.0) -> bool:
+        """Whether the server's standard health service says SERVING (never raises)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        try:
+            reply = await health_pb2_grpc.HealthStub(self._channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except self._grpc.RpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
     # -- budgets and sweeps ------------------------------------------------------------------
     async def filter(self, candidates: Iterable[Any], budget: Any, pareto: Sequence[str] | str | None = None, *,
                      include_reports: bool = False, timeout: float | None = None, **kw: Any) -> FilterOutcome:

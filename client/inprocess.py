@@ -9,7 +9,7 @@ candidate one side computed is a cache hit on the other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from client.base import (
@@ -75,6 +75,19 @@ class InProcessOracle:
             if progress is not None:
                 progress(len(answered) + len(parts.errors), parts.total)
         return merge_costs(parts, answered)
+
+    def iter_cost(self, candidates: Iterable[Any], *, chunk_size: int | None = None, progress: Any = None,
+                  stream: bool = True, **kw: Any) -> Iterator[tuple[int, CostResult | ItemError]]:
+        """(index, result) pairs in input order, as the remote clients' ``iter_cost``."""
+        yield from enumerate(self.cost_many(candidates, chunk_size=chunk_size, progress=progress, **kw))
+
+    def health(self, *, timeout: float = 3.0) -> bool:
+        """Whether this oracle can answer: its cache database is reachable (never raises)."""
+        try:
+            self._core.cache.stats()
+        except Exception:
+            return False
+        return True
 
     # -- budgets and sweeps ------------------------------------------------------------------
     def filter(self, candidates: Iterable[Any], budget: Any, pareto: Sequence[str] | str | None = None, *,

@@ -87,7 +87,8 @@ class RemoteOracle(wire.RemoteBase):
     def iter_cost(self, candidates: Iterable[Any], *, chunk_size: int | None = None,
                   progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
                   stream: bool = True, **kw: Any) -> Iterator[tuple[int, CostResult | ItemError]]:
-        """(index, result) pairs as they arrive, in input order."""
+        """(index, result) pairs in input order, once the batch is answered (streamed from the server in
+        chunks when ``stream``; ``progress`` follows the chunks)."""
         from costoracle.v1 import oracle_pb2 as pb
 
         context, detail, in_channels = wire.context_and_detail(dict(kw))

@@ -270,8 +270,14 @@ class SweepPoint:
     #: index of an earlier point that generates the same network (never on the Pareto front)
     duplicate_of: int | None = None
 
+    @property
+    def point(self) -> dict[str, float]:
+        """The grid coordinates (``params`` is their older name; in a report it is a parameter count)."""
+        return self.params
+
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"index": self.index, "params": dict(self.params), "label": self.label,
+        # "point": the grid coordinates (not "params", which in a report is a parameter count)
+        out: dict[str, Any] = {"index": self.index, "point": dict(self.params), "label": self.label,
                                **{k: v for k, v in self.result.to_dict().items() if k != "index"}}
         if self.spec is not None:
             out["spec"] = self.spec
@@ -282,9 +288,10 @@ class SweepPoint:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SweepPoint:
         index = int(data.get("index", 0))
-        verdict = {k: v for k, v in data.items() if k not in ("params", "label", "spec", "duplicate_of")}
+        verdict = {k: v for k, v in data.items() if k not in ("point", "params", "label", "spec", "duplicate_of")}
         dup = data.get("duplicate_of")
-        return cls(index=index, params={str(k): float(v) for k, v in (data.get("params") or {}).items()},
+        coords = data.get("point", data.get("params")) or {}  # "params": the name before it was "point"
+        return cls(index=index, params={str(k): float(v) for k, v in coords.items()},
                    label=str(data.get("label", "")), result=FilterResult.from_dict(verdict),
                    spec=data.get("spec"), duplicate_of=None if dup is None else int(dup))
 

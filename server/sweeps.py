@@ -86,7 +86,10 @@ class EfficientNetCompoundSpace:
         for a, b, g in self.triples():
             for phi in self.phi:
                 params = {"phi": phi, "alpha": a, "beta": b, "gamma": g}
-                yield params, _label(params), (lambda phi=phi, a=a, b=b, g=g: efficientnet_compound(phi, a, b, g))
+                # the multipliers and resolution the coordinates produce, beside them (not in the label)
+                derived = {"width": b**phi, "depth": a**phi, "resolution": float(round(BASE_RESOLUTION * g**phi))}
+                yield ({**params, **derived}, _label(params),
+                       (lambda phi=phi, a=a, b=b, g=g: efficientnet_compound(phi, a, b, g)))
 
 
 @dataclass(frozen=True)

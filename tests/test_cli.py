@@ -247,7 +247,7 @@ def test_sweep_fasternet_grid_matches_the_family_and_the_budget(db: Path) -> Non
     assert out["total"] == 6 and len(out["points"]) == 6
     feasible = []
     for p in out["points"]:
-        params = p["params"]
+        params = p["point"]
         spec = fasternet(40, (1, 2, 8, 2), n_div=int(params["n_div"]), mlp_ratio=params["mlp_ratio"], act="gelu",
                          resolution=64)
         rep = cost_engine.analyze(spec)
@@ -272,10 +272,10 @@ def test_sweep_efficientnet_compound_grid_keeps_the_flops_constraint(db: Path) -
     triples = {(a, b, g) for a in (1.1, 1.2, 1.3) for b in (1.05, 1.1, 1.15) for g in (1.1, 1.15, 1.2)
                if abs(a * b * b * g * g - 2.0) <= 0.1}
     assert out["total"] == 2 * len(triples) > 0
-    seen = {(p["params"]["alpha"], p["params"]["beta"], p["params"]["gamma"]) for p in out["points"]}
+    seen = {(p["point"]["alpha"], p["point"]["beta"], p["point"]["gamma"]) for p in out["points"]}
     assert {tuple(round(x, 6) for x in t) for t in seen} == {tuple(round(x, 6) for x in t) for t in triples}
     b0 = cost_engine.analyze("efficientnet_b0").macs
-    assert all(p["report"]["macs"] == b0 for p in out["points"] if p["params"]["phi"] == 0)
+    assert all(p["report"]["macs"] == b0 for p in out["points"] if p["point"]["phi"] == 0)
 
 
 def _png_size(path: Path) -> tuple[int, int]:

@@ -85,7 +85,7 @@ def test_a_sweep_front_never_lists_one_network_twice(db: Path) -> None:
     front = out["pareto_front"]
     assert front and not any(points[i].get("duplicate_of") is not None for i in front)
     keys = [points[i]["report"]["cache_key"] if "cache_key" in points[i].get("report", {}) else None for i in front]
-    assert len(set(json.dumps(points[i]["params"]) for i in front)) == len(front)
+    assert len(set(json.dumps(points[i]["point"]) for i in front)) == len(front)
     assert None in keys or len(set(keys)) == len(keys)
     table = run_cli("sweep", "efficientnet", *COMPOUND, "--pareto", "macs,params", db=db)
     assert table.returncode == 0 and f"{out['distinct']} distinct networks" in table.stdout
@@ -183,3 +183,69 @@ def test_cli_json_keys_are_sorted(db: Path) -> None:
     proc = run_cli("cost", "mobilenet_v2", "--resolution", "96", "--json", "--detail", "scalars", db=db)
     keys = list(json.loads(proc.stdout))
     assert keys == sorted(keys)
+
+
+# -- 11. one API: the same public methods on the sync, asyncio and in-process clients -------------------
+def test_the_three_clients_have_the_same_methods(tmp_path: Path) -> None:
+    import asyncio
+    import inspect
+
+    from client import AsyncRemoteOracle, RemoteOracle
+
+    def public(cls: type) -> set[str]:
+        return {n for n, v in vars(cls).items() if not n.startswith("_") and callable(v)} | {
+            n for c in cls.__mro__[1:-1] for n, v in vars(c).items() if not n.startswith("_") and callable(v)}
+
+    sync, aio, local = public(RemoteOracle), public(AsyncRemoteOracle), public(InProcessOracle)
+    assert sync == aio == local, (sync ^ aio, sync ^ local)
+    for name in sync - {"close"}:
+        fn = getattr(AsyncRemoteOracle, name)
+        assert inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn), name
+
+    srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path / 'c.sqlite'}", port=0))
+    try:
+        async def ask() -> tuple[bool, list]:
+            async with AsyncRemoteOracle(f"127.0.0.1:{srv.port}") as oracle:
+                return await oracle.health(), [(i, r.macs) async for i, r in oracle.iter_cost(
+                    ["mobilenet_v2", "resnet18"], resolution=64, detail="scalars")]
+
+        healthy, pairs = asyncio.run(ask())
+    finally:
+        srv.stop(0)
+    with InProcessOracle(f"sqlite:///{tmp_path / 'c.sqlite'}") as oracle:
+        assert oracle.health()
+        local_pairs = [(i, r.macs) for i, r in oracle.iter_cost(["mobilenet_v2", "resnet18"], resolution=64,
+                                                                 detail="scalars")]
+    assert healthy and pairs == local_pairs and [i for i, _ in pairs] == [0, 1]
+
+
+# -- 14. cache stats say what they count; rows can be pruned by kind, version and age ----------------------
+def test_cache_stats_explain_and_prune_deletes_what_it_names(db: Path) -> None:
+    for name in ("mobilenet_v2", "resnet18"):
+        ok_json(run_cli("cost", name, "--resolution", "64", "--json", "--detail", "scalars", db=db))
+    stats = run_cli("cache", "stats", db=db)
+    assert "what it counts" in stats.stdout and "lookups that reached the store" in stats.stdout
+    assert_clean_failure(run_cli("cache", "prune", db=db), "prune", "--kind")
+    assert_clean_failure(run_cli("cache", "prune", "--older-than", "-1", db=db), "--older-than")
+    dry = run_cli("cache", "prune", "--kind", "cost", "--dry-run", db=db)
+    assert dry.returncode == 0 and "would delete 2 row(s)" in dry.stdout
+    assert "deleted 0 row(s)" in run_cli("cache", "prune", "--older-than", "1", db=db).stdout  # written just now
+    assert "deleted 0 row(s)" in run_cli("cache", "prune", "--version", "no-such-version", db=db).stdout
+    assert "deleted 2 row(s); 0 in the cache now" in run_cli("cache", "prune", "--kind", "cost", db=db).stdout
+    again = ok_json(run_cli("cost", "resnet18", "--resolution", "64", "--json", "--detail", "scalars", db=db))
+    assert again["cache_hit"] is False  # it was really gone
+
+
+# -- 13. a compound sweep shows the multipliers and resolution it produces; coordinates are "point" ----------
+def test_compound_sweep_points_carry_the_derived_figures(db: Path) -> None:
+    out = ok_json(run_cli("sweep", "efficientnet", "--phi", "0,1,2", "--format", "json", db=db))
+    for p in out["points"]:
+        pt = p["point"]
+        assert "params" not in p or isinstance(p.get("params"), int)  # never the coordinates
+        assert pt["width"] == pytest.approx(pt["beta"] ** pt["phi"])
+        assert pt["depth"] == pytest.approx(pt["alpha"] ** pt["phi"])
+        assert pt["resolution"] == round(224 * pt["gamma"] ** pt["phi"])
+        assert p["report"]["input_shape"][-1] == pt["resolution"]
+    csv_out = run_cli("sweep", "efficientnet", "--phi", "0,1", "--format", "csv", db=db)
+    header = csv_out.stdout.splitlines()[0].split(",")
+    assert {"phi", "width", "depth", "resolution"} <= set(header)

@@ -254,6 +254,11 @@ class _LRU:
     def after_fork(self) -> None:
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.bytes = 0
+
 
 #: Per-process counters reported by stats().
 _COUNTERS = ("hits", "misses", "memory_hits", "written", "duplicate", "corrupt", "retries")
@@ -610,6 +615,34 @@ class CostCache:
             return int(pages) * int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
         path = Path(str(self.url.database))
         return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+    def prune(self, *, kind: str | None = None, version: str | None = None, older_than_s: float | None = None,
+              everything: bool = False, dry_run: bool = False) -> int:
+        """Delete the rows matching every criterion given (``kind``; ``version``: rows written under
+        that version, e.g. one a new cost model made unreachable, see ``stats()["rows_by_version"]``;
+        ``older_than_s``: written that long ago or more), or all rows with ``everything``. Returns the rows deleted
+        (with ``dry_run``: that would be). Raises ValueError when no criterion is given."""
+        if not everything and kind is None and version is None and older_than_s is None:
+            raise ValueError("name what to prune (kind, version, age) or ask for everything")
+        t = cache_table
+        where = []
+        if kind is not None:
+            where.append(t.c.kind == kind)
+        if version is not None:
+            where.append(t.c.cost_model_version == version)
+        if older_than_s is not None:
+            where.append(t.c.created_at <= time.time() - older_than_s)
+        self._check_open()
+
+        def run(conn: Connection) -> int:
+            if dry_run:
+                return int(conn.execute(select(func.count()).select_from(t).where(*where)).scalar_one())
+            return int(conn.execute(delete(t).where(*where)).rowcount or 0)
+
+        n = self._write_tx(run)
+        if not dry_run:
+            self._lru.clear()  # no deleted row may still be served from memory
+        return n
 
     def iter_rows(self, kind: str | None = None, batch: int = 1000) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
         """Every verified row as (key, kind, version, payload), for maintenance and checks."""
