@@ -10,12 +10,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT}"
 PY="${PYTHON:-python}"
 if [ -x "$ROOT/.venv/bin/python" ] && [ -z "${PYTHON:-}" ]; then PY="$ROOT/.venv/bin/python"; fi
-# google/rpc/status.proto ships with googleapis-common-protos; the well-known types with grpc_tools
-GOOGLEAPIS="$("$PY" -c 'import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))')"
+# google/rpc/status.proto is shipped in proto/google/rpc (a verbatim copy from googleapis, so
+# proto/ is self-contained for any language; its Python code comes from googleapis-common-protos);
+# the well-known types (google/protobuf/any.proto) ship with every protoc, here grpc_tools'
 WKT="$("$PY" -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')"
 mkdir -p "$OUT/costoracle/v1"
 cd "$ROOT/proto"
-"$PY" -m grpc_tools.protoc -I . -I "$GOOGLEAPIS" -I "$WKT" \
+"$PY" -m grpc_tools.protoc -I . -I "$WKT" \
   --python_out="$OUT" --pyi_out="$OUT" --grpc_python_out="$OUT" \
   costoracle/v1/*.proto
 # the .pyi stubs are generated text too: keep ruff off them (pyproject excludes only *_pb2*.py)

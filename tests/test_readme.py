@@ -25,7 +25,8 @@ from server.app import start
 from server.config import ServerConfig
 
 README = ROOT / "README.md"
-SETUP = ("scripts/serve.sh", "scripts/test.sh", "scripts/install.sh", "COST_ORACLE_TORCH=", "docker")
+SETUP = ("scripts/serve.sh", "scripts/test.sh", "scripts/install.sh", "COST_ORACLE_TORCH=", "docker",
+         "cd examples/node")  # the last: run against a server by tests/test_examples_node.py
 
 
 def fenced(lang: str) -> list[tuple[int, str]]:
