@@ -30,7 +30,7 @@ from costoracle.v1 import spec_pb2 as spb
 from server import wire as _wire
 from server.budget import Budget
 from server.candidates import spec_json
-from server.errors import InvalidArgument, ServiceError, from_status, join_path, translate_path
+from server.errors import InvalidArgument, ServiceError, from_status, invalid, join_path, translate_path
 from server.oracle import (
     BlockCandidate,
     Context,
@@ -169,7 +169,7 @@ def block_from_proto(msg: spb.Block, path: str) -> Spec:
         spec = from_dict(d)
     except SpecError as exc:
         base = f"{path}.{d['kind']}"
-        raise InvalidArgument(str(exc), [(join_path(base, e.path), e.reason) for e in exc.errors]) from None
+        raise invalid([(join_path(base, e.path), e.reason) for e in exc.errors]) from None
     _BLOCKS.put(key, spec)
     return spec
 
@@ -234,7 +234,7 @@ def network_from_proto(msg: spb.NetworkSpec, path: str) -> NetworkSpec:
     problems = validate(spec, recursive=False)
     if problems:
         d = to_dict(spec)
-        raise InvalidArgument(str(SpecError(problems)),
+        raise invalid(
                               [(join_path(path, translate_path(e.path, d)), e.reason) for e in problems])
     return spec
 

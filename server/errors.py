@@ -31,6 +31,7 @@ __all__ = [
     "Unavailable",
     "error_for_code",
     "from_status",
+    "invalid",
     "join_path",
     "translate_path",
 ]
@@ -95,7 +96,9 @@ class ServiceError(Exception):
         """
         paths = [(p if _is_request_field(p) else join_path(prefix, p), r) for p, r in self.violations]
         paths = paths or [(prefix, self.message)]
-        return type(self)(self.message, paths, quota=self.quota)
+        # a message that lists the violations lists them with the same prefix
+        message = _listing(paths) if self.violations and self.message == _listing(self.violations) else self.message
+        return type(self)(message, paths, quota=self.quota)
 
     def __reduce__(self) -> Any:  # picklable, for process pools in the client / tests
         return (_rebuild, (type(self).__name__, self.message, self.violations, self.quota))
@@ -165,6 +168,17 @@ def translate_path(engine_path: str, node: Any) -> str:
 
 class InvalidArgument(ServiceError):
     code = "INVALID_ARGUMENT"
+
+
+def _listing(violations: Iterable[tuple[str, str]]) -> str:
+    return "; ".join(f"{p}: {r}" if p else r for p, r in violations)
+
+
+def invalid(violations: Iterable[tuple[str, str]]) -> InvalidArgument:
+    """An INVALID_ARGUMENT whose message lists the same paths as its field violations, so a status
+    never names one field in two styles (engine ``stages[0][1]`` beside proto ``stages[0].blocks[1]``)."""
+    v = list(violations)
+    return InvalidArgument(_listing(v) or "invalid argument", v)
 
 
 class ResourceExhausted(ServiceError):

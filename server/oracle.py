@@ -59,7 +59,7 @@ from server.candidates import (
     spec_dict,
     spec_json,
 )
-from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, join_path
+from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, invalid, join_path
 from server.gate import RequestGate
 from server.oracle_latency import LatencyMixin, latency_dict
 from server.oracle_search import FilterItem, FilterOutcome, SearchMixin, SweepChunk, SweepOutcome, SweepPoint
@@ -158,7 +158,7 @@ class Oracle(LatencyMixin, SearchMixin):
             try:
                 spec = resolve(candidate)
             except SpecError as exc:
-                raise InvalidArgument(str(exc), [(join_path(path, "builtin"), e.reason) for e in exc.errors]) from None
+                raise invalid([(join_path(path, "builtin"), e.reason) for e in exc.errors]) from None
             return Prepared(spec, candidate, name=candidate)
         if isinstance(candidate, BlockCandidate):
             block, errors = candidate.block, []
@@ -179,7 +179,7 @@ class Oracle(LatencyMixin, SearchMixin):
             if not validated:
                 problems = validate(candidate)
                 if problems:
-                    raise InvalidArgument(str(SpecError(problems)),
+                    raise invalid(
                                           [(join_path(path, p.proto_path(e.path)), e.reason) for e in problems])
             return p
         if isinstance(candidate, Spec):
@@ -222,7 +222,7 @@ class Oracle(LatencyMixin, SearchMixin):
         except UnknownDevice as exc:
             raise FailedPrecondition(str(exc), [(f"{path}.device", str(exc))]) from None
         except (SpecError, ValueError) as exc:
-            raise InvalidArgument(str(exc), [(f"{path}.device", str(exc))]) from None
+            raise invalid([(f"{path}.device", str(exc))]) from None
 
     def check_batch_size(self, n: int, path: str = "candidates") -> None:
         if n > self.limits.max_batch_size:

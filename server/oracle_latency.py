@@ -29,6 +29,7 @@ from server.errors import (
     InvalidArgument,
     ResourceExhausted,
     ServiceError,
+    invalid,
     join_path,
 )
 from server.gate import RequestGate
@@ -77,7 +78,7 @@ class LatencyMixin:
         try:
             s.validate()
         except SpecError as exc:
-            raise InvalidArgument(str(exc), [(join_path(path, e.path), e.reason) for e in exc.errors]) from None
+            raise invalid([(join_path(path, e.path), e.reason) for e in exc.errors]) from None
         return s
 
     def _submit_latency(self, item: Prepared, ctx: Context, mode: str, *, deadline: float | None = None,
@@ -219,7 +220,7 @@ class LatencyMixin:
         except UnknownDevice as exc:
             raise FailedPrecondition(str(exc), [("device", str(exc))]) from None
         except SpecError as exc:
-            raise InvalidArgument(str(exc), [(e.path, e.reason) for e in exc.errors]) from None
+            raise invalid([(e.path, e.reason) for e in exc.errors]) from None
         except ServiceError:
             raise
         except Exception as exc:
@@ -289,7 +290,7 @@ def _submission_errors() -> Iterator[None]:
     except UnknownDevice as exc:
         raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
     except SpecError as exc:
-        raise InvalidArgument(str(exc), [(join_path("context", e.path), e.reason) for e in exc.errors]) from None
+        raise invalid([(join_path("context", e.path), e.reason) for e in exc.errors]) from None
     except ServiceError:
         raise
     except Exception as exc:
@@ -314,7 +315,7 @@ def _latency_error(exc: BaseException, path: str) -> ServiceError:
     if isinstance(exc, TimeoutError):
         return DeadlineExceeded("latency was not ready before the deadline")
     if isinstance(exc, SpecError):
-        return InvalidArgument(str(exc), [(join_path(path, e.path), e.reason) for e in exc.errors])
+        return invalid([(join_path(path, e.path), e.reason) for e in exc.errors])
     log.error("latency failed: %s: %s", name, exc)
     return Internal(f"latency measurement failed: {name}: {exc}")
 

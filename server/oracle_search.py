@@ -29,7 +29,7 @@ from server.budget import (
 )
 from server.cache import CostCache
 from server.candidates import Candidate, Context, Limits, Prepared
-from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, join_path
+from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, invalid, join_path
 from server.oracle_latency import _latency_error, latency_dict, settings_id
 from server.sweeps import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space, expand_space
 
@@ -223,7 +223,7 @@ class SearchMixin:
             except UnknownDevice as exc:
                 raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
             except SpecError as exc:
-                raise InvalidArgument(str(exc), [(join_path("context", e.path), e.reason)
+                raise invalid([(join_path("context", e.path), e.reason)
                                                  for e in exc.errors]) from None
             except ServiceError:
                 raise

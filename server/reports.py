@@ -15,7 +15,7 @@ from cost_engine.analyze import analyze
 from cost_engine.report import CostReport
 from cost_engine.spec.base import SpecError
 from server.candidates import Context, Prepared
-from server.errors import Internal, InvalidArgument
+from server.errors import Internal, InvalidArgument, invalid
 
 __all__ = ["DETAILS", "FIGURES", "serve_report"]
 
@@ -69,7 +69,7 @@ def _analyze_item(item: Prepared, ctx: Context) -> CostReport:
         report = analyze(item.spec, batch_size=ctx.batch_size, resolution=resolution, dtype=ctx.dtype,
                          in_channels=item.in_channels)
     except SpecError as exc:
-        raise InvalidArgument(str(exc), [(item.proto_path(e.path), _reason(item, e.path, e.reason))
+        raise invalid([(item.proto_path(e.path), _reason(item, e.path, e.reason))
                                          for e in exc.errors]) from None
     except Exception as exc:  # an engine bug must not take the server down or leak a traceback
         log.exception("analyze failed for %s", item.label)

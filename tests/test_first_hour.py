@@ -249,3 +249,52 @@ def test_compound_sweep_points_carry_the_derived_figures(db: Path) -> None:
     csv_out = run_cli("sweep", "efficientnet", "--phi", "0,1", "--format", "csv", db=db)
     header = csv_out.stdout.splitlines()[0].split(",")
     assert {"phi", "width", "depth", "resolution"} <= set(header)
+
+
+# -- 12. one path style per surface -------------------------------------------------------------------------
+def test_an_error_names_its_field_in_one_style(stub, db: Path, tmp_path: Path) -> None:
+    from google.rpc import error_details_pb2
+
+    from cost_engine.spec import NetworkSpec
+
+    net = NetworkSpec(stem=(ConvSpec(8),), stages=((MBConvSpec(24, expand_ratio=0.5),),), head=())
+    good = convert.candidate_to_proto("mobilenet_v2")
+    resp = stub.GetCostBatch(pb.GetCostBatchRequest(candidates=[good, convert.candidate_to_proto(net)],
+                                                    context=pb.Context(resolution=32)), timeout=60)
+    err = resp.results[1].error
+    bad = error_details_pb2.BadRequest()
+    assert err.details[0].Unpack(bad)
+    fields = [v.field for v in bad.field_violations]
+    assert fields == ["candidates[1].network.stages[0].blocks[0].mbconv.expand_ratio"]
+    assert fields[0] in err.message and "stages[0][0]" not in err.message
+    with pytest.raises(grpc.RpcError) as unary:
+        stub.GetCost(pb.GetCostRequest(candidate=convert.candidate_to_proto(net), context=pb.Context(resolution=32)),
+                     timeout=60)
+    assert "candidate.network.stages[0].blocks[0].mbconv.expand_ratio" in unary.value.details()
+    # the CLI tells a standalone block to use its flag, not a Python class
+    blk = tmp_path / "b.json"
+    blk.write_text(json.dumps({"kind": "mbconv", "out_channels": 24}))
+    proc = run_cli("cost", "--spec", str(blk), "--resolution", "32", db=db)
+    assert_clean_failure(proc, "--in-channels")
+    assert "BlockCandidate" not in proc.stderr
+
+
+# -- 18. the plot: readable ticks, the budget in the title, every point findable in a CSV beside it ----------
+def test_plot_writes_a_csv_of_its_points_and_names_the_budget(db: Path, tmp_path: Path) -> None:
+    import csv
+
+    from client.plot import si
+
+    assert (si(2.5e9), si(340e6), si(12_000), si(7)) == ("2.5G", "340M", "12k", "7")
+    sweep = tmp_path / "s.json"
+    proc = run_cli("sweep", "efficientnet", *COMPOUND, "--pareto", "macs,params", "--format", "json", db=db)
+    sweep.write_text(proc.stdout)
+    out = tmp_path / "front.png"
+    drawn = ok_json(run_cli("plot", "--input", str(sweep), "--x", "macs", "--y", "params", "--out", str(out),
+                            "--labels", "--json", db=db))
+    assert out.stat().st_size > 1000 and "budget max_macs 2G" in drawn["title"]
+    rows = list(csv.DictReader(Path(drawn["csv"]).read_text().splitlines()))
+    assert len(rows) == drawn["points"] and {r["index"] for r in rows} == {str(p["index"]) for p in
+                                                                         json.loads(sweep.read_text())["points"]}
+    on_front = [r for r in rows if r["pareto_front"] == "True"]
+    assert len(on_front) == len(drawn["front"]) and all(r["duplicate_of"] == "" for r in on_front)

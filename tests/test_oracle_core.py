@@ -325,7 +325,9 @@ def test_compound_sweep_is_exactly_the_engine_grid(oracle: Oracle) -> None:
         idx = len(expect)
         expect.append(analyze(efficientnet_compound(phi, a, b, g)).macs)
         p = out.points[idx]
-        assert p.params == {"phi": phi, "alpha": a, "beta": b, "gamma": g}
+        # the coordinates, and beside them the multipliers and resolution they produce (issue 12 item 13)
+        assert p.params == {"phi": phi, "alpha": a, "beta": b, "gamma": g, "width": b**phi, "depth": a**phi,
+                            "resolution": float(round(224 * g**phi))}
         assert p.result.feasible == (expect[-1] <= limit)
     assert out.feasible == [i for i, m in enumerate(expect) if m <= limit]
 

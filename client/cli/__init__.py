@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error([str(e) for e in exc.errors] or [str(exc)])
         return EXIT_BAD_INPUT
     except OracleError as exc:
-        _error(exc.lines())
+        _error([_in_cli_terms(line) for line in exc.lines()])
         return EXIT_BAD_INPUT if exc.code is Code.INVALID_ARGUMENT else EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -69,6 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _error([f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)"])
         return EXIT_FAILED
+
+
+def _in_cli_terms(line: str) -> str:
+    """An API error line as a CLI user acts on it: the API says how to call Python, the CLI user
+    needs the flag (one vocabulary per surface)."""
+    if "in_channels" in line and "BlockCandidate(" in line:
+        head = line.split(":", 1)[0]
+        return (f"{head}: a standalone block needs the channels it receives: pass --in-channels C "
+                "(or write {\"spec\": {...}, \"in_channels\": C} in the file)")
+    return line
 
 
 def run() -> None:

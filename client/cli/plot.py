@@ -31,9 +31,12 @@ def register(sub: Any) -> None:
                                                "activations, arithmetic_intensity, latency (default macs)")
     p.add_argument("--y", default="params", help="y axis (default params)")
     p.add_argument("--log", action="store_true", help="log-log axes")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", default=None, help="the plot's title (default: the space, its size and the budget)")
+    p.add_argument("--labels", action="store_true",
+                   help="label every point with its index (default: only the front's, by their coordinates)")
     p.add_argument("--json", action="store_true", help="print what was drawn (counts, front indices) as JSON")
-    p.add_argument("--out", "-o", required=True, metavar="FILE.png", help="where to write the PNG")
+    p.add_argument("--out", "-o", required=True, metavar="FILE.png",
+                   help="where to write the PNG; FILE.csv beside it lists every drawn point (index, label, x, y)")
     p.set_defaults(func=run)
 
 
@@ -65,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise UsageError("family", "give a sweep FAMILY with grid flags, or --input FILE")
     try:
-        drawn = plot_sweep(data, args.out, x=args.x, y=args.y, title=args.title, log=args.log)
+        drawn = plot_sweep(data, args.out, x=args.x, y=args.y, title=args.title, log=args.log,
+                           label_all=args.labels)
     except ValueError as exc:
         raise UsageError("--input" if args.input else "family", str(exc)) from None
     sys.stderr.write(f"wrote {drawn['out']}: {drawn['points']} points, {drawn['feasible']} within budget, "
-                     f"Pareto front of {len(drawn['front'])}\n")
+                     f"Pareto front of {len(drawn['front'])}; every point in {drawn['csv']}\n")
     if args.json:
         sys.stdout.write(json.dumps(drawn, sort_keys=True) + "\n")
     return 0
