@@ -101,7 +101,7 @@ def plot_sweep(sweep: Mapping[str, Any], out: str | Path, *, x: str = "macs", y:
                    label=f"over budget ({len(infeasible)})")
     if feasible:
         ax.scatter([t[1] for t in feasible], [t[2] for t in feasible], s=20, c="#4c72b0", alpha=0.8,
-                   label=f"within budget ({len(feasible)})")
+                   label=f"within budget ({len(feasible)}{' distinct networks' if repeats else ''})")
     if front:
         ax.plot([t[1] for t in front], [t[2] for t in front], "-o", c="#c44e52", ms=5, lw=1.5,
                 drawstyle="steps-post", label=f"Pareto front ({len(front)})")
