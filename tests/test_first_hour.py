@@ -298,3 +298,16 @@ def test_plot_writes_a_csv_of_its_points_and_names_the_budget(db: Path, tmp_path
                                                                          json.loads(sweep.read_text())["points"]}
     on_front = [r for r in rows if r["pareto_front"] == "True"]
     assert len(on_front) == len(drawn["front"]) and all(r["duplicate_of"] == "" for r in on_front)
+
+
+# -- 15. progress bars: a runtime dependency, on filter too, shown when asked or on a terminal ----------------
+def test_filter_shows_a_progress_bar_when_asked_and_none_when_piped(db: Path) -> None:
+    import importlib.metadata
+
+    requires = importlib.metadata.requires("nas-cost-oracle") or []
+    assert any(r.startswith("tqdm") and "extra" not in r for r in requires)  # a runtime dependency
+    names = "mobilenet_v2\nshufflenet_v2_x0_5\nresnet18\n"
+    shown = run_cli("filter", "-", "--max-macs", "1G", "--progress", db=db, stdin=names)
+    assert shown.returncode == 0 and "filter: costing" in shown.stderr and "3/3" in shown.stderr
+    piped = run_cli("filter", "-", "--max-macs", "1G", db=db, stdin=names)
+    assert piped.returncode == 0 and piped.stderr == "" and piped.stdout == shown.stdout

@@ -339,8 +339,16 @@ def write_csv(rows: Iterable[Sequence[Any]], header: Sequence[str], out: Any = N
 
 
 # -- progress -----------------------------------------------------------------------------------
+def add_progress_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="always show the progress bar on stderr (default: only on a terminal)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+
+
 class Progress:
-    """A progress bar on stderr for long work: tqdm when installed, else a plain counter.
+    """A progress bar on stderr for long work (tqdm, a runtime dependency; a plain counter if it
+    is missing all the same). A finished bar stays, with its count and time.
 
     Silent when stderr is not a terminal unless forced (``--progress``), so piped output and
     logs stay clean; never writes to stdout, which carries the results.
@@ -361,7 +369,8 @@ class Progress:
             try:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc=self.desc, unit="cand", file=sys.stderr, leave=False)
+                self._bar = tqdm(total=total, desc=self.desc, unit="cand", file=sys.stderr, leave=True,
+                                 dynamic_ncols=True)
             except ImportError:
                 self._bar = None
         self._total = total

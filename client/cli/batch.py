@@ -17,6 +17,7 @@ from client.cli._common import (
     EXIT_FAILED,
     Progress,
     add_context_args,
+    add_progress_args,
     add_target_args,
     context_kwargs,
     emit_json,
@@ -39,10 +40,7 @@ def register(sub: Any) -> None:
                    help="candidates: JSON list or JSON lines of names / spec objects; '-' = stdin")
     p.add_argument("--format", choices=("jsonl", "json", "csv", "table"), default="jsonl", help="output format")
     p.add_argument("--chunk-size", type=int, default=None, help="results per streamed chunk (remote)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="always show the progress bar on stderr (default: only on a terminal)")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+    add_progress_args(p)
     add_context_args(p)
     add_target_args(p)
     p.set_defaults(func=run)

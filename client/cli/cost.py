@@ -47,8 +47,13 @@ def candidate_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     candidate = candidate_from_args(args)
+    context = context_kwargs(args)
+    if context.get("latency") in ("measure", "auto") and sys.stderr.isatty():
+        # a first measurement is seconds of fresh worker sessions: say so instead of looking stuck
+        sys.stderr.write(f"measuring latency on {context.get('device') or 'cpu'} unless cached "
+                         "(fresh worker sessions: seconds) ...\n")
     with open_oracle(args) as oracle:
-        result = oracle.cost(candidate, in_channels=args.in_channels, **context_kwargs(args))
+        result = oracle.cost(candidate, in_channels=args.in_channels, **context)
     if args.json:
         emit_json(result.to_dict())
     else:

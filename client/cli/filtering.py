@@ -18,8 +18,10 @@ from typing import Any
 
 from client.cli._common import (
     EXIT_FAILED,
+    Progress,
     add_budget_args,
     add_context_args,
+    add_progress_args,
     add_target_args,
     budget_from_args,
     context_kwargs,
@@ -43,6 +45,7 @@ def register(sub: Any) -> None:
     add_budget_args(p)
     add_context_args(p)
     add_target_args(p)
+    add_progress_args(p)
     p.set_defaults(func=run)
 
 
@@ -52,7 +55,17 @@ def run(args: argparse.Namespace) -> int:
     pareto = pareto_from_args(args)
     ctx = context_kwargs(args)
     ctx.setdefault("detail", "scalars")
+    progress = Progress("filter: costing", args.progress)
     with open_oracle(args) as oracle:
+        if progress.enabled:
+            # a Filter is one call: cost the candidates first, chunk by chunk with a bar (their
+            # rows are then cached, so the filter itself only looks them up)
+            analytic = {k: v for k, v in ctx.items() if k not in ("latency", "latency_method", "device")}
+            try:
+                oracle.cost_many(candidates, chunk_size=256, progress=progress.update, in_channels=args.in_channels,
+                                 **analytic)
+            finally:
+                progress.close()
         outcome = oracle.filter(candidates, budget, pareto=pareto, include_reports=True,
                                in_channels=args.in_channels, **ctx)
     failed = report_item_errors(outcome.results)

@@ -22,6 +22,7 @@ from client.cli._common import (
     Progress,
     add_budget_args,
     add_context_args,
+    add_progress_args,
     add_target_args,
     budget_from_args,
     context_kwargs,
@@ -50,10 +51,7 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
     add_context_args(p, resolution=False)
     add_target_args(p)
     p.add_argument("--include-specs", action="store_true", help="include each point's generated spec (JSON)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="always show the progress bar on stderr (default: only on a terminal)")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="never show it")
+    add_progress_args(p)
 
 
 def run_sweep(args: argparse.Namespace) -> tuple[Any, Any, Any]:
