@@ -42,6 +42,7 @@ from client.types import (
 if TYPE_CHECKING:
     from client.aio import AsyncRemoteOracle
     from client.base import Oracle
+    from client.frames import to_pandas
     from client.inprocess import InProcessOracle
     from client.remote import RemoteOracle
     from server.budget import Budget
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from server.sweeps import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
 
 _LAZY = {
+    "to_pandas": "client.frames",
     "RemoteOracle": "client.remote",
     "AsyncRemoteOracle": "client.aio",
     "InProcessOracle": "client.inprocess",
@@ -88,6 +90,7 @@ __all__ = [
     "SweepPoint",
     "Unauthenticated",
     "Unavailable",
+    "to_pandas",
 ]
 
 

@@ -246,6 +246,13 @@ class FilterOutcome:
     pareto_front: tuple[int, ...] = ()
     measurements: int = 0
 
+    def to_pandas(self) -> Any:
+        """One row per candidate: verdict, figures (with include_reports), ``constraint[...]`` columns."""
+        from client.frames import frame, verdict_row
+
+        front = set(self.pareto_front)
+        return frame({**verdict_row(r), "pareto": r.index in front} for r in self.results)
+
     def to_dict(self) -> dict[str, Any]:
         return {"results": [r.to_dict() for r in self.results], "feasible": list(self.feasible),
                 "pareto_front": list(self.pareto_front), "measurements": self.measurements}
@@ -307,6 +314,15 @@ class SweepOutcome:
     measurements: int = 0
     #: distinct networks among the points (``total`` minus the points marked ``duplicate_of``)
     distinct: int = 0
+
+    def to_pandas(self) -> Any:
+        """One row per point: its label, coordinates (``point[...]``), duplicate_of, verdict and figures."""
+        from client.frames import frame, verdict_row
+
+        front = set(self.pareto_front)
+        return frame({"index": p.index, "label": p.label, **{f"point[{k}]": v for k, v in p.params.items()},
+                      "duplicate_of": p.duplicate_of, **verdict_row(p.result), "pareto": p.index in front}
+                     for p in self.points)
 
     def to_dict(self) -> dict[str, Any]:
         return {"total": self.total, "points": [p.to_dict() for p in self.points],
