@@ -14,10 +14,10 @@ COPY cost_engine ./cost_engine
 COPY server ./server
 COPY client ./client
 COPY costoracle ./costoracle
-RUN pip install ".[postgres]"
+RUN pip install ".[postgres,metrics]"
 
 VOLUME ["/data"]
-EXPOSE 50051
+EXPOSE 50051 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "client.healthcheck", "--target", "127.0.0.1:50051"]
 ENTRYPOINT ["cost-oracle", "serve"]

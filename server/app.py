@@ -149,6 +149,20 @@ class Server:
         self.oracle.gate = RequestGate(config.workers, config.latency_waiters)
         self.servicer = CostOracleServicer(self.oracle, auth_required=config.token is not None,
                                            log_requests=config.log_requests)
+        self.metrics_port: int | None = None
+        self._metrics_http: Any = None
+        if config.metrics_port is not None:
+            from server.metrics import start_metrics
+
+            try:
+                metrics, self._metrics_http, self.metrics_port = start_metrics(self.oracle, config.host,
+                                                                               config.metrics_port)
+            except OSError as exc:
+                self.oracle.close()
+                raise OSError(f"cannot serve metrics on {_address(config.host, config.metrics_port)}: "
+                              f"{exc.strerror or exc}") from None
+            self.servicer.metrics = metrics
+            self.oracle.metrics = metrics
         self.health = health.HealthServicer()
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -219,6 +233,9 @@ class Server:
         self.servicer.draining.set()
         log.info(json.dumps({"event": "draining", "grace_s": grace}))
         self.grpc_server.stop(grace).wait()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
         self.oracle.close()
         self._stopped.set()
         log.info(json.dumps({"event": "stopped"}))
@@ -285,6 +302,7 @@ def serve(config: ServerConfig | None = None) -> int:
     print(f"cost-oracle listening on {server.address}", flush=True)
     log.info(json.dumps({"event": "listening", "address": server.address, "db": server.oracle.cache.backend,
                          "workers": config.workers, "tls": bool(config.tls_cert),
+                         "metrics_port": server.metrics_port,
                          "auth": config.token is not None}))
     try:
         while not stop.wait(0.5):

@@ -29,6 +29,7 @@ ENV: dict[str, str] = {
     "max_message_bytes": "COST_ORACLE_MAX_MESSAGE_BYTES",
     "max_pending_measurements": "COST_ORACLE_MAX_PENDING_MEASUREMENTS",
     "latency_waiters": "COST_ORACLE_LATENCY_WAITERS",
+    "metrics_port": "COST_ORACLE_METRICS_PORT",
     "grace_s": "COST_ORACLE_GRACE_S",
     "log_level": "COST_ORACLE_LOG_LEVEL",
     "log_requests": "COST_ORACLE_LOG_REQUESTS",
@@ -61,6 +62,8 @@ class ServerConfig:
     max_message_bytes: int = 64 << 20
     max_pending_measurements: int = 64
     latency_waiters: int = 64
+    #: Prometheus metrics on this HTTP port of ``host`` (None: no metrics; 0: a free port)
+    metrics_port: int | None = None
     default_chunk_size: int = 256
     token: str | None = None
     tls_cert: str | None = None
@@ -76,6 +79,8 @@ class ServerConfig:
             out.append("host: must not be empty")
         if not 0 <= self.port <= 65535:
             out.append(f"port: must be in [0, 65535], got {self.port}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            out.append(f"metrics_port: must be in [0, 65535], got {self.metrics_port}")
         if not 1 <= self.workers <= 1024:
             out.append(f"workers: must be in [1, 1024], got {self.workers}")
         for name in ("max_batch_size", "max_sweep_size", "max_pending_measurements", "latency_waiters",
@@ -167,6 +172,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--latency-waiters", dest="latency_waiters", type=int,
                         help="requests that may wait on measurements at once, on threads apart from --workers "
                              f"(default {d.latency_waiters}; ${ENV['latency_waiters']})")
+    parser.add_argument("--metrics-port", dest="metrics_port", type=int,
+                        help=f"serve Prometheus metrics on this HTTP port (off by default; ${ENV['metrics_port']}; "
+                             "needs the 'metrics' extra)")
     parser.add_argument("--token", help=f"require 'authorization: Bearer TOKEN' (${ENV['token']})")
     parser.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate chain (enables TLS with --tls-key)")
     parser.add_argument("--tls-key", dest="tls_key", help="PEM private key")

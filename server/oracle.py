@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -120,6 +121,8 @@ class Oracle(LatencyMixin, SearchMixin):
         self._queue_lock = threading.Lock()
         #: request admission (a server bounds it; in-process it is unbounded)
         self.gate = RequestGate()
+        #: Prometheus metrics when a server exports them (``server/metrics.py``)
+        self.metrics: Any = None
         # memos bounded by entries and by estimated bytes (a value can be a 2,048-block network)
         self._reports = _LRU(report_memory, report_memo_bytes, approx_bytes)  # key -> stored report dict
         self._breakdowns = _LRU(256, report_memo_bytes, approx_bytes)  # (key, with by_module) -> re-derived views
@@ -372,6 +375,7 @@ class Oracle(LatencyMixin, SearchMixin):
         todo = set(missing)
         computed: dict[str, Any] = {}
         rows: list[CacheRow] = []
+        started = time.perf_counter()
         try:
             for item, k in zip(items, keys, strict=True):
                 if k is None or k not in todo or k in computed:
@@ -387,6 +391,8 @@ class Oracle(LatencyMixin, SearchMixin):
                 rows.append(CacheRow(k, "cost", report, COST_MODEL_VERSION))
         finally:  # work stopped at a deadline still keeps what it finished
             self._store_computed(rows)
+            if self.metrics is not None:
+                self.metrics.analyzed(len(rows), time.perf_counter() - started)
         return computed
 
     def _store_computed(self, rows: list[CacheRow]) -> None:

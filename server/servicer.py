@@ -308,6 +308,8 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         # candidate bytes -> Prepared, bounded by an estimate of the memory each holds
         self._candidates = _BytesLRU(candidate_memo_bytes, max_entries=candidate_memo)
         self.info = CallInfo()
+        #: Prometheus metrics (``server/metrics.py``), when the server exports them
+        self.metrics: Any = None
         self._labels: dict[str, bytes] = {}  # candidate label -> its encoded CostReport.candidate field
 
     # -- plumbing -------------------------------------------------------------------------
@@ -363,6 +365,8 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                                   [("", f"cannot decode {request.type_name}: {request.reason}")])
 
     def _log(self, method: str, code: str, start: float, **extra: Any) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(method, code, time.perf_counter() - start)
         if not self.log_requests:
             return
         rec: dict[str, Any] = {"event": "request", "method": method, "status": code,
