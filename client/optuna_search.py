@@ -36,6 +36,8 @@ __all__ = ["OracleBudget"]
 CONSTRAINTS = "oracle_constraints"
 FEASIBLE = "oracle_feasible"
 FIGURES = "oracle_figures"
+DECIDED_BY = "oracle_decided_by"  # analytic | predicted | measured
+CACHE_HIT = "oracle_cache_hit"
 #: report figures an objective may name (``latency_ms``: the median of a measured or predicted latency)
 OBJECTIVES = ("macs", "flops", "params", "memory_access_bytes", "peak_activation_bytes", "activations",
               "latency_ms")
@@ -74,7 +76,15 @@ class OracleBudget:
         if rep is not None and rep.latency is not None:
             figures["latency_ms"] = rep.latency.median_ms
         trial.set_user_attr(FIGURES, figures)
+        trial.set_user_attr(DECIDED_BY, r.decided_by)
+        trial.set_user_attr(CACHE_HIT, bool(rep.cache_hit) if rep is not None else None)
         return bool(r.feasible)
+
+    def check_many(self, trials: Sequence[Any]) -> list[bool]:
+        """:meth:`check` for several trials in one Filter call: the oracle measures the close calls
+        among them together, in shared worker sessions (one measurement's start-up for all)."""
+        out = self.oracle.filter([self.build(t) for t in trials], self.budget, include_reports=True, **self.context)
+        return [self._remember(t, r) for t, r in zip(trials, out.results, strict=True)]
 
     # -- what Optuna calls ------------------------------------------------------------------------
     def constraints_func(self, trial: Any) -> Sequence[float]:
@@ -114,3 +124,19 @@ class OracleBudget:
             self.rejected += 1
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         raise RuntimeError(f"no feasible candidate in {max_tries} tries: is the budget reachable in this space?")
+
+    def ask_feasible_many(self, study: Any, n: int, **ask: Any) -> list[Any]:
+        """``n`` trials asked at once and checked in one call (:meth:`check_many`); the infeasible
+        ones are told PRUNED, the feasible ones returned (possibly fewer than ``n``, or none)."""
+        import optuna
+
+        trials = [study.ask(**ask) for _ in range(n)]
+        self.asked += n
+        keep = []
+        for trial, ok in zip(trials, self.check_many(trials), strict=True):
+            if ok:
+                keep.append(trial)
+            else:
+                self.rejected += 1
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return keep
