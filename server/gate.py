@@ -40,6 +40,8 @@ class RequestGate:
         self._lock = threading.Lock()
         self.waiting_now = 0
         self.refused = 0
+        #: requests inside :meth:`work` now (holding a slot or waiting), for tests and metrics
+        self.working_now = 0
 
     @contextlib.contextmanager
     def work(self) -> Iterator[None]:
@@ -51,12 +53,16 @@ class RequestGate:
             finally:
                 self._local.depth -= 1
             return
+        with self._lock:
+            self.working_now += 1
         self._work.acquire()
         self._local.depth = 1
         self._local.held = True
         try:
             yield
         finally:
+            with self._lock:
+                self.working_now -= 1
             self._local.depth = 0
             if self._local.held:
                 self._local.held = False

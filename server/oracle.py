@@ -344,6 +344,7 @@ class Oracle(LatencyMixin, SearchMixin):
                 out.append(got)
                 continue
             report, key, hit = got
+            checkpoint()  # encoding 10,000 answers is seconds too
             blob = blobs.get(key)
             if blob is None:
                 assert isinstance(item, Prepared)

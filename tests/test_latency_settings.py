@@ -200,3 +200,18 @@ def test_cold_l2_flushes_outside_the_events_of_each_call():
     clock.flush = None
     log.clear()
     assert clock.time(call, 3) == pytest.approx(0.003) and "flush" not in log
+
+
+def test_gpu_free_memory_is_read_without_a_cuda_context(tmp_path, monkeypatch):
+    """Admission asks nvidia-smi, never torch (a context in the server would take GPU memory)."""
+    from cost_engine.latency.admission import available_bytes
+
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\necho 81234\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{__import__('os').environ['PATH']}")
+    monkeypatch.delenv("COST_ORACLE_MEASURE_MEMORY_BYTES", raising=False)
+    assert available_bytes("cuda:1") == 81234 << 20
+    assert "--id=1" in (tmp_path / "args").read_text() and "memory.free" in (tmp_path / "args").read_text()
+    tool.write_text("#!/bin/sh\nexit 9\n")
+    assert available_bytes("cuda:0") is None

@@ -39,6 +39,7 @@ def stub(tmp_path: Path) -> Iterator[oracle_pb2_grpc.CostOracleStub]:
         try:
             stub = oracle_pb2_grpc.CostOracleStub(channel)
             stub._test_channel = channel  # for raw-bytes calls
+            stub._test_server = srv  # for what the server is doing now
             yield stub
         finally:
             channel.close()
@@ -507,10 +508,13 @@ def _stopped(stub, reason: str) -> int:
 
 
 def _await_stop(stub, reason: str, before: int, within_s: float) -> float:
+    """Wait until the server has stopped the call's work: no request is working any more (the
+    work was stopped, or it had finished), and, when it was stopped, the ``reason`` counter moved."""
     import time
 
+    gate = stub._test_server.oracle.gate
     t0 = time.monotonic()
-    while _stopped(stub, reason) == before:
+    while gate.working_now:
         assert time.monotonic() - t0 < within_s, f"the server still works {within_s} s after the call ended"
         time.sleep(0.02)
     return time.monotonic() - t0
@@ -523,6 +527,7 @@ def test_a_sweep_past_its_deadline_stops_working(stub) -> None:
             pass
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     _await_stop(stub, "deadline", before, within_s=5.0)  # the whole sweep takes minutes
+    assert _stopped(stub, "deadline") > before  # and it was stopped, not finished
     # and a cold unary batch past its deadline, too
     before = _stopped(stub, "deadline")
     many = [convert.candidate_to_proto(BlockCandidate(  # 9,000 cold blocks: about 3.5 s of analysis here
@@ -541,6 +546,7 @@ def test_a_cancelled_sweep_stops_working(stub) -> None:
     next(call)  # the first chunk arrived: the server is in the middle of the sweep
     call.cancel()
     _await_stop(stub, "cancelled", before, within_s=5.0)
+    assert _stopped(stub, "cancelled") > before
 
 
 # -- item 9 (rest): every memo is bounded by bytes ---------------------------------------------------

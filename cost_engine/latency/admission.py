@@ -90,12 +90,14 @@ def _host_free() -> int | None:
 
 
 def _cuda_free(device: str) -> int | None:
-    try:
-        import torch
+    """Free memory of the GPU from ``nvidia-smi`` (MiB): asking torch would create a CUDA context
+    in the server process, half a gigabyte of the very memory being measured."""
+    import subprocess
 
-        if not torch.cuda.is_available():
-            return None
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
-        return int(torch.cuda.mem_get_info(index)[0])
-    except Exception:  # no driver, a bad index: the worker reports that itself
-        return None
+    index = device.split(":", 1)[1] if ":" in device else "0"
+    try:
+        out = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=memory.free",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+        return int(float(out.stdout.strip().splitlines()[0])) << 20 if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None  # no driver tool: the worker reports what it finds itself
