@@ -57,7 +57,9 @@ def test_measured_latency_is_cached_and_coalesced(server: ServerProcess) -> None
     else:
         assert again.cached and again.median_ms == first.median_ms
     stats = stub.GetCacheStats(pb.GetCacheStatsRequest(), timeout=60)
-    assert stats.queue.done + stats.queue.coalesced >= 1 and stats.entries_by_kind["latency"] == 1
+    # a re-measurement of a noisy figure is stored in a slot of its own (latency/measure.py)
+    assert stats.queue.done + stats.queue.coalesced >= 1
+    assert stats.entries_by_kind["latency"] == (2 if first.noisy else 1)
     info = stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=60)
     assert info.latency_protocol_version and info.queue.max_pending > 0
     auto = stub.GetCost(pb.GetCostRequest(candidate=TINY, context=pb.Context(
