@@ -18,7 +18,9 @@ feasible), so the adapter only has to ask once per trial and remember the answer
 call of :meth:`OracleBudget.check` costs it through the oracle's Filter (cached: a repeated
 candidate is a lookup) and stores the verdict in the trial's user attributes
 (``oracle_constraints``, ``oracle_feasible``, ``oracle_figures``), which is what
-:meth:`constraints_func` reads later — Optuna calls it with a finished ``FrozenTrial``. For a
+:meth:`constraints_func` reads later (Optuna calls it with a finished ``FrozenTrial``); on
+Optuna >= 5, whose samplers deprecate ``constraints_func``, also as
+``trial.set_constraint(name, actual - limit)``, which they read off the trial itself. For a
 hard budget, :meth:`ask_feasible` asks trials until one is within the budget, telling Optuna each
 rejected one as PRUNED, so no training ever starts on an infeasible candidate. The same class
 works with :class:`client.RemoteOracle`, :class:`client.InProcessOracle` and (``*_async``)
@@ -70,6 +72,9 @@ class OracleBudget:
         if r.error is not None:
             raise ValueError(f"trial {trial.number}: the candidate is invalid: {'; '.join(r.error.lines())}")
         trial.set_user_attr(CONSTRAINTS, [float(c.value) for c in r.constraints])
+        if hasattr(trial, "set_constraint"):  # Optuna >= 5 reads named constraints off the trial itself
+            for c in r.constraints:
+                trial.set_constraint(c.name, float(c.value))
         trial.set_user_attr(FEASIBLE, bool(r.feasible))
         rep = r.report
         figures = {k: getattr(rep, k) for k in OBJECTIVES if k != "latency_ms" and rep is not None}

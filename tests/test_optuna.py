@@ -50,6 +50,8 @@ def check_study(study: Any, guard: OracleBudget, oracle: Any, n: int) -> None:
     pruned = [t for t in study.trials if t.state == optuna_state.PRUNED]
     assert len(done) == n and guard.rejected == len(pruned) > 0, "the budget should reject some candidates"
     assert all(max(guard.constraints_func(t)) <= 0 for t in done)
+    if hasattr(done[0], "constraints"):  # Optuna >= 5 also keeps them on the trial, by name
+        assert all(list(t.constraints.values()) == t.user_attrs[CONSTRAINTS] for t in done + pruned)
     assert all(max(t.user_attrs[CONSTRAINTS]) > 0 for t in pruned)
     for t in done[:5] + pruned[:5]:  # the stored values are the oracle's, asked again directly
         fixed = optuna.trial.FixedTrial(t.params)
