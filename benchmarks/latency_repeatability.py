@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--sessions", type=int, default=8, help="loaded sessions per candidate")
     ap.add_argument("--idle-sessions", type=int, default=3)
+    ap.add_argument("--per-figure", type=int, default=1,
+                    help="fresh sessions pooled into each loaded figure (1: the single-session figure; "
+                         "DEFAULT_SESSIONS is what a measurement uses)")
     ap.add_argument("--loads", default="0,2,1,2,0,1,2,1", help="busy processes per loaded session, cycled")
     ap.add_argument("--time-cap", type=float, default=2.0, help="candidate sampling seconds per session")
     ap.add_argument("--pair-block", type=int, default=None,
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         candidates[name] = ofa_candidate(random.Random(7)) if name == "ofa" else name
     print(f"on {fp['device_name']} ({args.device}), {args.threads} thread(s), batch {args.batch_size}, "
           f"{args.dtype}; torch {fp['torch']}; workers at nice {os.environ.get(NICE_ENV, '-20')}; "
-          f"{args.idle_sessions} idle + {args.sessions} loaded sessions per "
+          f"{args.idle_sessions} idle + {args.sessions} loaded figures of {args.per_figure} session(s) per "
           f"candidate, loads {loads[:args.sessions]}; {args.time_cap} s candidate sampling per session")
     protocol = Protocol(time_cap_s=args.time_cap)
     if args.pair_block is not None:
@@ -119,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         n = loads[s % len(loads)]
         with Load(n):
             for name, c in candidates.items():
-                loaded[name].append(measure(c, settings, cache=cache, sessions=1, protocol=protocol,
-                                            refresh=True))
+                loaded[name].append(measure(c, settings, cache=cache, sessions=args.per_figure,
+                                            protocol=protocol, refresh=True))
         print(f"session {s + 1} ({n} busy, load {load_average()}): " + "; ".join(
             f"{name} raw {rs[-1].raw_median_ms:.2f} ratio {rs[-1].ratio:.4f}" for name, rs in loaded.items()))
 
