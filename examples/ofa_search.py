@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 WIDTHS = (24, 40, 80, 112)
 
 
-def ofa(trial: Any, resolution: int = 128) -> Any:
+def ofa(trial: Any, resolution: int = 128, classes: int = 100) -> Any:
+    """An OFA-like MBConv network from a trial's suggestions (depth 2-4, kernel 3/5/7, expand 3/4/6)."""
     from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec
 
     stages = []
@@ -42,7 +43,7 @@ def ofa(trial: Any, resolution: int = 128) -> Any:
                                        expand_ratio=trial.suggest_categorical(f"e{s}_{i}", [3.0, 4.0, 6.0]),
                                        stride=2 if i == 0 else 1) for i in range(depth)))
     return NetworkSpec(stem=(ConvSpec(16, stride=2),), stages=tuple(stages),
-                       head=(PoolSpec("global_avg", flatten=True), LinearSpec(100)), resolution=resolution)
+                       head=(PoolSpec("global_avg", flatten=True), LinearSpec(classes)), resolution=resolution)
 
 
 def synflow(spec: Any) -> float:

@@ -49,12 +49,22 @@ class LatencyMixin:
     _queue_lock: threading.Lock
     gate: RequestGate
 
-    def waiting_on(self, futures: Sequence[Any]) -> Any:
-        """Context for blocking on ``futures``: the request's work slot is lent back while any is
-        pending (``server/gate.py``); nothing when all are done (a cache hit never waits)."""
-        if all(f is None or isinstance(f, ServiceError) or f.done() for f in futures):
-            return contextlib.nullcontext()
-        return self.gate.waiting()
+    @contextlib.contextmanager
+    def waiting_on(self, futures: Sequence[Any]) -> Iterator[None]:
+        """Around blocking on ``futures``: the request's work slot is lent back while any is
+        pending (``server/gate.py``); nothing when all are done (a cache hit never waits). When no
+        waiting slot is free the futures are cancelled before RESOURCE_EXHAUSTED is raised, so
+        nothing is measured for a request that was refused."""
+        pending = [f for f in futures if f is not None and not isinstance(f, ServiceError)]
+        with contextlib.ExitStack() as stack:
+            if not all(f.done() for f in pending):
+                try:
+                    stack.enter_context(self.gate.waiting())
+                except ServiceError:
+                    for f in pending:
+                        f.cancel()
+                    raise
+            yield
 
     def latency_queue(self) -> Any:
         with self._queue_lock:
@@ -118,14 +128,7 @@ class LatencyMixin:
         else:
             futures = self._submit_each(items, ctx, mode, deadline, is_active)
         out: list[dict[str, Any] | ServiceError | None] = []
-        try:
-            waiting = self.waiting_on(futures)
-        except ServiceError:
-            for f in futures:
-                if f is not None and not isinstance(f, ServiceError):
-                    f.cancel()
-            raise
-        with waiting:
+        with self.waiting_on(futures):
             for i, f in enumerate(futures):
                 if f is None or isinstance(f, ServiceError):
                     out.append(f)

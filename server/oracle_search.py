@@ -198,13 +198,7 @@ class SearchMixin:
 
             def wait(futures: list[Any]) -> list[Any]:
                 timeout = None if deadline is None else max(0.0, deadline - time.time())
-                try:
-                    waiting = self.waiting_on(futures)
-                except ServiceError:
-                    for f in futures:
-                        f.cancel()
-                    raise
-                with waiting:
+                with self.waiting_on(futures):
                     return [f.result(timeout=timeout) for f in futures]
 
             def measurer(cs: list[Any], st: Any) -> list[Any]:

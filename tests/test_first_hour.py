@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import jsonschema
 import pytest
+from servers import stub_of
 from test_cli import ROOT, assert_clean_failure, ok_json, run_cli
 
 import cost_engine
@@ -27,13 +28,8 @@ from server.oracle import BlockCandidate
 
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oracle_pb2_grpc.CostOracleStub]:
-    srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path_factory.mktemp('fh') / 'c.sqlite'}", port=0))
-    channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
-    try:
-        yield oracle_pb2_grpc.CostOracleStub(channel)
-    finally:
-        channel.close()
-        srv.stop(0)
+    with stub_of(tmp_path_factory.mktemp("fh") / "c.sqlite") as s:
+        yield s
 
 
 @pytest.fixture

@@ -13,26 +13,33 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
+from servers import in_process_server  # noqa: E402
+
 from client import AsyncRemoteOracle, Budget, InProcessOracle, RemoteOracle  # noqa: E402
 from client.optuna_search import CONSTRAINTS, OracleBudget  # noqa: E402
-from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec  # noqa: E402
-from server.app import start  # noqa: E402
-from server.config import ServerConfig  # noqa: E402
+from cost_engine.spec import NetworkSpec  # noqa: E402
 
 BUDGET = Budget(max_macs=32_000_000, max_params=700_000)  # about half of the space is within it
-WIDTHS = (24, 40, 80, 112)
+
+
+def _example() -> Any:
+    """``examples/ofa_search.py`` as a module: the test and the example search one space."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ofa_search", Path(__file__).resolve().parents[1] / "examples"
+                                                  / "ofa_search.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_OFA = _example().ofa
 
 
 def ofa(trial: Any) -> NetworkSpec:
-    """An OFA-like MBConv network from a trial's suggestions (depth 2-4, kernel 3/5/7, expand 3/4/6)."""
-    stages = []
-    for s, w in enumerate(WIDTHS):
-        depth = trial.suggest_int(f"depth{s}", 2, 4)
-        stages.append(tuple(MBConvSpec(w, kernel_size=trial.suggest_categorical(f"k{s}_{i}", [3, 5, 7]),
-                                       expand_ratio=trial.suggest_categorical(f"e{s}_{i}", [3.0, 4.0, 6.0]),
-                                       stride=2 if i == 0 else 1) for i in range(depth)))
-    return NetworkSpec(stem=(ConvSpec(16, stride=2),), stages=tuple(stages),
-                       head=(PoolSpec("global_avg", flatten=True), LinearSpec(10)), resolution=96)
+    """The example's OFA-like space at 96 px with 10 classes (the budget below is set for it)."""
+    return _OFA(trial, resolution=96, classes=10)
 
 
 def run_study(oracle: Any, sampler: Any, n: int) -> tuple[Any, OracleBudget]:
@@ -65,11 +72,8 @@ def check_study(study: Any, guard: OracleBudget, oracle: Any, n: int) -> None:
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path_factory.mktemp('optuna') / 'c.sqlite'}", port=0))
-    try:
+    with in_process_server(tmp_path_factory.mktemp("optuna") / "c.sqlite") as srv:
         yield f"127.0.0.1:{srv.port}"
-    finally:
-        srv.stop(0)
 
 
 def test_nsga2_in_process_trains_nothing_infeasible(tmp_path: Path) -> None:

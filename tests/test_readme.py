@@ -19,10 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import in_process_server
 from test_cli import ROOT, cli_command
-
-from server.app import start
-from server.config import ServerConfig
 
 README = ROOT / "README.md"
 SETUP = ("scripts/serve.sh", "scripts/test.sh", "scripts/install.sh", "COST_ORACLE_TORCH=", "docker",
@@ -58,11 +56,8 @@ def shell_lines() -> list[tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path_factory.mktemp('readme') / 'c.sqlite'}", port=0))
-    try:
+    with in_process_server(tmp_path_factory.mktemp("readme") / "c.sqlite") as srv:
         yield f"127.0.0.1:{srv.port}"
-    finally:
-        srv.stop(0)
 
 
 def env_for(tmp: Path) -> dict[str, str]:

@@ -8,21 +8,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from servers import stub_of
 
 from cost_engine.spec import ConvSpec
 from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, SPEC_KINDS
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 from server import convert
-from server.app import start
-from server.config import ServerConfig
 from server.oracle import BlockCandidate
 
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -35,14 +33,8 @@ NORMAL = pb.GetCostRequest(candidate=convert.candidate_to_proto(BlockCandidate(C
 
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oracle_pb2_grpc.CostOracleStub]:
-    path: Path = tmp_path_factory.mktemp("fuzz") / "c.sqlite"
-    srv = start(ServerConfig(db_url=f"sqlite:///{path}", port=0))
-    channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
-    try:
-        yield oracle_pb2_grpc.CostOracleStub(channel)
-    finally:
-        channel.close()
-        srv.stop(0)
+    with stub_of(tmp_path_factory.mktemp("fuzz") / "c.sqlite") as s:
+        yield s
 
 
 def edges(lo: Any, hi: Any, is_float: bool) -> list[Any]:

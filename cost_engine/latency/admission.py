@@ -92,12 +92,10 @@ def _host_free() -> int | None:
 def _cuda_free(device: str) -> int | None:
     """Free memory of the GPU from ``nvidia-smi`` (MiB): asking torch would create a CUDA context
     in the server process, half a gigabyte of the very memory being measured."""
-    import subprocess
+    from cost_engine.latency.worker import nvidia_smi
 
-    index = device.split(":", 1)[1] if ":" in device else "0"
+    free = nvidia_smi(device.split(":", 1)[1] if ":" in device else "0", ("memory.free",)).get("memory.free")
     try:
-        out = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=memory.free",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
-        return int(float(out.stdout.strip().splitlines()[0])) << 20 if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return int(float(free)) << 20 if free is not None else None
+    except ValueError:
         return None  # no driver tool: the worker reports what it finds itself

@@ -180,13 +180,9 @@ def _l2_flush(torch: Any, device: Any) -> Any:
     return buf.zero_
 
 
-def gpu_clocks(index: int) -> dict[str, Any]:
-    """SM and memory clocks, temperature, power and the active throttle reasons now, read with
-    ``nvidia-smi`` (no NVML binding needed); empty when it cannot be read."""
-    import subprocess
-
-    fields = ("clocks.sm", "clocks.mem", "clocks.max.sm", "temperature.gpu", "power.draw",
-              "clocks_throttle_reasons.active", "driver_version")
+def nvidia_smi(index: int | str, fields: tuple[str, ...]) -> dict[str, str]:
+    """``fields`` of GPU ``index`` now, read with ``nvidia-smi --query-gpu`` (no NVML binding, no
+    CUDA context); empty when it cannot be read."""
     try:
         out = subprocess.run(["nvidia-smi", f"--id={index}", f"--query-gpu={','.join(fields)}",
                               "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
@@ -195,7 +191,16 @@ def gpu_clocks(index: int) -> dict[str, Any]:
     if out.returncode != 0 or not out.stdout.strip():
         return {}
     values = [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")]
-    got = dict(zip(fields, values, strict=False))
+    return dict(zip(fields, values, strict=False))
+
+
+def gpu_clocks(index: int) -> dict[str, Any]:
+    """SM and memory clocks, temperature, power and the active throttle reasons now, and the
+    driver (:func:`nvidia_smi`); empty when they cannot be read."""
+    got = nvidia_smi(index, ("clocks.sm", "clocks.mem", "clocks.max.sm", "temperature.gpu", "power.draw",
+                             "clocks_throttle_reasons.active", "driver_version"))
+    if not got:
+        return {}
     reasons = got.get("clocks_throttle_reasons.active", "")
     try:
         # bit 0 is "GPU idle", not a throttle; anything else (power, thermal, sync boost...) is
