@@ -26,6 +26,7 @@ KIND_CALIBRATION = "latency_calibration"
 KIND_CANARY = "latency_canary"
 KIND_RESIDUAL = "latency_residual"
 KIND_REFERENCE = "latency_reference"
+KIND_KERNEL = "latency_kernel"
 
 
 def canonical_json(value: Any) -> str:

@@ -29,7 +29,7 @@ from cost_engine.latency.keys import CACHE_VERSION, KIND_BLOCK, KIND_CANARY, KIN
 from cost_engine.latency.memory_cache import get_many
 from cost_engine.latency.paired import combine_paired, session_record
 from cost_engine.latency.protocol import Protocol
-from cost_engine.latency.reference import Reference, reference_for
+from cost_engine.latency.reference import Reference, reference_for, reference_for_seconds
 from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
 from cost_engine.latency.worker import MeasurementError, run_session
@@ -49,6 +49,10 @@ class Item:
     key: str
     kind: str = KIND_MEASURED
     label: str = ""
+    #: a kernel unit to time instead of ``spec`` (``kernel_build.unit_payload``: data, never code)
+    #: and its nominal seconds (to choose its reference rung); ``spec`` is then unused
+    unit: dict[str, Any] | None = None
+    nominal_s: float = 0.0
 
 
 def prepare(candidate: Spec | str, settings: LatencySettings) -> tuple[Spec, LatencySettings, Shape]:
@@ -180,15 +184,15 @@ def measure_items(items: list[Item], resolved: LatencySettings, fp: dict[str, An
     by_key = {it.key: it for it in items}
     if todo:
         block_settings = resolved.for_block()
-        refs = {k: reference_for(by_key[k].spec, by_key[k].input_shape) for k in todo}
+        refs = {k: _reference(by_key[k]) for k in todo}
         anchors = {k: anchor_key(refs[k].to_dict(), block_settings, fp) for k in todo}
         job = {
             "settings": _job_settings(resolved),
             "protocol": protocol.to_dict(),
             "canary": True,
-            "items": [{"id": k, "spec": by_key[k].spec.to_dict(), "input_shape": list(by_key[k].input_shape),
-                       "reference": {"name": refs[k].name, "spec": refs[k].spec.to_dict(),
-                                     "input_shape": list(refs[k].input_shape)}} for k in todo],
+            "items": [_what(by_key[k]) | {"id": k, "input_shape": list(by_key[k].input_shape),
+                                          "reference": {"name": refs[k].name, "spec": refs[k].spec.to_dict(),
+                                                        "input_shape": list(refs[k].input_shape)}} for k in todo],
         }
         # odd sessions time the items in reverse order, so a slow drift of the machine during a
         # session does not always land on the same candidates
@@ -227,6 +231,17 @@ def measure_items(items: list[Item], resolved: LatencySettings, fp: dict[str, An
                 cache.put(_slot_key(key, slot + 1), by_key[key].kind, result.to_dict() | {"cached": False},
                           CACHE_VERSION)
     return [results[it.key] for it in items]
+
+
+def _reference(item: Item) -> Reference:
+    if item.unit is not None:
+        return reference_for_seconds(item.nominal_s, int(item.input_shape[0]))
+    return reference_for(item.spec, item.input_shape)
+
+
+def _what(item: Item) -> dict[str, Any]:
+    """What the worker builds: the spec, or a kernel unit's ops."""
+    return {"unit": item.unit} if item.unit is not None else {"spec": item.spec.to_dict()}
 
 
 def _learn_anchors(cache: Any, anchors: dict[str, str], refs: dict[str, Reference],

@@ -71,7 +71,12 @@ def _rung(width: int, resolution: int) -> tuple[Spec, float]:
 
 def reference_for(spec: Spec, input_shape: Shape) -> Reference:
     """The reference rung for a candidate at ``input_shape`` (batch taken from it)."""
-    batch = int(input_shape[0])
-    per_sample = max(1e-9, nominal_seconds(spec, input_shape) / batch)
+    return reference_for_seconds(nominal_seconds(spec, input_shape), int(input_shape[0]))
+
+
+def reference_for_seconds(nominal_s: float, batch: int) -> Reference:
+    """The rung for something whose nominal time at ``batch`` is ``nominal_s`` (a kernel unit has
+    no spec: its nominal time comes from its own op costs, ``kernels.nominal_seconds``)."""
+    per_sample = max(1e-9, nominal_s / batch)
     width, res = min(LADDER, key=lambda r: abs(math.log(_rung(*r)[1] / per_sample)))
     return Reference(f"resnet18-w{width}@{res}", _rung(width, res)[0], (batch, 3, res, res))

@@ -88,20 +88,31 @@ class FakeWorker:
     def latency_ms(self, spec_dict: dict[str, Any], input_shape: list[int], dtype: str = "float32") -> float:
         """The simulated device's true latency of a spec (quiet, no jitter)."""
         spec = from_dict(spec_dict)
+        return self._ops_ms([op for block in network_blocks(spec, tuple(input_shape)) for op in block.ops], dtype)
+
+    def unit_ms(self, payload: dict[str, Any], dtype: str = "float32") -> float:
+        """The simulated device's true latency of a kernel unit (its ops' payload)."""
+        from cost_engine.ops import Op, make_attrs
+
+        ops = [Op(o["kind"], tuple(tuple(s) for s in o["inputs"]), tuple(tuple(s) for s in o["outputs"]),
+                  tuple(tuple(s) for s in o["weights"]),
+                  tuple(tuple(s) for s in o.get("buffers", ())), make_attrs(**o["attrs"])) for o in payload["ops"]]
+        return self._ops_ms(ops, dtype)
+
+    def _ops_ms(self, ops: list[Any], dtype: str) -> float:
         itemsize = DTYPE_BYTES[dtype]
         total = 0.0
-        for block in network_blocks(spec, tuple(input_shape)):
-            for op in block.ops:
-                c = op_cost(op)
-                total += self.overhead_s + max(c.flops / self.peak_flops,
-                                               (c.read + c.written) * itemsize / self.bandwidth)
+        for op in ops:
+            c = op_cost(op)
+            total += self.overhead_s + max(c.flops / self.peak_flops, (c.read + c.written) * itemsize / self.bandwidth)
         return total * self.scale * 1e3
 
     def _timing(self, item: dict[str, Any], protocol: Protocol, dtype: str, threads: int,
                 session: int) -> dict[str, Any]:
         clock = SimClock(lambda t: self.slowdown(session, t), seed=session * 7919 + len(str(item.get("id"))),
                          jitter=self.jitter)
-        true_s = self.latency_ms(item["spec"], item["input_shape"], dtype) / 1e3
+        true_s = (self.unit_ms(item["unit"], dtype) if "unit" in item
+                  else self.latency_ms(item["spec"], item["input_shape"], dtype)) / 1e3
         own = Protocol.from_dict(item["protocol"]) if item.get("protocol") else protocol
         ref = item.get("reference")
         if ref is None:

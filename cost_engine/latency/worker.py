@@ -222,7 +222,12 @@ def _time_item(torch: Any, item: dict[str, Any], settings: Any, default_protocol
     before = gpu_clocks(device.index or 0) if cuda is not None else {}
     ref = item.get("reference")
     with torch.inference_mode():
-        fn = _runner(torch, item["spec"], tuple(item["input_shape"]), settings, device)
+        if "unit" in item:  # a kernel unit, rebuilt from its op records (data, never code)
+            from cost_engine.latency.kernel_build import build_unit
+
+            fn = build_unit(item["unit"], torch, device, getattr(torch, settings.dtype))
+        else:
+            fn = _runner(torch, item["spec"], tuple(item["input_shape"]), settings, device)
         if ref is None:
             timing = time_call(fn, protocol, cuda_device=cuda, flush=flush)
         else:
