@@ -16,6 +16,7 @@ candidates near the limit at most; the test and the benchmark compare against me
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,16 @@ class LatencyBudgetResult:
         return {"limit_ms": self.limit_ms, "feasible": list(self.feasible), "measurements": self.measurements,
                 "measured": self.measured, "predicted": self.predicted, "analytic_rejected": self.analytic_rejected,
                 "decisions": self.decisions}
+
+
+def _band(p: LatencyResult, z: float) -> tuple[float, float]:
+    """The prediction's interval at ``z``: multiplicative when the model states a log-scale
+    spread (the kernel model: its errors are relative), else ``median +- z * uncertainty``."""
+    sigma = p.details.get("log_sigma") if p.details else None
+    if sigma is not None:
+        return p.median_ms * math.exp(-z * sigma), p.median_ms * math.exp(z * sigma)
+    band = z * p.uncertainty_ms
+    return p.median_ms - band, p.median_ms + band
 
 
 def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, settings: LatencySettings | None = None, *,
@@ -80,11 +91,11 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
     if survivors and not measure_all:
         preds = predictor([candidates[i] for i in survivors], settings)
         for i, p in zip(survivors, preds, strict=True):
-            band = z * p.uncertainty_ms
-            if p.median_ms - band > limit_ms:
+            low, high = _band(p, z)
+            if low > limit_ms:
                 decisions[i].update(feasible=False, reason="predicted", latency=p.to_dict())
                 n_predicted += 1
-            elif p.median_ms + band <= limit_ms:
+            elif high <= limit_ms:
                 decisions[i].update(feasible=True, reason="predicted", latency=p.to_dict())
                 n_predicted += 1
             else:

@@ -27,6 +27,7 @@ KIND_CANARY = "latency_canary"
 KIND_RESIDUAL = "latency_residual"
 KIND_REFERENCE = "latency_reference"
 KIND_KERNEL = "latency_kernel"
+KIND_KERNEL_MODEL = "latency_kernel_model"
 
 
 def canonical_json(value: Any) -> str:

@@ -6,6 +6,8 @@ Methods (the raw estimate, before any correction):
 * ``roofline`` — :mod:`roofline`: per op overhead + max(FLOPs/peak, bytes/bandwidth), summed.
 * ``block_table`` — :mod:`block_table`: the sum of each block's latency measured in isolation.
 * ``flops`` — FLOPs / peak FLOP/s: the baseline a NAS paper uses when it has no latency model.
+* ``kernel`` — the learned kernel-level model (``kernel_predict.py``): no residual, its own
+  interval; it must be fitted for the device first.
 
 Residual: ``log(measured) = a + b * log(raw)``, a least-squares fit over measured networks
 (:func:`fit_residual`). A power law, not a ratio, because the raw errors are not a constant
@@ -34,7 +36,7 @@ from cost_engine.latency.roofline import roofline
 from cost_engine.latency.settings import LatencySettings
 from cost_engine.spec.base import FieldError, Spec, SpecError
 
-METHODS = ("roofline", "block_table", "flops")
+METHODS = ("roofline", "block_table", "flops", "kernel")
 #: relative 1-sigma uncertainty of an uncorrected estimate: priors from the benchmark on a
 #: 2-core CPU (benchmarks/latency_prediction.py), rounded up; a fitted residual replaces them
 PRIOR_REL_UNCERTAINTY = {"roofline": 0.6, "block_table": 0.3, "flops": 1.0}
@@ -131,6 +133,10 @@ def predict_many(candidates: list[Spec | str], settings: LatencySettings | None 
     stored in the cache for this method, settings and device, if one was fitted."""
     settings = settings or LatencySettings()
     cache = PROCESS_CACHE if cache is None else cache
+    if method == "kernel":  # the learned kernel model (kernel_predict.py): fitted once, never measures
+        from cost_engine.latency.kernel_predict import predict_with_kernels
+
+        return predict_with_kernels(candidates, settings, cache=cache)
     raws, resolved, fp = raw_estimates(candidates, settings, method, cache=cache, calibration=calibration,
                                        measure_missing=measure_missing, block_sessions=block_sessions,
                                        block_protocol=block_protocol)

@@ -11,7 +11,7 @@ from typing import Any
 from cost_engine.latency.keys import PROTOCOL_VERSION
 
 SOURCES = ("measured", "predicted")
-METHODS = ("paired", "roofline", "block_table", "flops")
+METHODS = ("paired", "roofline", "block_table", "flops", "kernel")
 #: a measurement whose 95% CI half-width exceeds this fraction of its median is *noisy*: reported
 #: as such, never served from the cache as final, and re-measured when asked again
 #: (``COST_ORACLE_NOISY_REL_CI`` sets it; read when a result is made, so a test may patch it)

@@ -1,0 +1,190 @@
+"""The learned kernel-level latency predictor (issue #11): one LightGBM regressor per unit type on
+log-latency, a learned per-network overhead, and an interval calibrated on measured networks.
+
+Why each part:
+
+* **Per type, on log-latency, from shape features** (``kernels.log_features``): nn-Meter's and
+  LitePred's finding — a depthwise conv and a dense one differ in efficiency by an order of
+  magnitude at equal FLOPs, and one regressor per type learns each type's efficiency surface.
+  LightGBM with linear leaves (``linear_tree``): within a leaf the log-latency is linear in the
+  log features, so a unit a little larger than any timed one extrapolates along its FLOPs and
+  bytes instead of being clamped to the largest seen. A type with too few samples is predicted
+  by the model of all types together (the type is a categorical feature there).
+* **Ensemble spread**: each type has :data:`BAGS` models on bootstrap-like bags (row sampling,
+  different seeds); their spread is the unit's own model uncertainty, reported per prediction.
+* **Network overhead**: a network is not the sum of its units timed alone (one unit's output is
+  still in cache for the next; Python dispatch between modules). ``measured = s * sum + o *
+  launches + c``, least squares over measured networks (nonnegative ``o`` and ``c``).
+* **Interval**: the 90% interval is ``median * exp(+-q)``, ``q`` the 90th percentile of the
+  leave-one-out log residuals of the overhead fit (split-conformal style), so coverage is an
+  empirical claim checked on held-out networks by ``benchmarks/latency_prediction.py``.
+
+Stored as data: LightGBM's own text model format inside a JSON payload, never a pickle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from cost_engine.latency.kernels import FEATURES, Kernel, log_features
+
+MODEL_VERSION = 1
+BAGS = 5
+#: a type with fewer timed units than this is predicted by the all-types model
+MIN_TYPE_SAMPLES = 12
+Z90 = 1.6448536269514722
+TYPE_CODES: dict[str, int] = {t: i for i, t in enumerate((
+    "conv", "pwconv", "dwconv", "gconv", "linear", "se", "pool", "gap", "add", "eltwise", "concat", "copy", "norm",
+    "matmul", "softmax"))}
+
+
+def _params(seed: int, n: int) -> dict[str, Any]:
+    return {
+        "objective": "regression", "learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": max(2, min(10, n // 10)),
+        "min_data_in_bin": 1, "linear_tree": True, "linear_lambda": 1e-3, "bagging_fraction": 0.8, "bagging_freq": 1,
+        "feature_fraction": 1.0, "seed": seed, "deterministic": True, "num_threads": 1, "verbose": -1,
+    }
+
+
+def _rows(kernels: list[Kernel], typed: bool) -> list[list[float]]:
+    return [log_features(k) + ([float(TYPE_CODES.get(k.type, len(TYPE_CODES)))] if typed else []) for k in kernels]
+
+
+def _train(kernels: list[Kernel], ms: list[float], typed: bool, rounds: int) -> list[Any]:
+    import lightgbm as lgb
+    import numpy as np
+
+    x = np.asarray(_rows(kernels, typed), dtype=float)
+    y = np.log(np.asarray(ms, dtype=float))
+    boosters = []
+    for seed in range(BAGS):
+        data = lgb.Dataset(x, y, params={"min_data_in_bin": 1, "verbose": -1},
+                           categorical_feature=[len(FEATURES)] if typed else "auto", free_raw_data=False)
+        boosters.append(lgb.train(_params(seed, len(ms)), data, num_boost_round=rounds))
+    return boosters
+
+
+@dataclass
+class KernelModel:
+    #: per unit type (and ``"*"``, all types) the bag of boosters
+    models: dict[str, list[Any]]
+    scale: float = 1.0
+    per_launch_ms: float = 0.0
+    constant_ms: float = 0.0
+    log_q90: float = math.log(1.5)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    # -- units ---------------------------------------------------------------------------------
+    def unit_predictions(self, kernels: list[Kernel]) -> list[tuple[float, float]]:
+        """(ms, log spread across the bag) per unit."""
+        import numpy as np
+
+        out: list[tuple[float, float]] = [(0.0, 0.0)] * len(kernels)
+        by_model: dict[str, list[int]] = {}
+        for i, k in enumerate(kernels):
+            by_model.setdefault(k.type if k.type in self.models else "*", []).append(i)
+        for name, idx in by_model.items():
+            sub = [kernels[i] for i in idx]
+            x = np.asarray(_rows(sub, name == "*"), dtype=float)
+            preds = np.stack([b.predict(x) for b in self.models[name]])  # bags x units, log ms
+            for j, i in enumerate(idx):
+                out[i] = (float(np.exp(preds[:, j].mean())), float(preds[:, j].std()))
+        return out
+
+    # -- networks ------------------------------------------------------------------------------
+    def network_terms(self, kernels: list[Kernel]) -> tuple[float, int, float]:
+        """(sum of unit predictions ms, launches, unit-level log spread of the sum)."""
+        units = self.unit_predictions(kernels)
+        total = sum(ms for ms, _ in units)
+        # bag spreads of units are correlated (one model per type): added linearly, not in quadrature
+        spread = sum(ms * s for ms, s in units) / total if total > 0 else 0.0
+        return total, int(sum(k.features["launches"] for k in kernels)), spread
+
+    def predict_network(self, kernels: list[Kernel]) -> dict[str, Any]:
+        total, launches, spread = self.network_terms(kernels)
+        ms = self.scale * total + self.per_launch_ms * launches + self.constant_ms
+        q = math.hypot(self.log_q90, spread * Z90)
+        return {"median_ms": ms, "low_ms": ms * math.exp(-q), "high_ms": ms * math.exp(q), "log_q90": q,
+                "log_sigma": q / Z90, "unit_sum_ms": total, "launches": launches, "units": len(kernels),
+                "bag_spread": spread}
+
+    # -- storage ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": MODEL_VERSION, "features": list(FEATURES),
+                "models": {t: [b.model_to_string() for b in bag] for t, bag in self.models.items()},
+                "scale": self.scale, "per_launch_ms": self.per_launch_ms, "constant_ms": self.constant_ms,
+                "log_q90": self.log_q90, "stats": self.stats}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KernelModel:
+        """From stored data (LightGBM's text format): nothing is unpickled or evaluated."""
+        import lightgbm as lgb
+
+        if data.get("version") != MODEL_VERSION or list(data.get("features", ())) != list(FEATURES):
+            raise ValueError("the stored kernel model was fitted by another version (features differ): refit it")
+        models = {t: [lgb.Booster(model_str=s) for s in bag] for t, bag in data["models"].items()}
+        return cls(models, data["scale"], data["per_launch_ms"], data["constant_ms"], data["log_q90"],
+                   data.get("stats", {}))
+
+
+def _overhead_fit(sums: list[float], launches: list[int], measured: list[float]) -> tuple[float, float, float]:
+    """measured = s * sum + o * launches + c (o, c >= 0): least squares, dropping a negative term."""
+    import numpy as np
+
+    y = np.asarray(measured, dtype=float)
+    columns = [np.asarray(sums, dtype=float), np.asarray(launches, dtype=float), np.ones(len(y))]
+    active = [0, 1, 2] if len(y) >= 6 else [0]
+    while True:
+        a = np.stack([columns[i] for i in active], axis=1)
+        coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+        bad = [i for i, c in zip(active, coef, strict=True) if i > 0 and c < 0]
+        if not bad:
+            break
+        active.remove(bad[0])
+    full = [0.0, 0.0, 0.0]
+    for i, c in zip(active, coef, strict=True):
+        full[i] = float(c)
+    if full[0] <= 0:
+        full = [float(np.sum(y) / max(1e-12, np.sum(columns[0]))), 0.0, 0.0]
+    return full[0], full[1], full[2]
+
+
+def fit_kernel_model(units: list[tuple[Kernel, float]], networks: list[tuple[list[Kernel], float]], *,
+                     rounds: int = 150) -> KernelModel:
+    """Fit from timed units (``(kernel, ms)``) and measured networks (``(its units, ms)``)."""
+    if not units:
+        raise ValueError("a kernel model needs timed units")
+    if not networks:
+        raise ValueError("a kernel model needs at least one measured network (for its overhead term)")
+    by_type: dict[str, list[tuple[Kernel, float]]] = {}
+    for k, ms in units:
+        by_type.setdefault(k.type, []).append((k, ms))
+    models: dict[str, list[Any]] = {"*": _train([k for k, _ in units], [m for _, m in units], True, rounds)}
+    for t, rows in by_type.items():
+        if len(rows) >= MIN_TYPE_SAMPLES:
+            models[t] = _train([k for k, _ in rows], [m for _, m in rows], False, rounds)
+    model = KernelModel(models)
+    terms = [model.network_terms(ks) for ks, _ in networks]
+    sums = [t[0] for t in terms]
+    launches = [t[1] for t in terms]
+    measured = [ms for _, ms in networks]
+    model.scale, model.per_launch_ms, model.constant_ms = _overhead_fit(sums, launches, measured)
+    # leave-one-out log residuals of the overhead fit: the interval's half-width
+    residuals = []
+    for i in range(len(networks)):
+        rest = [j for j in range(len(networks)) if j != i]
+        if not rest:
+            break
+        s, o, c = _overhead_fit([sums[j] for j in rest], [launches[j] for j in rest], [measured[j] for j in rest])
+        pred = s * sums[i] + o * launches[i] + c
+        residuals.append(abs(math.log(measured[i] / pred)) if pred > 0 else 1.0)
+    if residuals:
+        residuals.sort()
+        # the ceil((n+1) * 0.9)-th smallest (split-conformal's finite-sample quantile), capped at the largest
+        rank = min(len(residuals), math.ceil((len(residuals) + 1) * 0.9)) - 1
+        model.log_q90 = max(residuals[rank], 0.01)
+    model.stats = {"units": len(units), "networks": len(networks), "types": sorted(models),
+                   "unit_counts": {t: len(r) for t, r in sorted(by_type.items())}}
+    return model

@@ -1,0 +1,134 @@
+"""The learned kernel predictor on a simulated device whose unit latencies follow a known
+function (cost_engine/latency/testing.py: per op overhead + max(FLOPs/peak, bytes/bandwidth)):
+fitted through the real measurement paths, it must recover held-out networks (issue #11)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+
+import pytest
+
+from cost_engine.latency import LatencySettings, MemoryCache, filter_by_latency, predict_many
+from cost_engine.latency.kernel_model import KernelModel
+from cost_engine.latency.kernel_predict import (
+    MissingKernelModel,
+    fit_kernel_predictor,
+    model_key,
+    predict_with_kernels,
+)
+from cost_engine.latency.testing import FakeWorker
+from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec
+
+pytest.importorskip("lightgbm")
+
+STAGES = ((24, 2, "relu", 0.0), (40, 2, "relu", 0.25), (80, 2, "hardswish", 0.0), (112, 1, "hardswish", 0.25))
+
+
+def ofa_like(rng: random.Random) -> NetworkSpec:
+    stages = []
+    for width, stride, act, se in STAGES:
+        stages.append(tuple(MBConvSpec(out_channels=width, expand_ratio=float(rng.choice((3, 4, 6))),
+                                       kernel_size=rng.choice((3, 5, 7)), stride=stride if i == 0 else 1,
+                                       se_ratio=se, act=act) for i in range(rng.choice((2, 3, 4)))))
+    return NetworkSpec(stem=(ConvSpec(out_channels=16, stride=2, act="hardswish"),), stages=tuple(stages),
+                       head=(ConvSpec(out_channels=480, kernel_size=1, act="hardswish"),
+                             PoolSpec(mode="global_avg", flatten=True), LinearSpec(out_features=100)),
+                       resolution=rng.choice((128, 144, 160)))
+
+
+SETTINGS = LatencySettings(threads=1)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = random.Random(3)
+    train = [ofa_like(rng) for _ in range(24)]
+    held_out = [ofa_like(rng) for _ in range(20)]
+    cache = MemoryCache()
+    with FakeWorker(jitter=0.002) as fake:
+        steps = []
+        model = fit_kernel_predictor(train, SETTINGS, cache=cache, max_units=250, networks=10, unit_sessions=1,
+                                     network_sessions=1, progress=lambda *a: steps.append(a))
+        sessions_after_fit = fake.sessions
+        truth = [fake.latency_ms(c.to_dict(), [1, 3, c.resolution, c.resolution]) for c in held_out]
+        yield {"model": model, "cache": cache, "fake": fake, "held_out": held_out, "truth": truth,
+               "sessions_after_fit": sessions_after_fit, "steps": steps}
+
+
+def test_the_fit_recovers_held_out_networks(fitted):
+    preds = predict_many(fitted["held_out"], SETTINGS, method="kernel", cache=fitted["cache"])
+    errors = [p.median_ms / t - 1 for p, t in zip(preds, fitted["truth"], strict=True)]
+    # the simulated unit latencies are a smooth known function: the model must find it (5% stated)
+    assert max(abs(e) for e in errors) < 0.05, errors
+    inside = sum(p.ci_low_ms <= t <= p.ci_high_ms for p, t in zip(preds, fitted["truth"], strict=True))
+    assert inside >= 0.8 * len(preds), (inside, errors)
+    p = preds[0]
+    assert p.source == "predicted" and p.method == "kernel" and p.runs == 0
+    assert p.ci_low_ms < p.p10_ms < p.median_ms < p.p90_ms < p.ci_high_ms
+    assert p.details["interval_90"] == [p.ci_low_ms, p.ci_high_ms]
+
+
+def test_the_fit_reports_its_budget_and_progress(fitted):
+    stats = fitted["model"].stats
+    assert stats["unit_measurements"] == 250 and stats["network_measurements"] == 10
+    assert stats["distinct_units_in_space"] > 250  # a budget smaller than the space: sampled
+    assert stats["profiling_s"] >= stats["unit_profiling_s"] >= 0
+    assert fitted["steps"][0] == ("units", 0, 250) and ("units", 250, 250) in fitted["steps"]
+    assert fitted["steps"][-1] == ("networks", 10, 10)
+
+
+def test_a_prediction_needs_no_measurement(fitted):
+    fake = fitted["fake"]
+    before = fake.sessions
+    assert before == fitted["sessions_after_fit"]
+    rng = random.Random(99)
+    fresh = [ofa_like(rng) for _ in range(5)]  # networks (and units) never timed
+    predict_with_kernels(fresh, SETTINGS, cache=fitted["cache"])
+    assert fake.sessions == before
+
+
+def test_the_stored_model_is_data_and_loads_without_pickle(fitted, monkeypatch):
+    cache = fitted["cache"]
+    from cost_engine.latency.fingerprint import fingerprint
+
+    resolved = SETTINGS.resolved()
+    stored = cache.get(model_key(resolved, fingerprint(resolved.device, resolved.threads)))
+    text = json.dumps(stored)  # plain JSON: LightGBM's text format inside
+    assert "tree" in text.lower()
+
+    def refuse(*a, **k):
+        raise AssertionError("unpickling is not allowed")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    model = KernelModel.from_dict(json.loads(text))
+    from cost_engine.latency.kernel_predict import _kernels
+
+    kernels, _ = _kernels(fitted["held_out"][0], SETTINGS)
+    assert model.predict_network(kernels)["median_ms"] == pytest.approx(
+        fitted["model"].predict_network(kernels)["median_ms"], rel=1e-12)
+    with pytest.raises(ValueError, match="fitted by another version"):
+        KernelModel.from_dict({**json.loads(text), "features": ["batch"]})
+
+
+def test_no_fitted_model_fails_naming_the_fix():
+    with pytest.raises(MissingKernelModel, match="latency fit"):
+        predict_many([ofa_like(random.Random(0))], SETTINGS, method="kernel", cache=MemoryCache())
+
+
+def test_the_budget_filter_decides_by_the_interval(fitted):
+    """Only candidates whose interval straddles the limit are measured, and the decisions agree
+    with the simulated truth."""
+    rng = random.Random(5)
+    pool = [ofa_like(rng) for _ in range(30)]
+    fake = fitted["fake"]
+    truth = [fake.latency_ms(c.to_dict(), [1, 3, c.resolution, c.resolution]) for c in pool]
+    limit = sorted(truth)[len(truth) // 2]
+    out = filter_by_latency(pool, limit, SETTINGS, cache=fitted["cache"], method="kernel", sessions=1,
+                            time_cap_s=0.2)
+    assert out.measured <= len(pool) // 3, out.measured
+    for d in out.decisions:
+        if d["reason"] == "predicted":
+            assert d["feasible"] == (truth[d["index"]] <= limit)
