@@ -1,0 +1,151 @@
+"""The learned kernel predictor (issue #11) on this device against held-out measured networks.
+
+Three spaces: OFA-like MBConv (``latency_prediction.ofa_candidate``), FasterNet
+(``latency_prediction.fasternet_candidate``) and a ResNet-like space (basic or bottleneck blocks,
+depths 1-3 per stage, width 32/48/64, 128-192 px). Per space, ``--train`` candidates make the
+training space (their units are sampled up to ``--max-units``, ``--networks`` of them in all are
+measured whole for the overhead term and interval) and ``--test`` other candidates, none of which
+is in the training set, are measured and predicted. Scored in the same run: the kernel model, the
+roofline and FLOPs alone (both corrected by the power-law residual fitted on the same measured
+training networks): share within +-10% and +-20%, MAPE, Kendall tau overall and per space, and
+the kernel model's 90% interval coverage. A PNG scatter goes to ``--out``. The block table is not
+in this run (its block measurements take longer than the fit; ``latency_prediction.py`` has it).
+
+    python benchmarks/kernel_prediction.py --db /tmp/kernel_bench.sqlite --out /tmp
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from latency_prediction import fasternet_candidate, kendall_tau, ofa_candidate, open_cache, sample
+
+from cost_engine.families.resnet import resnet
+from cost_engine.latency import LatencySettings, Residual, calibrate, measure_many
+from cost_engine.latency.kernel_predict import fit_kernel_predictor, predict_with_kernels
+from cost_engine.latency.predict import raw_estimates
+
+
+def resnet_candidate(rng: random.Random) -> Any:
+    w = rng.choice((32, 48, 64))
+    return resnet(tuple(rng.choice((1, 2, 3)) for _ in range(4)), widths=(w, 2 * w, 4 * w, 8 * w),
+                  block=rng.choice(("basic", "bottleneck")), stem_width=w, resolution=rng.choice((128, 160, 192)))
+
+
+SPACES = {"ofa": ofa_candidate, "fasternet": fasternet_candidate, "resnet": resnet_candidate}
+
+
+def scores(pred: list[float], meas: list[float]) -> dict[str, float]:
+    err = [(p - m) / m for p, m in zip(pred, meas, strict=True)]
+    return {"within10": sum(abs(e) <= 0.10 for e in err) / len(err),
+            "within20": sum(abs(e) <= 0.20 for e in err) / len(err),
+            "mape": statistics.fmean(abs(e) for e in err), "tau": kendall_tau(pred, meas)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train", type=int, default=16, help="training candidates per space")
+    ap.add_argument("--test", type=int, default=12, help="held-out candidates per space")
+    ap.add_argument("--max-units", type=int, default=360, help="unit measurement budget")
+    ap.add_argument("--networks", type=int, default=15, help="training networks measured whole (all spaces)")
+    ap.add_argument("--sessions", type=int, default=2, help="sessions per network measurement")
+    ap.add_argument("--time-cap", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--db", default="/tmp/kernel_bench.sqlite")
+    ap.add_argument("--out", default="/tmp")
+    args = ap.parse_args(argv)
+
+    rng = random.Random(args.seed)
+    train: list[Any] = []
+    test: dict[str, list[Any]] = {}
+    for name, fn in SPACES.items():
+        cands = sample(fn, args.train + args.test, rng)
+        train.extend(cands[:args.train])
+        test[name] = cands[args.train:]
+    # the networks measured whole: interleaved across spaces so each space contributes
+    per = [train[i::args.train] for i in range(args.train)]
+    train = [c for group in per for c in group]
+    settings = LatencySettings(threads=args.threads)
+    cache = open_cache(args.db)
+    t0 = time.time()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        print(f"  fit: {stage} {done}/{total} ({time.time() - t0:.0f} s)", flush=True)
+
+    model = fit_kernel_predictor(train, settings, cache=cache, max_units=args.max_units, networks=args.networks,
+                                 network_sessions=args.sessions, time_cap_s=args.time_cap, progress=progress)
+    st = model.stats
+    print(f"fit: {st['unit_measurements']} new unit measurements of {st['max_units']} budgeted "
+          f"({st['distinct_units_in_space']} distinct units in the training space), "
+          f"{st['network_measurements']} networks; profiling {st['profiling_s'] / 60:.1f} min "
+          f"(units {st['unit_profiling_s'] / 60:.1f} min); types with their own model: {st['types']}")
+
+    everything = [c for cs in test.values() for c in cs]
+    t1 = time.time()
+    measured = measure_many(everything, settings, cache=cache, sessions=args.sessions, time_cap_s=args.time_cap)
+    meas = [m.median_ms for m in measured]
+    print(f"held-out: {len(everything)} measured in {time.time() - t1:.0f} s, "
+          f"{min(meas):.1f}-{max(meas):.1f} ms")
+
+    kernel = predict_with_kernels(everything, settings, cache=cache)
+    preds = {"kernel": [p.median_ms for p in kernel]}
+    fit_nets = train[:args.networks]
+    fit_meas = [m.median_ms for m in measure_many(fit_nets, settings, cache=cache, sessions=args.sessions,
+                                                 time_cap_s=args.time_cap)]
+    cal = calibrate("cpu", "float32", args.threads, cache=cache)
+    for method in ("roofline", "flops"):
+        raw_fit = [e[0] for e in raw_estimates(fit_nets, settings, method, cache=cache, calibration=cal)[0]]
+        res = Residual.fit(method, raw_fit, fit_meas)
+        raw_test = [e[0] for e in raw_estimates(everything, settings, method, cache=cache, calibration=cal)[0]]
+        preds[method] = [res.apply(r) for r in raw_test]
+    bounds: dict[str, slice] = {}
+    start = 0
+    for name, cs in test.items():
+        bounds[name] = slice(start, start + len(cs))
+        start += len(cs)
+    print(f"\n{'method':<9} {'space':<10} {'+-10%':>6} {'+-20%':>6} {'MAPE':>6} {'tau':>6}")
+    for method, p in preds.items():
+        for name, sl in [("all", slice(0, len(everything))), *bounds.items()]:
+            s = scores(p[sl], meas[sl])
+            print(f"{method:<9} {name:<10} {s['within10']:>6.0%} {s['within20']:>6.0%} {s['mape']:>6.1%} "
+                  f"{s['tau']:>6.2f}")
+    inside = sum(k.ci_low_ms <= m <= k.ci_high_ms for k, m in zip(kernel, meas, strict=True))
+    widths = [k.ci_high_ms / k.median_ms - 1 for k in kernel]
+    print(f"\nkernel 90% interval: {inside}/{len(kernel)} held-out measurements inside ({inside / len(kernel):.0%}); "
+          f"half-width +{statistics.median(widths):.1%} (median)")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(preds), figsize=(5 * len(preds), 4.5))
+        for ax, (method, p) in zip(axes, preds.items(), strict=True):
+            for name, sl in bounds.items():
+                ax.scatter(meas[sl], p[sl], label=name, s=14)
+            lo, hi = min(meas) * 0.8, max(meas) * 1.2
+            ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+            ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9")
+            ax.set(xscale="log", yscale="log", xlabel="measured ms", ylabel="predicted ms", title=method)
+            ax.legend()
+        out = Path(args.out) / "kernel_prediction.png"
+        fig.tight_layout()
+        fig.savefig(out, dpi=110)
+        print(f"scatter: {out}")
+    except ImportError:
+        print("scatter: skipped (matplotlib missing)")
+    print(f"total {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
