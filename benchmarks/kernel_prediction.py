@@ -130,11 +130,12 @@ def main(argv: list[str] | None = None) -> int:
 
         fig, axes = plt.subplots(1, len(preds), figsize=(5 * len(preds), 4.5))
         for ax, (method, p) in zip(axes, preds.items(), strict=True):
-            for name, sl in bounds.items():
-                ax.scatter(meas[sl], p[sl], label=name, s=14)
             lo, hi = min(meas) * 0.8, max(meas) * 1.2
-            ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-            ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9")
+            ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9", zorder=0,
+                            label="+-10%")
+            ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, zorder=1)
+            for name, sl in bounds.items():
+                ax.scatter(meas[sl], p[sl], label=name, s=14, zorder=2)
             ax.set(xscale="log", yscale="log", xlabel="measured ms", ylabel="predicted ms", title=method)
             ax.legend()
         out = Path(args.out) / "kernel_prediction.png"
