@@ -249,11 +249,10 @@ def network_kernels(spec: Spec, input_shape: Shape, *, dtype: str = "float32", d
 def nominal_seconds(kernel: Kernel) -> float:
     """The unit's rough time on the reference ladder's nominal CPU (``reference.py``): only to
     pick a reference rung of similar size, never reported."""
-    from cost_engine.latency.reference import _NOMINAL
+    from cost_engine.latency.reference import nominal_time
 
-    peak, bandwidth, per_op = _NOMINAL
     f = kernel.features
-    return f["flops"] / peak + (f["bytes_read"] + f["bytes_written"]) / bandwidth + f["launches"] * per_op
+    return nominal_time(f["flops"], f["bytes_read"] + f["bytes_written"], f["launches"])
 
 
 def log_features(kernel: Kernel) -> list[float]:

@@ -56,8 +56,13 @@ def nominal_seconds(spec: Spec, shape: Shape) -> float:
         flops += t.flops
         elements += t.read + t.written
         ops += t.ops
+    return nominal_time(flops, 4 * elements, ops)
+
+
+def nominal_time(flops: float, nbytes: float, launches: float) -> float:
+    """Seconds on the nominal CPU: the one formula networks and kernel units pick rungs by."""
     peak, bandwidth, per_op = _NOMINAL
-    return flops / peak + 4 * elements / bandwidth + ops * per_op
+    return flops / peak + nbytes / bandwidth + launches * per_op
 
 
 @functools.cache
