@@ -1,15 +1,18 @@
 """The learned kernel predictor (issue #11) on this device against held-out measured networks.
 
-Three spaces: OFA-like MBConv (``latency_prediction.ofa_candidate``), FasterNet
-(``latency_prediction.fasternet_candidate``) and a ResNet-like space (basic or bottleneck blocks,
-depths 1-3 per stage, width 32/48/64, 128-192 px). Per space, ``--train`` candidates make the
-training space (their units are sampled up to ``--max-units``, ``--networks`` of them in all are
+Three spaces (``cost_engine/families/sampled.py``): OFA-like MBConv, FasterNet and a ResNet-like
+space. Per space, ``--train`` candidates make the training space (their units are sampled up to
+``--max-units``, a share re-sampled near the worst-predicted units, ``--networks`` of them in all
 measured whole for the overhead term and interval) and ``--test`` other candidates, none of which
 is in the training set, are measured and predicted. Scored in the same run: the kernel model, the
-roofline and FLOPs alone (both corrected by the power-law residual fitted on the same measured
-training networks): share within +-10% and +-20%, MAPE, Kendall tau overall and per space, and
-the kernel model's 90% interval coverage. A PNG scatter goes to ``--out``. The block table is not
-in this run (its block measurements take longer than the fit; ``latency_prediction.py`` has it).
+block table, the roofline and FLOPs alone (the last three corrected by the power-law residual
+fitted on the same measured training networks): share within +-10% and +-20%, MAPE, Kendall tau
+overall and per space, and the kernel model's 90% interval coverage. Then the latency filter
+(``--filter`` fresh candidates of the three spaces, limit at their median prediction, decided by
+the kernel model's interval; only the close calls are measured) and an audit that re-measures
+``--audit`` of its prediction-decided candidates and counts verdicts that flip. The load average
+is printed at the start and the end (a loaded host is a different device). A PNG scatter goes to
+``--out``.
 
     python benchmarks/kernel_prediction.py --db /tmp/kernel_bench.sqlite --out /tmp
 """
@@ -17,6 +20,8 @@ in this run (its block measurements take longer than the fit; ``latency_predicti
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
 import sys
@@ -26,21 +31,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from latency_prediction import fasternet_candidate, kendall_tau, ofa_candidate, open_cache, sample
+from latency_prediction import kendall_tau, open_cache
 
-from cost_engine.families.resnet import resnet
-from cost_engine.latency import LatencySettings, Residual, calibrate, measure_many
+from cost_engine.families.sampled import SPACES, sample
+from cost_engine.latency import LatencySettings, Residual, calibrate, filter_by_latency, measure_many
 from cost_engine.latency.kernel_predict import fit_kernel_predictor, predict_with_kernels
 from cost_engine.latency.predict import raw_estimates
-
-
-def resnet_candidate(rng: random.Random) -> Any:
-    w = rng.choice((32, 48, 64))
-    return resnet(tuple(rng.choice((1, 2, 3)) for _ in range(4)), widths=(w, 2 * w, 4 * w, 8 * w),
-                  block=rng.choice(("basic", "bottleneck")), stem_width=w, resolution=rng.choice((128, 160, 192)))
-
-
-SPACES = {"ofa": ofa_candidate, "fasternet": fasternet_candidate, "resnet": resnet_candidate}
 
 
 def scores(pred: list[float], meas: list[float]) -> dict[str, float]:
@@ -60,9 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=2, help="sessions per network measurement")
     ap.add_argument("--time-cap", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--adaptive", type=float, default=0.4, help="share of --max-units re-sampled adaptively")
+    ap.add_argument("--budget-min", type=float, default=None, help="profiling budget of the fit, minutes")
+    ap.add_argument("--no-block-table", dest="block_table", action="store_false",
+                    help="leave the block table out (its block measurements take minutes)")
+    ap.add_argument("--filter", type=int, default=1000, help="candidates of the latency filter (0: skip it)")
+    ap.add_argument("--audit", type=int, default=50, help="prediction-decided filter verdicts re-measured")
     ap.add_argument("--db", default="/tmp/kernel_bench.sqlite")
     ap.add_argument("--out", default="/tmp")
     args = ap.parse_args(argv)
+    print(f"load average at start: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     rng = random.Random(args.seed)
     train: list[Any] = []
@@ -82,12 +85,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  fit: {stage} {done}/{total} ({time.time() - t0:.0f} s)", flush=True)
 
     model = fit_kernel_predictor(train, settings, cache=cache, max_units=args.max_units, networks=args.networks,
-                                 network_sessions=args.sessions, time_cap_s=args.time_cap, progress=progress)
+                                 network_sessions=args.sessions, time_cap_s=args.time_cap, progress=progress,
+                                 adaptive=args.adaptive,
+                                 budget_s=args.budget_min * 60 if args.budget_min else None)
     st = model.stats
-    print(f"fit: {st['unit_measurements']} new unit measurements of {st['max_units']} budgeted "
-          f"({st['distinct_units_in_space']} distinct units in the training space), "
-          f"{st['network_measurements']} networks; profiling {st['profiling_s'] / 60:.1f} min "
-          f"(units {st['unit_profiling_s'] / 60:.1f} min); types with their own model: {st['types']}")
+    print(f"fit: {st['unit_measurements']} new unit measurements, {st['units']} units timed of "
+          f"{st['max_units']} budgeted ({st['distinct_units_in_space']} distinct units in the training space), "
+          f"{st['network_measurements']} new network measurements; profiling {st['profiling_s'] / 60:.1f} min "
+          f"this run; types with their own model: {st['types']}")
+    for r in st["adaptive_rounds"]:
+        print(f"  adaptive round: {r['validation_units']} validation units, median |log err| "
+              f"{r['median_abs_log_error']:.3f} (max {r['max_abs_log_error']:.3f}), +{r['resampled']} near "
+              f"{'/'.join(r['worst_types'])}")
 
     everything = [c for cs in test.values() for c in cs]
     t1 = time.time()
@@ -102,11 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     fit_meas = [m.median_ms for m in measure_many(fit_nets, settings, cache=cache, sessions=args.sessions,
                                                  time_cap_s=args.time_cap)]
     cal = calibrate("cpu", "float32", args.threads, cache=cache)
-    for method in ("roofline", "flops"):
+    t_table = time.time()
+    for method in ("block_table", "roofline", "flops") if args.block_table else ("roofline", "flops"):
         raw_fit = [e[0] for e in raw_estimates(fit_nets, settings, method, cache=cache, calibration=cal)[0]]
         res = Residual.fit(method, raw_fit, fit_meas)
         raw_test = [e[0] for e in raw_estimates(everything, settings, method, cache=cache, calibration=cal)[0]]
         preds[method] = [res.apply(r) for r in raw_test]
+        if method == "block_table":
+            print(f"block table: filled for the fit and held-out networks in {time.time() - t_table:.0f} s")
     bounds: dict[str, slice] = {}
     start = 0
     for name, cs in test.items():
@@ -144,8 +156,53 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scatter: {out}")
     except ImportError:
         print("scatter: skipped (matplotlib missing)")
+    if args.filter:
+        filter_audit(args, train, everything, settings, cache)
+    print(f"load average at end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"total {time.time() - t0:.0f} s")
     return 0
+
+
+def filter_audit(args: argparse.Namespace, train: list[Any], test: list[Any], settings: Any, cache: Any) -> None:
+    """The latency filter over fresh candidates, decided by the kernel model's interval; then an
+    audit that re-measures prediction-decided verdicts (fresh sessions) and counts flips."""
+    seen = {json.dumps(c.to_dict(), sort_keys=True) for c in train + test}
+    rng = random.Random(args.seed + 1)
+    pool: list[Any] = []
+    fns = list(SPACES.values())
+    while len(pool) < args.filter:
+        c = fns[len(pool) % len(fns)](rng)
+        key = json.dumps(c.to_dict(), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            pool.append(c)
+    t0 = time.time()
+    preds = predict_with_kernels(pool, settings, cache=cache)
+    print(f"\nfilter: {len(pool)} fresh candidates predicted in {time.time() - t0:.1f} s")
+    limit = statistics.median(p.median_ms for p in preds)
+    by_id = {id(c): p for c, p in zip(pool, preds, strict=True)}
+    t0 = time.time()
+    result = filter_by_latency(pool, limit, settings, cache=cache, sessions=args.sessions, time_cap_s=args.time_cap,
+                               predictor=lambda cs, s: [by_id[id(c)] for c in cs])
+    print(f"  limit {limit:.2f} ms (the median prediction): decided by prediction {result.predicted}, measured "
+          f"{result.measured} ({result.measured / len(pool):.1%}; {result.measurements} new, "
+          f"{time.time() - t0:.0f} s), feasible {len(result.feasible)}")
+    decided = [d["index"] for d in result.decisions if d["reason"] == "predicted"]
+    chosen = random.Random(7).sample(decided, min(args.audit, len(decided)))
+    t0 = time.time()
+    audit = measure_many([pool[i] for i in chosen], settings, cache=cache, sessions=3, time_cap_s=args.time_cap,
+                         refresh=True)
+    flips = 0
+    for i, m in zip(chosen, audit, strict=True):
+        if (m.median_ms <= limit) != result.decisions[i]["feasible"]:
+            flips += 1
+            p = by_id[id(pool[i])]
+            print(f"  flip: predicted {p.median_ms:.2f} ({p.ci_low_ms:.2f}-{p.ci_high_ms:.2f}), measured "
+                  f"{m.median_ms:.2f}, limit {limit:.2f}")
+    closest = min((abs(by_id[id(pool[i])].median_ms / limit - 1) for i in chosen), default=0.0)
+    print(f"  audit: {len(chosen)} prediction-decided verdicts re-measured (3 fresh sessions each, "
+          f"{time.time() - t0:.0f} s): {flips} flip(s); the closest audited prediction was {closest:.1%} "
+          "from the limit")
 
 
 if __name__ == "__main__":

@@ -26,46 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from cost_engine import analyze
-from cost_engine.families.fasternet import fasternet
+
+# the spaces live in the library (the CLI's `latency fit --space` samples them too)
+from cost_engine.families.sampled import fasternet_candidate, ofa_candidate, sample
 from cost_engine.latency import LatencySettings, Residual, calibrate, measure_many
 from cost_engine.latency.predict import raw_estimates
-from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec
-
-#: MobileNetV3-large skeleton as searched by Once-for-All: (width, stride, act, SE)
-OFA_STAGES = ((24, 2, "relu", 0.0), (40, 2, "relu", 0.25), (80, 2, "hardswish", 0.0), (112, 1, "hardswish", 0.25),
-              (160, 2, "hardswish", 0.25))
-OFA_RESOLUTIONS = (160, 176, 192, 208, 224)
-
-
-def ofa_candidate(rng: random.Random) -> NetworkSpec:
-    stages = []
-    for width, stride, act, se in OFA_STAGES:
-        depth = rng.choice((2, 3, 4))
-        stages.append(tuple(MBConvSpec(out_channels=width, expand_ratio=float(rng.choice((3, 4, 6))),
-                                       kernel_size=rng.choice((3, 5, 7)), stride=stride if i == 0 else 1,
-                                       se_ratio=se, act=act) for i in range(depth)))
-    return NetworkSpec(
-        stem=(ConvSpec(out_channels=16, kernel_size=3, stride=2, act="hardswish"),
-              MBConvSpec(out_channels=16, expand_ratio=1.0, kernel_size=3, se_ratio=0.0, act="relu")),
-        stages=tuple(stages),
-        head=(ConvSpec(out_channels=960, kernel_size=1, act="hardswish"), PoolSpec(mode="global_avg", flatten=True),
-              LinearSpec(out_features=1280, act="hardswish"), LinearSpec(out_features=1000)),
-        resolution=rng.choice(OFA_RESOLUTIONS))
-
-
-def fasternet_candidate(rng: random.Random) -> NetworkSpec:
-    depths = (rng.choice((1, 2)), rng.choice((1, 2, 3)), rng.choice((4, 6, 8)), rng.choice((1, 2)))
-    return fasternet(embed_dim=rng.choice((32, 40, 48, 64)), depths=depths, n_div=rng.choice((4, 8)),
-                     act="gelu", resolution=224)
-
-
-def sample(fn: Any, n: int, rng: random.Random) -> list[NetworkSpec]:
-    """``n`` distinct candidates."""
-    seen: dict[str, NetworkSpec] = {}
-    while len(seen) < n:
-        c = fn(rng)
-        seen.setdefault(repr(c.to_dict()), c)
-    return list(seen.values())
+from cost_engine.spec import NetworkSpec
 
 
 def open_cache(db: str) -> Any:

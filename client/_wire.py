@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from client.base import (
@@ -165,6 +165,37 @@ def dtype_enum(dtype: str, path: str) -> int:
     except ValueError:
         raise InvalidArgument("bad dtype", [FieldViolation(path, f"must be one of float32, float16, bfloat16; "
                                                                  f"got {dtype!r}")]) from None
+
+
+def fit_request(candidates: Any, kw: dict[str, Any], max_units: int, networks: int,
+                budget_minutes: float | None, adaptive: float | None, seed: int) -> Any:
+    """A ``FitLatencyModelRequest``: the space's candidates and the context keywords."""
+    from costoracle.v1 import oracle_pb2 as pb
+
+    context, _, _ = context_and_detail(kw)
+    req = pb.FitLatencyModelRequest(context=context, max_units=max_units, networks=networks,
+                                    budget_minutes=float(budget_minutes or 0.0), seed=seed)
+    for i, c in enumerate(candidates):
+        req.candidates.append(candidate_proto(c, None, f"candidates[{i}]"))
+    if adaptive is not None:
+        req.adaptive = adaptive
+    return req
+
+
+def fit_deadline_s(budget_minutes: float | None, timeout: float | None) -> float:
+    """A fit's deadline: the caller's, else its budget with room for the last chunk, else an hour."""
+    if timeout is not None:
+        return timeout
+    return budget_minutes * 60.0 + 600.0 if budget_minutes else 3600.0
+
+
+def fit_message(msg: Any, progress: Callable[[str, int, int], None] | None) -> dict[str, Any] | None:
+    """The model of a fit's last message (None before it), reporting progress on the way."""
+    if msg.HasField("model"):
+        return message_dict(msg.model)
+    if progress is not None:
+        progress(msg.phase, int(msg.done), int(msg.total))
+    return None
 
 
 def wants_latency(kw: dict[str, Any]) -> bool:

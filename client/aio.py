@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from client import _wire as wire
-from client.errors import DeadlineExceeded
+from client.errors import DeadlineExceeded, OracleError
 from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
 
 
@@ -155,6 +155,19 @@ class AsyncRemoteOracle(wire.RemoteBase):
             req.threads = threads
         resp = await self._unary("Calibrate", req, self._deadline(timeout, latency=True))
         return wire.message_dict(resp.calibration)
+
+    async def fit_latency_model(self, candidates: Iterable[Any], *, max_units: int = 400, networks: int = 12,
+                                budget_minutes: float | None = None, adaptive: float | None = None, seed: int = 0,
+                                progress: Callable[[str, int, int], None] | None = None,
+                                timeout: float | None = None, **kw: Any) -> dict[str, Any]:
+        """See :meth:`client.remote.RemoteOracle.fit_latency_model`."""
+        req = wire.fit_request(list(candidates), kw, max_units, networks, budget_minutes, adaptive, seed)
+        deadline = time.monotonic() + wire.fit_deadline_s(budget_minutes, timeout)
+        async for msg in self._stream("FitLatencyModel", req, deadline):
+            model = wire.fit_message(msg, progress)
+            if model is not None:
+                return model
+        raise OracleError("the server ended the fit without a model")
 
     async def close(self) -> None:
         await self._channel.close()

@@ -27,7 +27,7 @@ Progress = Callable[[int, int], None]
 
 #: keyword arguments that form the request context (everything else is an error)
 CONTEXT_KEYS = ("batch_size", "resolution", "dtype", "device", "latency", "threads", "memory_format", "compile",
-                "latency_method", "cudnn_benchmark", "cold_l2", "cuda_graphs")
+                "latency_method", "cudnn_benchmark", "cold_l2", "cuda_graphs", "never_measure")
 
 
 @runtime_checkable
@@ -36,7 +36,9 @@ class Oracle(Protocol):
 
     Context keywords (all optional): ``batch_size=1``, ``resolution=None`` (the network's own),
     ``dtype="float32"``, ``device="cpu"``, ``latency`` (``False``/``"none"``, ``True``/``"measure"``,
-    ``"predict"``, ``"auto"``), ``latency_method="block_table"``, ``threads``, ``memory_format``,
+    ``"predict"``, ``"auto"``), ``latency_method`` (``"default"``: the kernel model once fitted with
+    ``fit_latency_model``, else ``"block_table"``; or ``"roofline"``, ``"flops"``, ``"kernel"``),
+    ``never_measure`` (a prediction that would have to measure fails instead), ``threads``, ``memory_format``,
     ``compile``, ``cudnn_benchmark``, ``cold_l2``, ``cuda_graphs`` (both CUDA only),
     ``detail`` (``"full"``, ``"totals"``, ``"scalars"``) and
     ``in_channels`` (for a standalone block spec).

@@ -125,6 +125,41 @@ class InProcessOracle:
         out = self._call(self._core.calibrate, device, dtype, threads, refresh)
         return {f.name: out.get(f.name) for f in pb.Calibration.DESCRIPTOR.fields if f.name in out}
 
+    def fit_latency_model(self, candidates: Iterable[Any], *, max_units: int = 400, networks: int = 12,
+                          budget_minutes: float | None = None, adaptive: float | None = None, seed: int = 0,
+                          progress: Any = None, **kw: Any) -> dict[str, Any]:
+        """Profile this machine's kernels over ``candidates`` and fit the kernel latency model
+        (see :meth:`client.remote.RemoteOracle.fit_latency_model`); the ``KernelModel`` fields."""
+        ctx, _, _ = split_kwargs(kw)
+        context = make_context(**ctx)
+
+        def prepared() -> list[Any]:
+            items, bad = [], []
+            for i, c in enumerate(candidates):
+                try:
+                    items.append(self._core.prepare(as_candidate(c, None), f"candidates[{i}]"))
+                except self._service_error as exc:
+                    bad.extend(exc.violations)
+            if bad:
+                from server.errors import InvalidArgument
+
+                raise InvalidArgument("invalid candidates", bad)
+            return items
+
+        def run() -> dict[str, Any]:
+            parts = self._core.fit_latency_model(
+                prepared(), context, max_units=max_units, networks=networks,
+                budget_s=budget_minutes * 60.0 if budget_minutes else None,
+                adaptive=0.4 if adaptive is None else adaptive, seed=seed)
+            for part in parts:
+                if "model" in part:
+                    return dict(part["model"])
+                if progress is not None:
+                    progress(part["phase"], part["done"], part["total"])
+            raise RuntimeError("the fit ended without a model")
+
+        return self._call(run)
+
     def close(self) -> None:
         self._core.close()
 

@@ -162,6 +162,21 @@ class RemoteOracle(wire.RemoteBase):
         resp = self._unary("Calibrate", req, self._deadline(timeout, latency=True))
         return wire.message_dict(resp.calibration)
 
+    def fit_latency_model(self, candidates: Iterable[Any], *, max_units: int = 400, networks: int = 12,
+                          budget_minutes: float | None = None, adaptive: float | None = None, seed: int = 0,
+                          progress: Callable[[str, int, int], None] | None = None, timeout: float | None = None,
+                          **kw: Any) -> dict[str, Any]:
+        """Profile the device's kernels over ``candidates`` (the search space) and fit the kernel
+        latency model on the server; ``progress(phase, done, total)`` as it goes. Returns the
+        ``KernelModel`` fields. Afterwards predictions with no method named use it."""
+        req = wire.fit_request(list(candidates), kw, max_units, networks, budget_minutes, adaptive, seed)
+        deadline = time.monotonic() + wire.fit_deadline_s(budget_minutes, timeout)
+        for msg in self._stream("FitLatencyModel", req, deadline):
+            model = wire.fit_message(msg, progress)
+            if model is not None:
+                return model
+        raise OracleError("the server ended the fit without a model")
+
     def health(self, *, timeout: float = 3.0) -> bool:
         """Whether the server's standard health service says SERVING (never raises)."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -73,6 +73,21 @@ class LatencyResult:
         """The measurement's 95% CI is wider than the server's bound (``noisy_rel_ci``)."""
         return bool(self.extra.get("noisy"))
 
+    @property
+    def method(self) -> str:
+        """How it was obtained: ``paired`` (measured), or the prediction method (``kernel``,
+        ``block_table``, ``roofline``, ``flops``) a request's ``default`` resolved to."""
+        return str(self.extra.get("method", ""))
+
+    @property
+    def interval(self) -> tuple[float, float, float] | None:
+        """A prediction's (low ms, high ms, level), e.g. the kernel model's 90% interval; None
+        for a measurement (its ``ci_low_ms``/``ci_high_ms`` are a 95% CI of the median)."""
+        level = float(self.extra.get("interval_level") or 0.0)
+        if self.source != "predicted" or not level:
+            return None
+        return float(self.extra.get("ci_low_ms", 0.0)), float(self.extra.get("ci_high_ms", 0.0)), level
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"median_ms": self.median_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms,
                                "cv": self.cv, "runs": self.runs, "source": self.source}

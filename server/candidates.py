@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 LATENCY_MODES = ("none", "measure", "predict", "auto")
-LATENCY_METHODS = ("block_table", "roofline", "flops")
+#: "default": the kernel model once fitted for the settings on the device, else the block table
+LATENCY_METHODS = ("default", "block_table", "roofline", "flops", "kernel")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:(0|[1-9][0-9]{0,2}))?)$")
 
@@ -58,10 +59,11 @@ class Context:
     threads: int | None = None
     memory_format: str = "contiguous"
     compile: bool = False
-    latency_method: str = "block_table"
+    latency_method: str = "default"
     cudnn_benchmark: bool = False
     cold_l2: bool = False
     cuda_graphs: bool = False
+    never_measure: bool = False
 
     def validate(self, path: str = "context") -> list[tuple[str, str]]:
         errors: list[tuple[str, str]] = []

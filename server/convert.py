@@ -50,6 +50,7 @@ __all__ = [
     "context_to_proto",
     "filter_item_from_proto",
     "filter_item_to_proto",
+    "fit_progress_to_proto",
     "info_to_proto",
     "report_to_dict",
     "report_to_proto",
@@ -74,10 +75,12 @@ LATENCY_MODES = {pb.LATENCY_MODE_UNSPECIFIED: "none", pb.LATENCY_MODE_NONE: "non
                  pb.LATENCY_MODE_MEASURE: "measure", pb.LATENCY_MODE_PREDICT: "predict", pb.LATENCY_MODE_AUTO: "auto"}
 _LATENCY_ENUM = {"none": pb.LATENCY_MODE_NONE, "measure": pb.LATENCY_MODE_MEASURE,
                  "predict": pb.LATENCY_MODE_PREDICT, "auto": pb.LATENCY_MODE_AUTO}
-METHODS = {pb.LATENCY_METHOD_UNSPECIFIED: "block_table", pb.LATENCY_METHOD_BLOCK_TABLE: "block_table",
-           pb.LATENCY_METHOD_ROOFLINE: "roofline", pb.LATENCY_METHOD_FLOPS: "flops"}
-_METHOD_ENUM = {"block_table": pb.LATENCY_METHOD_BLOCK_TABLE, "roofline": pb.LATENCY_METHOD_ROOFLINE,
-                "flops": pb.LATENCY_METHOD_FLOPS}
+METHODS = {pb.LATENCY_METHOD_UNSPECIFIED: "default", pb.LATENCY_METHOD_BLOCK_TABLE: "block_table",
+           pb.LATENCY_METHOD_ROOFLINE: "roofline", pb.LATENCY_METHOD_FLOPS: "flops",
+           pb.LATENCY_METHOD_KERNEL: "kernel"}
+_METHOD_ENUM = {"default": pb.LATENCY_METHOD_UNSPECIFIED, "block_table": pb.LATENCY_METHOD_BLOCK_TABLE,
+                "roofline": pb.LATENCY_METHOD_ROOFLINE, "flops": pb.LATENCY_METHOD_FLOPS,
+                "kernel": pb.LATENCY_METHOD_KERNEL}
 FORMATS = {pb.MEMORY_FORMAT_UNSPECIFIED: "contiguous", pb.MEMORY_FORMAT_CONTIGUOUS: "contiguous",
            pb.MEMORY_FORMAT_CHANNELS_LAST: "channels_last"}
 _FORMAT_ENUM = {"contiguous": pb.MEMORY_FORMAT_CONTIGUOUS, "channels_last": pb.MEMORY_FORMAT_CHANNELS_LAST}
@@ -350,6 +353,7 @@ def context_from_proto(msg: pb.Context, path: str = "context") -> Context:
         cudnn_benchmark=msg.cudnn_benchmark,
         cold_l2=msg.cold_l2,
         cuda_graphs=msg.cuda_graphs,
+        never_measure=msg.never_measure,
     )
     if errors:  # check the other fields too, with the bad enums at their defaults
         bad = {p for p, _ in errors}
@@ -368,7 +372,8 @@ def context_to_proto(ctx: Context) -> pb.Context:
                      memory_format=_FORMAT_ENUM.get(ctx.memory_format, pb.MEMORY_FORMAT_UNSPECIFIED),
                      compile=ctx.compile, latency_method=_METHOD_ENUM.get(ctx.latency_method,
                                                                           pb.LATENCY_METHOD_UNSPECIFIED),
-                     cudnn_benchmark=ctx.cudnn_benchmark, cold_l2=ctx.cold_l2, cuda_graphs=ctx.cuda_graphs)
+                     cudnn_benchmark=ctx.cudnn_benchmark, cold_l2=ctx.cold_l2, cuda_graphs=ctx.cuda_graphs,
+                     never_measure=ctx.never_measure)
     if ctx.resolution is not None:
         msg.resolution = ctx.resolution
     if ctx.threads is not None:
@@ -671,6 +676,23 @@ def stats_to_proto(stats: Mapping[str, Any]) -> pb.GetCacheStatsResponse:
     m.counters.update(stats["counters"])
     _queue_to_proto(stats.get("queue") or {}, m.queue)
     return m
+
+
+def fit_progress_to_proto(d: Mapping[str, Any]) -> pb.FitLatencyModelResponse:
+    msg = pb.FitLatencyModelResponse(phase=str(d["phase"]), done=int(d["done"]), total=int(d["total"]),
+                                     elapsed_s=float(d["elapsed_s"]))
+    model = d.get("model")
+    if model is not None:
+        m = msg.model
+        for name in ("key", "units", "networks", "unit_measurements", "network_measurements", "profiling_s",
+                     "distinct_units_in_space", "interval_90_rel", "stopped_by_budget"):
+            setattr(m, name, model[name])
+        m.types.extend(model["types"])
+        m.fingerprint.update(model["fingerprint"])
+        m.unit_counts.update(model["unit_counts"])
+        for r in model["rounds"]:
+            m.rounds.add(**r)
+    return msg
 
 
 def calibration_to_proto(d: Mapping[str, Any]) -> pb.CalibrateResponse:

@@ -39,12 +39,13 @@ from cost_engine.latency.calibrate import calibration_key
 from cost_engine.latency.fingerprint import check_device, fingerprint
 from cost_engine.latency.keys import PROTOCOL_VERSION
 from cost_engine.latency.measure import DEFAULT_SESSIONS, DEFAULT_TIME_CAP_S, cached_results, latency_key
-from cost_engine.latency.predict import METHODS, predict
+from cost_engine.latency.predict import REQUESTABLE, predict, resolve_method
 from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
 from server.oracle_latency import settings_id
 
-__all__ = ["MeasurementDropped", "MeasurementQueue", "QueueFull", "TooLargeForDevice"]
+__all__ = ["FitProgress", "MeasurementDropped", "MeasurementQueue", "NeedsMeasurement", "QueueFull",
+           "TooLargeForDevice"]
 
 log = logging.getLogger("cost_oracle.latency_queue")
 
@@ -68,6 +69,10 @@ class TooLargeForDevice(RuntimeError):
     quota = "device_memory"
 
 
+class NeedsMeasurement(LookupError):
+    """A prediction that would have to measure first, asked not to (gRPC: FAILED_PRECONDITION)."""
+
+
 class MeasurementDropped(RuntimeError):
     """The job was dropped before it ran: ``reason`` "client_gone" (gRPC: CANCELLED) or
     "deadline" (DEADLINE_EXCEEDED)."""
@@ -76,6 +81,24 @@ class MeasurementDropped(RuntimeError):
         self.reason = reason
         self.code = "CANCELLED" if reason == "client_gone" else "DEADLINE_EXCEEDED"
         super().__init__(message)
+
+
+class FitProgress:
+    """What a kernel-model fit has reported (phase, done of total), read by every request waiting
+    on it; kept as a log so that a reader polling now and then misses no phase."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[tuple[str, int, int]] = []
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        with self._lock:
+            self._events.append((phase, done, total))
+
+    def since(self, start: int) -> list[tuple[str, int, int]]:
+        """The reports from the ``start``-th on (a reader keeps its own count)."""
+        with self._lock:
+            return self._events[start:]
 
 
 @dataclass
@@ -139,6 +162,7 @@ class MeasurementQueue:
         self._busy_s: dict[str, float] = collections.defaultdict(float)
         self._duration_ema: dict[tuple[str, str], float] = {}
         self._counts: collections.Counter[str] = collections.Counter()
+        self._fit_progress: dict[str, FitProgress] = {}
         self._closed = False
 
     # -- public ---------------------------------------------------------------------------------
@@ -228,28 +252,83 @@ class MeasurementQueue:
 
         return run
 
-    def submit_prediction(self, candidate: Any, settings: LatencySettings, method: str = "block_table", *,
-                          deadline: float | None = None, is_active: Callable[[], bool] | None = None) -> Future:
+    def submit_prediction(self, candidate: Any, settings: LatencySettings, method: str = "default", *,
+                          deadline: float | None = None, is_active: Callable[[], bool] | None = None,
+                          measure: bool = True) -> Future:
         """A future of the predicted latency. Answered at once when everything it needs (the
-        calibration, the blocks of the table) is cached; otherwise the missing measurements run
-        on the device's worker like any measurement."""
+        calibration, the blocks of the table, the kernel model) is cached; otherwise the missing
+        measurements run on the device's worker like any measurement, and the result counts them
+        (``details.measured_for_prediction``) — or, with ``measure=False``, :class:`NeedsMeasurement`
+        is raised. A kernel model is never fitted implicitly: without one, ``MissingKernelModel``."""
         resolved = settings.resolved()
         check_device(resolved.device)
-        if method not in METHODS:
+        if method not in REQUESTABLE:
             from cost_engine.spec.base import FieldError, SpecError
 
-            raise SpecError([FieldError("method", f"must be one of {', '.join(METHODS)}, got {method!r}")])
+            raise SpecError([FieldError("method", f"must be one of {', '.join(REQUESTABLE)}, got {method!r}")])
+        method = resolve_method(method, settings, self.cache)
+        from cost_engine.latency.kernel_predict import MissingKernelModel
+
         try:
             return self._done(predict(candidate, settings, method=method, cache=self.cache, measure_missing=False))
-        except LookupError:
-            pass  # something must be timed first: queue it
+        except MissingKernelModel:
+            raise  # nothing to queue: the model must be fitted first (FAILED_PRECONDITION)
+        except LookupError as exc:  # something must be timed first: queue it
+            if not measure:
+                raise NeedsMeasurement(
+                    f"predicting with {method} on {resolved.device} needs measurements first ({exc}); allow "
+                    "measuring (never_measure false), use a method that has what it needs, or fit the kernel "
+                    "model (FitLatencyModel / `cost-oracle latency fit`)") from None
         key = f"predict:{method}:{latency_key(candidate, settings)}"
 
         def run(keys: list[str]) -> dict[str, Any]:
-            return {key: predict(candidate, settings, method=method, cache=self.cache)}
+            result = predict(candidate, settings, method=method, cache=self.cache)
+            d = result.details or {}
+            result.details = {**d, "measured_for_prediction": int(d.get("table_measurements_this_call", 1))}
+            return {key: result}
 
         job = _Job([key], resolved.device, "predict", run, self._estimate("predict", resolved.device))
         return self._enqueue(job, _Waiter(deadline, is_active))[key]
+
+    def submit_fit(self, candidates: list[Any], settings: LatencySettings, *, deadline: float | None = None,
+                   is_active: Callable[[], bool] | None = None, **fit_kwargs: Any) -> tuple[Future, FitProgress]:
+        """A future of the fitted kernel model (``kernel_predict.fit_kernel_predictor``) and the
+        fit's progress, which every request waiting on it reads. One job on the device's worker:
+        nothing else is timed on the device while it profiles. Requests for the same settings
+        share one fit; the fit stops at its next chunk when every one of them has gone (what it
+        timed stays cached, so a new fit resumes from there)."""
+        from cost_engine.latency.kernel_predict import fit_kernel_predictor, model_key
+
+        resolved = settings.resolved()
+        check_device(resolved.device)
+        key = "fit:" + model_key(resolved, fingerprint(resolved.device, resolved.threads))
+        state = FitProgress()
+        holder: dict[str, _Job] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            state.update(phase, done, total)
+            job = holder.get("job")
+            if job is not None and job.waiters and not any(w.alive() for w in job.waiters):
+                raise MeasurementDropped("client_gone", "the fit stopped: every client that asked has gone")
+
+        def run(keys: list[str]) -> dict[str, Any]:
+            try:
+                return {key: fit_kernel_predictor(candidates, settings, cache=self.cache, progress=report,
+                                                  **fit_kwargs)}
+            finally:
+                with self._cv:
+                    self._fit_progress.pop(key, None)
+
+        budget_s = fit_kwargs.get("budget_s")
+        est = float(budget_s) if budget_s else self._estimate("measure", resolved.device,
+                                                              int(fit_kwargs.get("max_units", 400)) // 10)
+        job = _Job([key], resolved.device, "fit", run, est)
+        holder["job"] = job
+        with self._cv:  # a fit already queued or running keeps its own progress: coalesced into it
+            self._fit_progress.setdefault(key, state)
+        future = self._enqueue(job, _Waiter(deadline, is_active))[key]
+        with self._cv:
+            return future, self._fit_progress.get(key, state)
 
     def submit_calibration(self, device: str = "cpu", dtype: str = "float32", threads: int | None = None, *,
                            refresh: bool = False) -> Future:

@@ -104,7 +104,7 @@ class LatencyMixin:
                 if cached is not None:
                     return _done(cached)
             return q.submit_prediction(item.candidate, settings, method=ctx.latency_method, deadline=deadline,
-                                       is_active=is_active)
+                                       is_active=is_active, measure=not ctx.never_measure)
 
     def _cached_measurement(self, item: Prepared, settings: Any) -> Any:
         """The stored measurement for ``auto`` mode, noisy or not (a noisy one says so)."""
@@ -233,6 +233,92 @@ class LatencyMixin:
         return d
 
 
+    def fit_latency_model(self, items: Sequence[Prepared], ctx: Context, *, max_units: int = 400,
+                          networks: int = 12, budget_s: float | None = None, adaptive: float = 0.4, seed: int = 0,
+                          deadline: float | None = None, is_active: Callable[[], bool] | None = None,
+                          poll_s: float = 0.25) -> Iterator[dict[str, Any]]:
+        """Progress of a kernel-model fit over ``items`` (the search space), as dicts ``{phase,
+        done, total, elapsed_s}`` whenever it moves; the last one also has ``model`` (a
+        ``KernelModel`` message's fields)."""
+        errors = _fit_errors(items, max_units, networks, budget_s, adaptive)
+        if errors:
+            raise InvalidArgument("invalid fit request", errors)
+        settings = self.latency_settings(items[0], ctx)
+        q = self.latency_queue()
+        t0 = time.monotonic()
+        with _submission_errors():
+            future, progress = q.submit_fit([it.candidate for it in items], settings, deadline=deadline,
+                                            is_active=is_active, max_units=max_units, networks=networks,
+                                            budget_s=budget_s, adaptive=adaptive, seed=seed)
+        seen = 0
+        yield {"phase": "queued", "done": 0, "total": 0, "elapsed_s": 0.0}
+        with self.waiting_on([future]):
+            while True:
+                try:
+                    model = future.result(timeout=poll_s)
+                    break
+                except TimeoutError:
+                    pass
+                except ServiceError:
+                    raise
+                except Exception as exc:
+                    raise _latency_error(exc, "context") from None
+                if deadline is not None and time.time() > deadline:
+                    raise DeadlineExceeded("the fit was not done before the deadline (it goes on while others wait "
+                                           "for it; what it timed stays cached)")
+                for phase, done, total in progress.since(seen):
+                    seen += 1
+                    yield {"phase": phase, "done": done, "total": total, "elapsed_s": time.monotonic() - t0}
+        for phase, done, total in progress.since(seen):
+            yield {"phase": phase, "done": done, "total": total, "elapsed_s": time.monotonic() - t0}
+        yield {"phase": "done", "done": 1, "total": 1, "elapsed_s": time.monotonic() - t0,
+               "model": _model_summary(model, settings)}
+
+
+def _fit_errors(items: Sequence[Prepared], max_units: int, networks: int, budget_s: float | None,
+                adaptive: float) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    if not items:
+        errors.append(("candidates", "must name the search space to sample: at least one network"))
+    for i, it in enumerate(items):
+        if it.in_channels is not None:
+            errors.append((f"candidates[{i}]", "must be a network or a built-in: the kernel model is fitted on "
+                                               "networks, not on standalone blocks"))
+    if not _is_int(max_units) or not 1 <= max_units <= 20_000:
+        errors.append(("max_units", f"must be an integer in [1, 20000], got {max_units!r}"))
+    if not _is_int(networks) or not 1 <= networks <= 1_000:
+        errors.append(("networks", f"must be an integer in [1, 1000], got {networks!r}"))
+    if budget_s is not None and not (isinstance(budget_s, (int, float)) and math.isfinite(budget_s) and budget_s > 0):
+        errors.append(("budget_minutes", f"must be a positive number of minutes, got {budget_s!r} s"))
+    if not (isinstance(adaptive, (int, float)) and 0.0 <= adaptive < 1.0):
+        errors.append(("adaptive", f"must be in [0, 1), got {adaptive!r}"))
+    return errors
+
+
+def _model_summary(model: Any, settings: Any) -> dict[str, Any]:
+    """A fitted model as the proto ``KernelModel`` fields (JSON-plain)."""
+    from cost_engine.latency.fingerprint import fingerprint
+    from cost_engine.latency.kernel_predict import model_key
+
+    resolved = settings.resolved()
+    fp = fingerprint(resolved.device, resolved.threads)
+    st = model.stats
+    return {
+        "key": model_key(resolved, fp), "units": int(st.get("units", 0)), "networks": int(st.get("networks", 0)),
+        "unit_measurements": int(st.get("unit_measurements", 0)),
+        "network_measurements": int(st.get("network_measurements", 0)),
+        "profiling_s": float(st.get("profiling_s", 0.0)),
+        "distinct_units_in_space": int(st.get("distinct_units_in_space", 0)),
+        "interval_90_rel": math.exp(model.log_q90) - 1.0, "types": list(st.get("types", ())),
+        "stopped_by_budget": bool(st.get("stopped_by_budget")), "fingerprint": {k: str(v) for k, v in fp.items()},
+        "rounds": [{"validation_units": int(r["validation_units"]), "resampled": int(r["resampled"]),
+                    "median_abs_log_error": float(r["median_abs_log_error"] or 0.0),
+                    "max_abs_log_error": float(r["max_abs_log_error"] or 0.0),
+                    "worst_types": list(r["worst_types"])} for r in st.get("adaptive_rounds", ())],
+        "unit_counts": {str(k): int(v) for k, v in (st.get("unit_counts") or {}).items()},
+    }
+
+
 def latency_dict(result: Any) -> dict[str, Any]:
     """A latency result as the proto ``Latency`` fields (JSON-plain)."""
     from cost_engine.latency.result import NOISY_REL_CI
@@ -240,6 +326,7 @@ def latency_dict(result: Any) -> dict[str, Any]:
     d = result.to_dict() if hasattr(result, "to_dict") else dict(result)
     canary = d.get("canary") or {}
     settings = d.get("settings") or {}
+    details = d.get("details") or {}
     out = {
         "median_ms": float(d.get("median_ms") or 0.0),
         "p10_ms": float(d.get("p10_ms") or 0.0),
@@ -274,6 +361,8 @@ def latency_dict(result: Any) -> dict[str, Any]:
         "raw_session_medians_ms": [float(x) for x in d.get("raw_session_medians_ms") or ()],
         "raw_spread_across_sessions": float(d.get("raw_spread_across_sessions") or 0.0),
         "remeasured": int(d.get("remeasured") or 0),
+        "interval_level": float(details.get("interval_level") or 0.0),
+        "measured_for_prediction": int(details.get("measured_for_prediction") or 0),
     }
     for k, v in out.items():
         if isinstance(v, float) and not math.isfinite(v):
@@ -299,6 +388,8 @@ def _submission_errors() -> Iterator[None]:
     except Exception as exc:
         if type(exc).__name__ == "QueueFull":
             raise ResourceExhausted(f"{exc}; retry later", quota="max_pending_measurements") from None
+        if type(exc).__name__ in ("MissingKernelModel", "NeedsMeasurement"):
+            raise _latency_error(exc, "context") from None
         raise
 
 
@@ -315,6 +406,8 @@ def _latency_error(exc: BaseException, path: str) -> ServiceError:
         return ResourceExhausted(str(exc), quota="device_memory")
     if name == "UnknownDevice":
         return FailedPrecondition(str(exc), [("context.device", str(exc))])
+    if name in ("MissingKernelModel", "NeedsMeasurement"):
+        return FailedPrecondition(str(exc), [(join_path(path, "latency_method"), str(exc))])
     if isinstance(exc, TimeoutError):
         return DeadlineExceeded("latency was not ready before the deadline")
     if isinstance(exc, SpecError):

@@ -208,7 +208,8 @@ class SearchMixin:
 
             def predictor(cs: list[Any], st: Any) -> list[Any]:
                 return wait([q.submit_prediction(c, st, method=ctx.latency_method, deadline=deadline,
-                                                 is_active=is_active) for c in cs])
+                                                 is_active=is_active, measure=not ctx.never_measure)
+                             for c in cs])
 
             try:
                 res = filter_by_latency(cands, float(budget.max_latency_ms), s, cache=self.cache,

@@ -718,6 +718,27 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
 
         return self._run("Calibrate", request, context, run)
 
+    def FitLatencyModel(self, request: pb.FitLatencyModelRequest,
+                        context: grpc.ServicerContext) -> Iterator[pb.FitLatencyModelResponse]:
+        def run() -> Iterator[pb.FitLatencyModelResponse]:
+            msg, raws = _split(request)
+            ctx = convert.context_from_proto(msg.context)
+            self.info.candidates = len(raws)
+            self.oracle.check_batch_size(len(raws))
+            items = self._prepare_all(raws)
+            bad = [v for it in items if isinstance(it, ServiceError) for v in it.violations]
+            if bad:
+                raise InvalidArgument("invalid candidates", bad)
+            budget_s = msg.budget_minutes * 60.0 if msg.budget_minutes else None
+            parts = self.oracle.fit_latency_model(
+                items, ctx, max_units=msg.max_units or 400, networks=msg.networks or 12, budget_s=budget_s,
+                adaptive=msg.adaptive if msg.HasField("adaptive") else 0.4, seed=msg.seed,
+                deadline=self._deadline(context), is_active=context.is_active)
+            for part in parts:
+                yield convert.fit_progress_to_proto(part)
+
+        return self._stream("FitLatencyModel", request, context, run)
+
 
 def _result(d: dict[str, Any] | ServiceError) -> pb.CostResult:
     if isinstance(d, ServiceError):
@@ -736,11 +757,12 @@ _METHODS = {
     "GetServerInfo": ("unary", pb.GetServerInfoRequest, pb.GetServerInfoResponse),
     "GetCacheStats": ("unary", pb.GetCacheStatsRequest, pb.GetCacheStatsResponse),
     "Calibrate": ("unary", pb.CalibrateRequest, pb.CalibrateResponse),
+    "FitLatencyModel": ("stream", pb.FitLatencyModelRequest, pb.FitLatencyModelResponse),
 }
 
 
 #: requests whose candidates (field 1 in each) stay serialized until needed
-_SPLIT = frozenset({"GetCost", "GetCostBatch", "StreamCostBatch", "Filter"})
+_SPLIT = frozenset({"GetCost", "GetCostBatch", "StreamCostBatch", "Filter", "FitLatencyModel"})
 
 
 def generic_handler(servicer: CostOracleServicer) -> grpc.GenericRpcHandler:

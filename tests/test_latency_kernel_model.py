@@ -74,9 +74,21 @@ def test_the_fit_reports_its_budget_and_progress(fitted):
     stats = fitted["model"].stats
     assert stats["unit_measurements"] == 250 and stats["network_measurements"] == 10
     assert stats["distinct_units_in_space"] > 250  # a budget smaller than the space: sampled
-    assert stats["profiling_s"] >= stats["unit_profiling_s"] >= 0
-    assert fitted["steps"][0] == ("units", 0, 250) and ("units", 250, 250) in fitted["steps"]
-    assert fitted["steps"][-1] == ("networks", 10, 10)
+    assert stats["profiling_s"] > 0 and not stats["stopped_by_budget"]
+    # the networks first (their cost is known before the units begin), then the units
+    assert fitted["steps"][0] == ("networks", 0, 10) and ("networks", 10, 10) in fitted["steps"]
+    assert ("units", 0, 250) in fitted["steps"] and fitted["steps"][-1] == ("units", 250, 250)
+
+
+def test_the_fit_resamples_near_its_worst_units(fitted):
+    """nn-Meter's adaptive sampling: after a first fit on 60% of the budget, each round predicts
+    a validation chunk before timing it, then times the untimed units nearest the worst ones."""
+    rounds = fitted["model"].stats["adaptive_rounds"]
+    assert rounds, "no adaptive round ran"
+    assert sum(r["validation_units"] + r["resampled"] for r in rounds) == 250 - 150
+    assert all(r["resampled"] > 0 for r in rounds[:-1])
+    assert all(r["median_abs_log_error"] is not None and r["median_abs_log_error"] >= 0 for r in rounds)
+    assert all(set(r["worst_types"]) <= set(fitted["model"].stats["unit_counts"]) for r in rounds)
 
 
 def test_a_prediction_needs_no_measurement(fitted):

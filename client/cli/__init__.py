@@ -14,10 +14,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from client.cli import batch, cache, calibrate, cost, filtering, info, listing, plot, serve, specs, sweep
+from client.cli import batch, cache, calibrate, cost, filtering, info, latency, listing, plot, serve, specs, sweep
 from client.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, UsageError
 
-_COMMANDS = (cost, batch, filtering, sweep, plot, listing, specs, info, cache, calibrate, serve)
+_COMMANDS = (cost, batch, filtering, sweep, plot, listing, specs, info, cache, calibrate, latency, serve)
 DEBUG_ENV = "COST_ORACLE_DEBUG"
 
 

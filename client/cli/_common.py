@@ -73,8 +73,12 @@ def add_context_args(p: argparse.ArgumentParser, *, latency: bool = True, resolu
     g.add_argument("--latency-mode", dest="latency", choices=("none", "measure", "predict", "auto"),
                    help="how to get the latency: measure, predict (--latency-method), or auto (a cached "
                         "measurement, else a prediction)")
-    g.add_argument("--latency-method", default="block_table", choices=("block_table", "roofline", "flops"),
-                   help="prediction method (default block_table)")
+    g.add_argument("--latency-method", default="default",
+                   choices=("default", "kernel", "block_table", "roofline", "flops"),
+                   help="prediction method (default: kernel once `cost-oracle latency fit` ran for this device "
+                        "and context, else block_table)")
+    g.add_argument("--never-measure", action="store_true",
+                   help="a prediction that would need measurements first fails instead of measuring")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for latency (default: usable cores)")
     g.add_argument("--channels-last", action="store_true", help="measure in channels_last memory format")
     g.add_argument("--compile", action="store_true", help="measure torch.compile instead of eager")
@@ -146,7 +150,7 @@ def context_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if hasattr(args, "latency"):
         out.update(device=args.device, latency=args.latency, latency_method=args.latency_method,
                    threads=args.threads, memory_format="channels_last" if args.channels_last else "contiguous",
-                   compile=args.compile)
+                   compile=args.compile, never_measure=args.never_measure)
     return out
 
 
@@ -354,9 +358,10 @@ class Progress:
     logs stay clean; never writes to stdout, which carries the results.
     """
 
-    def __init__(self, desc: str, enabled: bool | None = None):
+    def __init__(self, desc: str, enabled: bool | None = None, unit: str = "cand"):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.desc = desc
+        self.unit = unit
         self._bar: Any = None
         self._done = 0
         self._total = 0
@@ -369,7 +374,7 @@ class Progress:
             try:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc=self.desc, unit="cand", file=sys.stderr, leave=True,
+                self._bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr, leave=True,
                                  dynamic_ncols=True)
             except ImportError:
                 self._bar = None

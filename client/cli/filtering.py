@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         if progress.enabled:
             # a Filter is one call: cost the candidates first, chunk by chunk with a bar (their
             # rows are then cached, so the filter itself only looks them up)
-            analytic = {k: v for k, v in ctx.items() if k not in ("latency", "latency_method", "device")}
+            analytic = {k: v for k, v in ctx.items() if k not in ("latency", "latency_method", "device",
+                                                                           "never_measure")}
             try:
                 oracle.cost_many(candidates, chunk_size=256, progress=progress.update, in_channels=args.in_channels,
                                  **analytic)

@@ -58,7 +58,7 @@ def _band(p: LatencyResult, z: float) -> tuple[float, float]:
 
 
 def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, settings: LatencySettings | None = None, *,
-                      cache: Any = None, measure_all: bool = False, method: str = "block_table",
+                      cache: Any = None, measure_all: bool = False, method: str = "default",
                       analytic: Callable[[Any], bool] | None = None, measurer: Measurer | None = None,
                       predictor: Predictor | None = None, z: float = 2.0,
                       sessions: int = 3, time_cap_s: float | None = None) -> LatencyBudgetResult:

@@ -22,7 +22,7 @@ from typing import Any
 from cost_engine.latency.fingerprint import check_device, fingerprint
 from cost_engine.latency.kernel_model import KernelModel, fit_kernel_model
 from cost_engine.latency.kernel_table import KERNEL_SESSIONS, measure_units
-from cost_engine.latency.kernels import Kernel, network_kernels
+from cost_engine.latency.kernels import Kernel, log_features, network_kernels
 from cost_engine.latency.keys import CACHE_VERSION, KIND_KERNEL_MODEL, entry_key
 from cost_engine.latency.measure import measure_many, prepare
 from cost_engine.latency.result import LatencyResult, predicted
@@ -30,6 +30,8 @@ from cost_engine.latency.settings import LatencySettings
 from cost_engine.spec.base import Spec
 
 Progress = Callable[[str, int, int], None]
+#: units timed per worker call: the grain of progress reports and of the time budget
+CHUNK = 50
 
 
 class MissingKernelModel(LookupError):
@@ -37,7 +39,11 @@ class MissingKernelModel(LookupError):
 
 
 def model_key(resolved: LatencySettings, fp: dict[str, Any]) -> str:
-    return entry_key(KIND_KERNEL_MODEL, {"method": "kernel"}, {"settings": resolved.for_block(), "fingerprint": fp})
+    """Per device fingerprint and settings, batch size included: a fit times units and networks
+    at one batch size, and neither its trees nor its overhead term know another (resolution
+    varies across a space, so it is a feature, not part of the key)."""
+    return entry_key(KIND_KERNEL_MODEL, {"method": "kernel"},
+                     {"settings": resolved.for_block() | {"batch_size": resolved.batch_size}, "fingerprint": fp})
 
 
 _LOADED: dict[str, tuple[str, KernelModel]] = {}
@@ -58,6 +64,14 @@ def load_model(cache: Any, key: str) -> KernelModel | None:
     with _LOCK:
         _LOADED[key] = (stamp, model)
     return model
+
+
+def has_model(cache: Any, settings: LatencySettings) -> bool:
+    """Whether a kernel model is stored for these settings on this device (what makes it the default)."""
+    if cache is None:
+        return False
+    resolved = settings.resolved()
+    return cache.get(model_key(resolved, fingerprint(resolved.device, resolved.threads))) is not None
 
 
 def _kernels(candidate: Spec | str, settings: LatencySettings) -> tuple[list[Kernel], LatencySettings]:
@@ -82,47 +96,123 @@ def sample_units(candidates: list[list[Kernel]], budget: int, seed: int = 0) -> 
     return [first[i] for i in keyed[:budget]]
 
 
+def _standardized(kernels: list[Kernel]) -> Any:
+    """Log features scaled to unit variance per column: the distance for 'units near this one'."""
+    import numpy as np
+
+    x = np.asarray([log_features(k) for k in kernels], dtype=float)
+    sd = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def _neighbours(pool: list[Kernel], x: Any, taken: set[int], worst: list[int], want: int) -> list[int]:
+    """Up to ``want`` untimed pool units of the same types as ``worst``, nearest to them first
+    (nn-Meter's adaptive sampling, over the space's own units instead of generated ones)."""
+    import numpy as np
+
+    per = max(1, want // max(1, len(worst)))
+    out: list[int] = []
+    for w in worst:
+        same = [i for i in range(len(pool)) if i not in taken and pool[i].type == pool[w].type and i not in out]
+        if not same:
+            continue
+        d = np.linalg.norm(x[same] - x[w], axis=1)
+        out.extend(same[j] for j in np.argsort(d)[:per])
+        if len(out) >= want:
+            break
+    return out[:want]
+
+
 def fit_kernel_predictor(candidates: list[Spec | str], settings: LatencySettings | None = None, *, cache: Any,
-                         max_units: int = 400, networks: int = 12, unit_sessions: int = KERNEL_SESSIONS,
-                         network_sessions: int = 2, time_cap_s: float | None = 0.5, seed: int = 0,
-                         progress: Progress | None = None) -> KernelModel:
+                         max_units: int = 400, networks: int = 12, budget_s: float | None = None,
+                         adaptive: float = 0.4, unit_sessions: int = KERNEL_SESSIONS, network_sessions: int = 2,
+                         time_cap_s: float | None = 0.5, seed: int = 0, progress: Progress | None = None,
+                         ) -> KernelModel:
     """Profile and fit the kernel predictor for ``settings`` on this device; stored in ``cache``.
 
-    ``max_units``: the unit measurement budget; ``networks``: how many of the candidates (the
-    first ones) are measured whole for the overhead term and the interval."""
+    ``max_units``: the unit measurement budget; ``budget_s``: a wall-clock budget for all the
+    profiling (no new chunk of units starts when the last one would overrun it); ``networks``:
+    how many of the candidates (the first ones) are measured whole, first, for the overhead
+    term and the interval. ``adaptive``: the share of the unit budget spent after a first fit:
+    each round times a validation chunk drawn like the first sample, then the untimed units
+    nearest to the ones it predicted worst (nn-Meter's adaptive re-sampling)."""
     if cache is None:
         raise ValueError("fitting the kernel predictor needs a cache (it is stored there, as its measurements)")
+    if not candidates:
+        raise ValueError("fitting the kernel predictor needs candidates (the space whose units are sampled)")
     settings = settings or LatencySettings()
     resolved = settings.resolved()
     check_device(resolved.device)
     fp = fingerprint(resolved.device, resolved.threads)
     t0 = time.monotonic()
     per_candidate = [_kernels(c, settings)[0] for c in candidates]
-    chosen = sample_units(per_candidate, max_units, seed)
-    if progress:
-        progress("units", 0, len(chosen))
-    unit_results = []
-    step = 50
-    for start in range(0, len(chosen), step):  # chunks: progress, and a partial fit is never stored
-        batch = chosen[start:start + step]
-        unit_results.extend(measure_units(batch, settings, cache=cache, sessions=unit_sessions))
-        if progress:
-            progress("units", min(len(chosen), start + step), len(chosen))
-    t_units = time.monotonic() - t0
-    whole = list(candidates[:networks])
+    whole = list(candidates[:max(1, networks)])
     if progress:
         progress("networks", 0, len(whole))
     measured = measure_many(whole, settings, cache=cache, sessions=network_sessions, time_cap_s=time_cap_s)
     if progress:
         progress("networks", len(whole), len(whole))
-    model = fit_kernel_model([(k, r.median_ms) for k, r in zip(chosen, unit_results, strict=True) if r is not None],
-                             [(per_candidate[i], m.median_ms) for i, m in enumerate(measured)])
+    nets = [(per_candidate[i], m.median_ms) for i, m in enumerate(measured)]
+    pool = sample_units(per_candidate, len({k.identity() for ks in per_candidate for k in ks}), seed)
+    budget = min(max_units, len(pool))
+    timed: dict[int, float] = {}  # pool index -> ms
+    fresh = 0
+    chunk_s = 0.0
+    rounds: list[dict[str, Any]] = []
+
+    def over_budget() -> bool:
+        return budget_s is not None and bool(timed) and time.monotonic() - t0 + chunk_s > budget_s
+
+    def run(indices: list[int]) -> list[int]:
+        nonlocal fresh, chunk_s
+        start = time.monotonic()
+        results = measure_units([pool[i] for i in indices], settings, cache=cache, sessions=unit_sessions)
+        chunk_s = time.monotonic() - start
+        done = []
+        for i, r in zip(indices, results, strict=True):
+            if r is not None:
+                timed[i] = r.median_ms
+                fresh += not r.cached
+                done.append(i)
+        if progress:
+            progress("units", len(timed), budget)
+        return done
+
+    def fit() -> KernelModel:
+        return fit_kernel_model([(pool[i], ms) for i, ms in timed.items()], nets)
+
+    if progress:
+        progress("units", 0, budget)
+    first = max(1, min(budget, math.ceil(budget * (1.0 - adaptive))))
+    order = iter(range(len(pool)))  # the weighted sample's order
+    while len(timed) < first and not over_budget():
+        run([i for _, i in zip(range(min(CHUNK, first - len(timed))), order, strict=False)])
+    x = _standardized(pool) if len(timed) < budget else None
+    while len(timed) < budget and not over_budget():
+        model = fit()
+        step = min(CHUNK, budget - len(timed))
+        check = [i for _, i in zip(range(max(1, step // 2)), (i for i in order if i not in timed), strict=False)]
+        if not check:
+            break
+        check = run(check)
+        preds = model.unit_predictions([pool[i] for i in check])
+        errors = {i: abs(math.log(timed[i] / p)) if p > 0 and timed[i] > 0 else 10.0
+                  for i, (p, _) in zip(check, preds, strict=True)}
+        worst = sorted(errors, key=errors.get, reverse=True)[:max(1, len(check) // 4)]
+        near = _neighbours(pool, x, set(timed), worst, min(step - len(check), budget - len(timed)))
+        if near and not over_budget():
+            run(near)
+        ranked = sorted(errors.values())
+        rounds.append({"validation_units": len(check), "resampled": len(near),
+                       "median_abs_log_error": ranked[len(ranked) // 2] if ranked else None,
+                       "max_abs_log_error": ranked[-1] if ranked else None,
+                       "worst_types": sorted({pool[i].type for i in worst})})
+    model = fit()
     model.stats |= {
-        "fitted_at": time.time(), "profiling_s": time.monotonic() - t0, "unit_profiling_s": t_units,
-        "unit_measurements": sum(1 for r in unit_results if r is not None and not r.cached),
-        "network_measurements": sum(1 for m in measured if not m.cached),
-        "distinct_units_in_space": len({k.identity() for ks in per_candidate for k in ks}),
-        "candidates": len(candidates), "max_units": max_units,
+        "fitted_at": time.time(), "profiling_s": time.monotonic() - t0,
+        "unit_measurements": fresh, "network_measurements": sum(1 for m in measured if not m.cached),
+        "distinct_units_in_space": len(pool), "candidates": len(candidates), "max_units": max_units,
+        "budget_s": budget_s, "adaptive_rounds": rounds, "stopped_by_budget": len(timed) < budget,
     }
     cache.put(model_key(resolved, fp), KIND_KERNEL_MODEL, model.to_dict(), CACHE_VERSION)
     return model
@@ -149,7 +239,7 @@ def predict_with_kernels(candidates: list[Spec | str], settings: LatencySettings
         sigma = p["log_sigma"]
         r = predicted(med, med * (math.exp(sigma) - 1.0), "kernel", settings=resolved.to_dict(), fingerprint=fp,
                       threads=resolved.threads, details={"interval_90": [p["low_ms"], p["high_ms"]],
-                                                         "log_sigma": sigma, "units": p["units"],
+                                                         "interval_level": 0.9, "log_sigma": sigma, "units": p["units"],
                                                          "launches": p["launches"], "unit_sum_ms": p["unit_sum_ms"],
                                                          "model": {k: model.stats.get(k) for k in (
                                                              "units", "networks", "fitted_at")}})

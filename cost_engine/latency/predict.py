@@ -8,6 +8,8 @@ Methods (the raw estimate, before any correction):
 * ``flops`` — FLOPs / peak FLOP/s: the baseline a NAS paper uses when it has no latency model.
 * ``kernel`` — the learned kernel-level model (``kernel_predict.py``): no residual, its own
   interval; it must be fitted for the device first.
+* ``default`` — ``kernel`` where a kernel model is fitted for the settings on this device, else
+  ``block_table`` (:func:`resolve_method`); what a request that names no method gets.
 
 Residual: ``log(measured) = a + b * log(raw)``, a least-squares fit over measured networks
 (:func:`fit_residual`). A power law, not a ratio, because the raw errors are not a constant
@@ -37,6 +39,10 @@ from cost_engine.latency.settings import LatencySettings
 from cost_engine.spec.base import FieldError, Spec, SpecError
 
 METHODS = ("roofline", "block_table", "flops", "kernel")
+#: the methods with a raw estimate that a residual corrects
+RAW_METHODS = ("roofline", "block_table", "flops")
+#: what a caller may ask for: a method, or "default" (see :func:`resolve_method`)
+REQUESTABLE = ("default", *METHODS)
 #: relative 1-sigma uncertainty of an uncorrected estimate: priors from the benchmark on a
 #: 2-core CPU (benchmarks/latency_prediction.py), rounded up; a fitted residual replaces them
 PRIOR_REL_UNCERTAINTY = {"roofline": 0.6, "block_table": 0.3, "flops": 1.0}
@@ -82,8 +88,19 @@ class Residual:
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise SpecError([FieldError("method", f"must be one of {', '.join(METHODS)}, got {method!r}")])
+    if method not in REQUESTABLE:
+        raise SpecError([FieldError("method", f"must be one of {', '.join(REQUESTABLE)}, got {method!r}")])
+
+
+def resolve_method(method: str, settings: LatencySettings, cache: Any) -> str:
+    """The method ``default`` stands for: the kernel model once fitted for these settings on
+    this device, else the block table."""
+    _check_method(method)
+    if method != "default":
+        return method
+    from cost_engine.latency.kernel_predict import has_model
+
+    return "kernel" if has_model(PROCESS_CACHE if cache is None else cache, settings) else "block_table"
 
 
 def residual_key(method: str, resolved: LatencySettings, fp: dict[str, Any]) -> str:
@@ -95,7 +112,8 @@ def raw_estimates(candidates: list[Spec | str], settings: LatencySettings, metho
                   block_sessions: int = BLOCK_SESSIONS, block_protocol: Protocol = BLOCK_PROTOCOL,
                   ) -> tuple[list[tuple[float, float, dict[str, Any]]], LatencySettings, dict[str, Any]]:
     """(raw estimate ms, its own measurement uncertainty ms, details) per candidate."""
-    _check_method(method)
+    if method not in RAW_METHODS:
+        raise SpecError([FieldError("method", f"a raw estimate is one of {', '.join(RAW_METHODS)}, got {method!r}")])
     resolved = settings.resolved()
     check_device(resolved.device)
     fp = fingerprint(resolved.device, resolved.threads)
@@ -125,7 +143,7 @@ def raw_estimates(candidates: list[Spec | str], settings: LatencySettings, metho
 
 
 def predict_many(candidates: list[Spec | str], settings: LatencySettings | None = None, *,
-                 method: str = "block_table", cache: Any = None, residual: Residual | str | None = "auto",
+                 method: str = "default", cache: Any = None, residual: Residual | str | None = "auto",
                  calibration: Calibration | None = None, measure_missing: bool = True,
                  block_sessions: int = BLOCK_SESSIONS, block_protocol: Protocol = BLOCK_PROTOCOL,
                  ) -> list[LatencyResult]:
@@ -133,6 +151,7 @@ def predict_many(candidates: list[Spec | str], settings: LatencySettings | None 
     stored in the cache for this method, settings and device, if one was fitted."""
     settings = settings or LatencySettings()
     cache = PROCESS_CACHE if cache is None else cache
+    method = resolve_method(method, settings, cache)
     if method == "kernel":  # the learned kernel model (kernel_predict.py): fitted once, never measures
         from cost_engine.latency.kernel_predict import predict_with_kernels
 

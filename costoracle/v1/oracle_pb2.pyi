@@ -32,6 +32,7 @@ class LatencyMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LATENCY_METHOD_BLOCK_TABLE: _ClassVar[LatencyMethod]
     LATENCY_METHOD_ROOFLINE: _ClassVar[LatencyMethod]
     LATENCY_METHOD_FLOPS: _ClassVar[LatencyMethod]
+    LATENCY_METHOD_KERNEL: _ClassVar[LatencyMethod]
 
 class MemoryFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -76,6 +77,7 @@ LATENCY_METHOD_UNSPECIFIED: LatencyMethod
 LATENCY_METHOD_BLOCK_TABLE: LatencyMethod
 LATENCY_METHOD_ROOFLINE: LatencyMethod
 LATENCY_METHOD_FLOPS: LatencyMethod
+LATENCY_METHOD_KERNEL: LatencyMethod
 MEMORY_FORMAT_UNSPECIFIED: MemoryFormat
 MEMORY_FORMAT_CONTIGUOUS: MemoryFormat
 MEMORY_FORMAT_CHANNELS_LAST: MemoryFormat
@@ -96,7 +98,7 @@ COST_FIELD_PEAK_ACTIVATION_BYTES: CostField
 COST_FIELD_LATENCY_MS: CostField
 
 class Context(_message.Message):
-    __slots__ = ("batch_size", "resolution", "dtype", "device", "latency", "threads", "memory_format", "compile", "latency_method", "cudnn_benchmark", "cold_l2", "cuda_graphs")
+    __slots__ = ("batch_size", "resolution", "dtype", "device", "latency", "threads", "memory_format", "compile", "latency_method", "cudnn_benchmark", "cold_l2", "cuda_graphs", "never_measure")
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +111,7 @@ class Context(_message.Message):
     CUDNN_BENCHMARK_FIELD_NUMBER: _ClassVar[int]
     COLD_L2_FIELD_NUMBER: _ClassVar[int]
     CUDA_GRAPHS_FIELD_NUMBER: _ClassVar[int]
+    NEVER_MEASURE_FIELD_NUMBER: _ClassVar[int]
     batch_size: int
     resolution: int
     dtype: DType
@@ -121,7 +124,8 @@ class Context(_message.Message):
     cudnn_benchmark: bool
     cold_l2: bool
     cuda_graphs: bool
-    def __init__(self, batch_size: _Optional[int] = ..., resolution: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., device: _Optional[str] = ..., latency: _Optional[_Union[LatencyMode, str]] = ..., threads: _Optional[int] = ..., memory_format: _Optional[_Union[MemoryFormat, str]] = ..., compile: _Optional[bool] = ..., latency_method: _Optional[_Union[LatencyMethod, str]] = ..., cudnn_benchmark: _Optional[bool] = ..., cold_l2: _Optional[bool] = ..., cuda_graphs: _Optional[bool] = ...) -> None: ...
+    never_measure: bool
+    def __init__(self, batch_size: _Optional[int] = ..., resolution: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., device: _Optional[str] = ..., latency: _Optional[_Union[LatencyMode, str]] = ..., threads: _Optional[int] = ..., memory_format: _Optional[_Union[MemoryFormat, str]] = ..., compile: _Optional[bool] = ..., latency_method: _Optional[_Union[LatencyMethod, str]] = ..., cudnn_benchmark: _Optional[bool] = ..., cold_l2: _Optional[bool] = ..., cuda_graphs: _Optional[bool] = ..., never_measure: _Optional[bool] = ...) -> None: ...
 
 class Counts(_message.Message):
     __slots__ = ("ops", "macs", "flops", "params", "memory_access_bytes")
@@ -159,7 +163,7 @@ class ToolView(_message.Message):
     def __init__(self, counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Latency(_message.Message):
-    __slots__ = ("median_ms", "p10_ms", "p90_ms", "cv", "runs", "source", "method", "uncertainty_ms", "fingerprint", "protocol_version", "sessions", "spread_across_sessions", "session_medians_ms", "device", "threads", "cached", "key", "canary_drift", "page_faults_per_call", "noisy", "ci_low_ms", "ci_high_ms", "noisy_rel_ci", "ratio", "reference", "anchor_ms", "anchor_sessions", "raw_median_ms", "raw_p10_ms", "raw_p90_ms", "raw_session_medians_ms", "raw_spread_across_sessions", "remeasured")
+    __slots__ = ("median_ms", "p10_ms", "p90_ms", "cv", "runs", "source", "method", "uncertainty_ms", "fingerprint", "protocol_version", "sessions", "spread_across_sessions", "session_medians_ms", "device", "threads", "cached", "key", "canary_drift", "page_faults_per_call", "noisy", "ci_low_ms", "ci_high_ms", "noisy_rel_ci", "ratio", "reference", "anchor_ms", "anchor_sessions", "raw_median_ms", "raw_p10_ms", "raw_p90_ms", "raw_session_medians_ms", "raw_spread_across_sessions", "remeasured", "interval_level", "measured_for_prediction")
     class FingerprintEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +204,8 @@ class Latency(_message.Message):
     RAW_SESSION_MEDIANS_MS_FIELD_NUMBER: _ClassVar[int]
     RAW_SPREAD_ACROSS_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     REMEASURED_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_FOR_PREDICTION_FIELD_NUMBER: _ClassVar[int]
     median_ms: float
     p10_ms: float
     p90_ms: float
@@ -233,7 +239,9 @@ class Latency(_message.Message):
     raw_session_medians_ms: _containers.RepeatedScalarFieldContainer[float]
     raw_spread_across_sessions: float
     remeasured: int
-    def __init__(self, median_ms: _Optional[float] = ..., p10_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., cv: _Optional[float] = ..., runs: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., method: _Optional[str] = ..., uncertainty_ms: _Optional[float] = ..., fingerprint: _Optional[_Mapping[str, str]] = ..., protocol_version: _Optional[str] = ..., sessions: _Optional[int] = ..., spread_across_sessions: _Optional[float] = ..., session_medians_ms: _Optional[_Iterable[float]] = ..., device: _Optional[str] = ..., threads: _Optional[int] = ..., cached: _Optional[bool] = ..., key: _Optional[str] = ..., canary_drift: _Optional[float] = ..., page_faults_per_call: _Optional[float] = ..., noisy: _Optional[bool] = ..., ci_low_ms: _Optional[float] = ..., ci_high_ms: _Optional[float] = ..., noisy_rel_ci: _Optional[float] = ..., ratio: _Optional[float] = ..., reference: _Optional[str] = ..., anchor_ms: _Optional[float] = ..., anchor_sessions: _Optional[int] = ..., raw_median_ms: _Optional[float] = ..., raw_p10_ms: _Optional[float] = ..., raw_p90_ms: _Optional[float] = ..., raw_session_medians_ms: _Optional[_Iterable[float]] = ..., raw_spread_across_sessions: _Optional[float] = ..., remeasured: _Optional[int] = ...) -> None: ...
+    interval_level: float
+    measured_for_prediction: int
+    def __init__(self, median_ms: _Optional[float] = ..., p10_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., cv: _Optional[float] = ..., runs: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., method: _Optional[str] = ..., uncertainty_ms: _Optional[float] = ..., fingerprint: _Optional[_Mapping[str, str]] = ..., protocol_version: _Optional[str] = ..., sessions: _Optional[int] = ..., spread_across_sessions: _Optional[float] = ..., session_medians_ms: _Optional[_Iterable[float]] = ..., device: _Optional[str] = ..., threads: _Optional[int] = ..., cached: _Optional[bool] = ..., key: _Optional[str] = ..., canary_drift: _Optional[float] = ..., page_faults_per_call: _Optional[float] = ..., noisy: _Optional[bool] = ..., ci_low_ms: _Optional[float] = ..., ci_high_ms: _Optional[float] = ..., noisy_rel_ci: _Optional[float] = ..., ratio: _Optional[float] = ..., reference: _Optional[str] = ..., anchor_ms: _Optional[float] = ..., anchor_sessions: _Optional[int] = ..., raw_median_ms: _Optional[float] = ..., raw_p10_ms: _Optional[float] = ..., raw_p90_ms: _Optional[float] = ..., raw_session_medians_ms: _Optional[_Iterable[float]] = ..., raw_spread_across_sessions: _Optional[float] = ..., remeasured: _Optional[int] = ..., interval_level: _Optional[float] = ..., measured_for_prediction: _Optional[int] = ...) -> None: ...
 
 class CostReport(_message.Message):
     __slots__ = ("candidate", "batch_size", "input_shape", "output_shape", "dtype", "params", "buffers", "macs", "flops", "memory_access_elements", "memory_access_bytes", "memory_access_bytes_fused", "peak_activation_bytes", "activations", "arithmetic_intensity", "op_count", "unknown_ops", "by_op_type", "by_module", "views", "cost_model_version", "cache_hit", "cache_key", "sources", "latency", "detail")
@@ -784,3 +792,93 @@ class CalibrateResponse(_message.Message):
     CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     calibration: Calibration
     def __init__(self, calibration: _Optional[_Union[Calibration, _Mapping]] = ...) -> None: ...
+
+class FitLatencyModelRequest(_message.Message):
+    __slots__ = ("candidates", "context", "max_units", "networks", "budget_minutes", "adaptive", "seed")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    MAX_UNITS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    ADAPTIVE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[_spec_pb2.Candidate]
+    context: Context
+    max_units: int
+    networks: int
+    budget_minutes: float
+    adaptive: float
+    seed: int
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_spec_pb2.Candidate, _Mapping]]] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., max_units: _Optional[int] = ..., networks: _Optional[int] = ..., budget_minutes: _Optional[float] = ..., adaptive: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class KernelModelRound(_message.Message):
+    __slots__ = ("validation_units", "resampled", "median_abs_log_error", "max_abs_log_error", "worst_types")
+    VALIDATION_UNITS_FIELD_NUMBER: _ClassVar[int]
+    RESAMPLED_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_ABS_LOG_ERROR_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_LOG_ERROR_FIELD_NUMBER: _ClassVar[int]
+    WORST_TYPES_FIELD_NUMBER: _ClassVar[int]
+    validation_units: int
+    resampled: int
+    median_abs_log_error: float
+    max_abs_log_error: float
+    worst_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, validation_units: _Optional[int] = ..., resampled: _Optional[int] = ..., median_abs_log_error: _Optional[float] = ..., max_abs_log_error: _Optional[float] = ..., worst_types: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KernelModel(_message.Message):
+    __slots__ = ("key", "units", "networks", "unit_measurements", "network_measurements", "profiling_s", "distinct_units_in_space", "interval_90_rel", "types", "stopped_by_budget", "fingerprint", "rounds", "unit_counts")
+    class FingerprintEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class UnitCountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    UNIT_MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    PROFILING_S_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_UNITS_IN_SPACE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_90_REL_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_BY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    UNIT_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    units: int
+    networks: int
+    unit_measurements: int
+    network_measurements: int
+    profiling_s: float
+    distinct_units_in_space: int
+    interval_90_rel: float
+    types: _containers.RepeatedScalarFieldContainer[str]
+    stopped_by_budget: bool
+    fingerprint: _containers.ScalarMap[str, str]
+    rounds: _containers.RepeatedCompositeFieldContainer[KernelModelRound]
+    unit_counts: _containers.ScalarMap[str, int]
+    def __init__(self, key: _Optional[str] = ..., units: _Optional[int] = ..., networks: _Optional[int] = ..., unit_measurements: _Optional[int] = ..., network_measurements: _Optional[int] = ..., profiling_s: _Optional[float] = ..., distinct_units_in_space: _Optional[int] = ..., interval_90_rel: _Optional[float] = ..., types: _Optional[_Iterable[str]] = ..., stopped_by_budget: _Optional[bool] = ..., fingerprint: _Optional[_Mapping[str, str]] = ..., rounds: _Optional[_Iterable[_Union[KernelModelRound, _Mapping]]] = ..., unit_counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class FitLatencyModelResponse(_message.Message):
+    __slots__ = ("phase", "done", "total", "elapsed_s", "model")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    done: int
+    total: int
+    elapsed_s: float
+    model: KernelModel
+    def __init__(self, phase: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., model: _Optional[_Union[KernelModel, _Mapping]] = ...) -> None: ...

@@ -74,6 +74,11 @@ class CostOracleStub:
                 request_serializer=costoracle_dot_v1_dot_oracle__pb2.CalibrateRequest.SerializeToString,
                 response_deserializer=costoracle_dot_v1_dot_oracle__pb2.CalibrateResponse.FromString,
                 _registered_method=True)
+        self.FitLatencyModel = channel.unary_stream(
+                '/costoracle.v1.CostOracle/FitLatencyModel',
+                request_serializer=costoracle_dot_v1_dot_oracle__pb2.FitLatencyModelRequest.SerializeToString,
+                response_deserializer=costoracle_dot_v1_dot_oracle__pb2.FitLatencyModelResponse.FromString,
+                _registered_method=True)
 
 
 class CostOracleServicer:
@@ -134,6 +139,14 @@ class CostOracleServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FitLatencyModel(self, request, context):
+        """Profile the device's kernels over a search space and fit the kernel latency model (minutes;
+        streams progress, the last message carries the model). Cached units are not timed again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CostOracleServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -176,6 +189,11 @@ def add_CostOracleServicer_to_server(servicer, server):
                     servicer.Calibrate,
                     request_deserializer=costoracle_dot_v1_dot_oracle__pb2.CalibrateRequest.FromString,
                     response_serializer=costoracle_dot_v1_dot_oracle__pb2.CalibrateResponse.SerializeToString,
+            ),
+            'FitLatencyModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.FitLatencyModel,
+                    request_deserializer=costoracle_dot_v1_dot_oracle__pb2.FitLatencyModelRequest.FromString,
+                    response_serializer=costoracle_dot_v1_dot_oracle__pb2.FitLatencyModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +412,33 @@ class CostOracle:
             '/costoracle.v1.CostOracle/Calibrate',
             costoracle_dot_v1_dot_oracle__pb2.CalibrateRequest.SerializeToString,
             costoracle_dot_v1_dot_oracle__pb2.CalibrateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FitLatencyModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/costoracle.v1.CostOracle/FitLatencyModel',
+            costoracle_dot_v1_dot_oracle__pb2.FitLatencyModelRequest.SerializeToString,
+            costoracle_dot_v1_dot_oracle__pb2.FitLatencyModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
