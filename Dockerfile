@@ -11,6 +11,7 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN pip install "torch==2.13.0" --index-url "${TORCH_INDEX}"
 COPY pyproject.toml README.md ./
 COPY cost_engine ./cost_engine
+COPY contract ./contract
 COPY server ./server
 COPY client ./client
 COPY costoracle ./costoracle

@@ -44,11 +44,11 @@ import grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contract import convert  # noqa: E402
 from cost_engine.spec import ConvSpec, DepthwiseSeparableSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec  # noqa: E402
 from costoracle.v1 import oracle_pb2 as pb  # noqa: E402
 from costoracle.v1 import oracle_pb2_grpc  # noqa: E402
 from costoracle.v1 import spec_pb2 as spb  # noqa: E402
-from server import convert  # noqa: E402
 
 OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
 WIDTHS = (24, 40, 80, 112, 160)

@@ -45,9 +45,9 @@ if TYPE_CHECKING:
     from client.frames import to_pandas
     from client.inprocess import InProcessOracle
     from client.remote import RemoteOracle
-    from server.budget import Budget
-    from server.oracle import BlockCandidate
-    from server.sweeps import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
+    from contract.budget import Budget
+    from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
+    from contract.types import BlockCandidate
 
 _LAZY = {
     "to_pandas": "client.frames",
@@ -55,11 +55,11 @@ _LAZY = {
     "AsyncRemoteOracle": "client.aio",
     "InProcessOracle": "client.inprocess",
     "Oracle": "client.base",
-    "Budget": "server.budget",
-    "BlockCandidate": "server.oracle",
-    "EfficientNetCompoundSpace": "server.sweeps",
-    "MultiplierSpace": "server.sweeps",
-    "FasterNetSpace": "server.sweeps",
+    "Budget": "contract.budget",
+    "BlockCandidate": "contract.types",
+    "EfficientNetCompoundSpace": "contract.spaces",
+    "MultiplierSpace": "contract.spaces",
+    "FasterNetSpace": "contract.spaces",
 }
 
 __all__ = [

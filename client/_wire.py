@@ -2,7 +2,7 @@
 
 Building a request and reading a response is the same code for both transports; only how the
 call is made (and how a retry waits) differs. Conversion of specs, contexts, budgets, spaces and
-reports goes through ``server.convert`` — the functions the server itself uses — so a field means
+reports goes through ``contract.convert`` — the functions the server itself uses — so a field means
 the same thing on both ends. A candidate the client cannot even put on the wire (a bare block
 without ``in_channels``, something that is not a candidate) is answered locally with the same
 ``InvalidArgument`` and field path the in-process oracle gives.
@@ -84,7 +84,7 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
 
 def rpc_error(exc: Any) -> OracleError:
     """A ``grpc.RpcError`` (sync or aio) as the typed error, with the field violations of its rich status."""
-    from server.errors import from_status
+    from contract.errors import from_status
 
     code_obj = exc.code() if hasattr(exc, "code") else None
     code = getattr(code_obj, "name", "UNKNOWN")
@@ -118,8 +118,8 @@ def candidate_proto(candidate: Any, in_channels: int | None, path: str) -> Any:
 
 
 def to_proto(c: Any, path: str) -> Any:
+    from contract.convert import candidate_to_proto
     from cost_engine.spec.base import Spec
-    from server.convert import candidate_to_proto
 
     try:
         return candidate_to_proto(c)
@@ -142,7 +142,7 @@ def prepare_many(candidates: Iterable[Any], in_channels: int | None) -> Split:
 
 def context_and_detail(kw: dict[str, Any]) -> tuple[Any, int, int | None]:
     """(proto Context, proto Detail, in_channels) from a method's keywords."""
-    from server.convert import context_to_proto, detail_to_proto
+    from contract.convert import context_to_proto, detail_to_proto
 
     ctx, detail, in_channels = split_kwargs(kw)
     context = make_context(**ctx)
@@ -212,8 +212,8 @@ def cost_request(candidate: Any, kw: dict[str, Any]) -> Any:
 
 
 def filter_request(protos: list[Any], budget: Any, pareto: Any, include_reports: bool, kw: dict[str, Any]) -> Any:
+    from contract.convert import budget_to_proto, pareto_to_proto
     from costoracle.v1 import oracle_pb2 as pb
-    from server.convert import budget_to_proto, pareto_to_proto
 
     kw = dict(kw)
     kw.setdefault("detail", "scalars")
@@ -225,8 +225,8 @@ def filter_request(protos: list[Any], budget: Any, pareto: Any, include_reports:
 
 def sweep_request(space: Any, budget: Any, pareto: Any, include_reports: bool, include_specs: bool,
                   chunk_size: int | None, kw: dict[str, Any]) -> Any:
+    from contract.convert import budget_to_proto, pareto_to_proto, space_to_proto
     from costoracle.v1 import oracle_pb2 as pb
-    from server.convert import budget_to_proto, pareto_to_proto, space_to_proto
 
     kw = dict(kw)
     kw.setdefault("detail", "scalars")
@@ -245,7 +245,7 @@ def sweep_request(space: Any, budget: Any, pareto: Any, include_reports: bool, i
 
 # -- responses -------------------------------------------------------------------------------
 def cost_result(report_msg: Any) -> CostResult:
-    from server.convert import report_to_dict
+    from contract.convert import report_to_dict
 
     return CostResult.from_dict(report_to_dict(report_msg))
 
@@ -254,7 +254,7 @@ merge = merge_costs
 
 
 def batch_item(result_msg: Any, index: int) -> CostResult | ItemError:
-    from server.errors import from_status
+    from contract.errors import from_status
 
     if result_msg.WhichOneof("result") == "error":
         err = from_status(result_msg.error)
@@ -264,7 +264,7 @@ def batch_item(result_msg: Any, index: int) -> CostResult | ItemError:
 
 def filter_outcome(resp: Any, parts: Split) -> FilterOutcome:
     from client.base import filter_outcome as typed
-    from server.convert import filter_item_from_proto
+    from contract.convert import filter_item_from_proto
 
     class _Resp:  # the core's FilterOutcome shape, from the message
         results = [filter_item_from_proto(m) for m in resp.results]
@@ -285,7 +285,7 @@ class SweepCollector:
 
     def add(self, resp: Any) -> None:
         from client.base import sweep_point
-        from server.convert import sweep_point_from_proto
+        from contract.convert import sweep_point_from_proto
 
         self.total = resp.total or self.total
         self.points.extend(sweep_point(sweep_point_from_proto(p)) for p in resp.points)

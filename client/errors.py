@@ -139,11 +139,3 @@ def error_for(code: Code | str, message: str, violations: Iterable[FieldViolatio
     return cls(message, violations)
 
 
-def from_spec_error(exc: Any, prefix: str = "") -> InvalidArgument:
-    """A ``cost_engine.SpecError`` as the same :class:`InvalidArgument` the server would send."""
-    violations = []
-    for e in getattr(exc, "errors", []):
-        path = e.path if not prefix else (f"{prefix}.{e.path}" if e.path and not e.path.startswith("[")
-                                          else f"{prefix}{e.path}")
-        violations.append(FieldViolation(path, e.reason))
-    return InvalidArgument(str(exc), violations)

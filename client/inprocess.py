@@ -36,7 +36,7 @@ class InProcessOracle:
     """
 
     def __init__(self, db_url: str | None = None, *, cache: Any = None, limits: Any = None):
-        from server.errors import ServiceError
+        from contract.errors import ServiceError
         from server.oracle import Oracle
 
         self._service_error = ServiceError
@@ -103,7 +103,7 @@ class InProcessOracle:
     def sweep(self, space: Any, budget: Any = None, pareto: Sequence[str] | str | None = None, *,
               include_reports: bool = False, include_specs: bool = False, progress: Any = None,
               **kw: Any) -> SweepOutcome:
-        """Every point of ``space`` (a ``server.sweeps`` space), costed under ``budget``."""
+        """Every point of ``space`` (a ``contract.spaces`` space), costed under ``budget``."""
         ctx, detail, _ = split_kwargs(kw)
         out = self._call(self._core.sweep, space, budget_or_default(budget), make_context(**ctx),
                          pareto=pareto_names(pareto), include_reports=include_reports, include_specs=include_specs,
@@ -141,7 +141,7 @@ class InProcessOracle:
                 except self._service_error as exc:
                     bad.extend(exc.violations)
             if bad:
-                from server.errors import InvalidArgument
+                from contract.errors import InvalidArgument
 
                 raise InvalidArgument("invalid candidates", bad)
             return items

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import prod
 
-from cost_engine.formulas import MAC_OPS, OpCost, UnknownOpError, op_cost
+from cost_engine.formulas import ACTIVATION_FLOPS, MAC_OPS, OpCost, UnknownOpError, op_cost
 from cost_engine.ops import Op, numel
 
 #: ops that a fused conv/linear + BN + activation kernel absorbs after the producer
 _FUSABLE_NORMS = frozenset({"batch_norm"})
-_FUSABLE_ACTS = frozenset({"relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid", "tanh"})
+_FUSABLE_ACTS = frozenset(ACTIVATION_FLOPS)
 
 
 @dataclass(slots=True)

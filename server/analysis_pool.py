@@ -15,13 +15,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from contract.errors import ServiceError
+from contract.types import BlockCandidate, Context
 from cost_engine.families import resolve
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec.base import Spec
 from server.cache import CacheRow
 from server.cache.store import encode_rows
-from server.candidates import BlockCandidate, Context, Prepared
-from server.errors import ServiceError
+from server.candidates import Prepared
 from server.reports import FIGURES, _analyze_item, serve_report
 
 
@@ -53,7 +54,7 @@ def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[
     """Analyze and encode: (key, "ok", serialized report, scalars) or (key, "error", error state,
     None) per job, and the rows encoded for ``CostCache.put_encoded``. The server stores the rows
     before it answers anything, so a served report is always a stored one."""
-    from server.convert import report_to_proto
+    from contract.convert import report_to_proto
 
     out: list[tuple[str, str, Any, Any]] = []
     rows: list[CacheRow] = []
@@ -79,8 +80,8 @@ def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
     """The job's candidate: wire bytes (converted here, with this process's block memo), a
     built-in name, or a spec. The server validated it already; a failure here is an engine error."""
     if isinstance(what, bytes):
+        from contract.convert import candidate_from_proto, network_from_wire  # convert imports this module
         from costoracle.v1.spec_pb2 import Candidate
-        from server.convert import candidate_from_proto, network_from_wire  # convert imports this module
 
         fast = network_from_wire(what)
         what = fast[0] if fast is not None else candidate_from_proto(Candidate.FromString(what))
@@ -92,6 +93,6 @@ def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
 
 
 def _rebuild_error(state: tuple[Any, ...]) -> ServiceError:
-    from server.errors import _rebuild
+    from contract.errors import _rebuild
 
     return _rebuild(*state)

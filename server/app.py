@@ -26,10 +26,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.exc import SQLAlchemyError
 
+from contract.types import Limits
 from costoracle.v1 import oracle_pb2
 from server.config import ServerConfig, add_arguments
 from server.gate import RequestGate
-from server.oracle import Limits, Oracle
+from server.oracle import Oracle
 from server.servicer import SERVICE_NAME, CostOracleServicer, generic_handler
 
 __all__ = ["Server", "main", "serve", "start"]

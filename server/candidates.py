@@ -1,123 +1,29 @@
-"""Request data and candidate preparation: what a request asks about, checked and keyed.
+"""Candidate preparation: a validated candidate with its memoized canonical form and cache keys,
+and the bounded memos the oracle keeps them in.
 
-Apart from the oracle on purpose: the proto converters, the servicer, the client and the
-analysis processes all build or rebuild these values, and none of them should need the cache store,
-the engine's analysis or the latency layer to do it. A :class:`Prepared` candidate memoizes its
-canonical spec and cache keys; the spec's canonical JSON is assembled from each block's memoized
-text, because the candidates of a search space share most of their blocks and hashing a new one
-should cost only its own few fields.
+A :class:`Prepared` candidate memoizes its canonical spec and cache keys; the spec's canonical
+JSON comes from ``cost_engine.keys.spec_json`` (assembled from each block's memoized text,
+because the candidates of a search space share most of their blocks and hashing a new one
+should cost only its own few fields). What a request asks about (the context, a standalone
+block) is the contract's (``contract.types``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-from cost_engine.report import COST_MODEL_VERSION, DTYPE_BYTES
-from cost_engine.spec.base import MAX_BATCH, MAX_RESOLUTION, Spec, to_dict
+from contract.errors import join_path, translate_path
+from contract.types import BlockCandidate, Context
+from cost_engine.keys import cache_key_of_json, spec_dict, spec_json
+from cost_engine.report import COST_MODEL_VERSION
+from cost_engine.spec.base import Spec
 from cost_engine.spec.network import NetworkSpec
-from server.cache import canonical_json
-from server.cache.keys import cache_key_of_json
-from server.errors import join_path, translate_path
 
-__all__ = [
-    "LATENCY_METHODS",
-    "LATENCY_MODES",
-    "MEMORY_FORMATS",
-    "BlockCandidate",
-    "Candidate",
-    "Context",
-    "Limits",
-    "Prepared",
-    "spec_dict",
-    "spec_json",
-]
+__all__ = ["LRU", "Prepared", "approx_bytes", "memo_key", "prepared_bytes"]
 
-LATENCY_MODES = ("none", "measure", "predict", "auto")
-#: "default": the kernel model once fitted for the settings on the device, else the block table
-LATENCY_METHODS = ("default", "block_table", "roofline", "flops", "kernel")
-MEMORY_FORMATS = ("contiguous", "channels_last")
-_DEVICE_RE = re.compile(r"^(cpu|cuda(:(0|[1-9][0-9]{0,2}))?)$")
-
-
-# -- request data ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Context:
-    """What the costs are computed for; ``device`` .. ``cudnn_benchmark`` only select latency."""
-
-    batch_size: int = 1
-    resolution: int | None = None
-    dtype: str = "float32"
-    device: str = ""
-    latency: str = "none"
-    threads: int | None = None
-    memory_format: str = "contiguous"
-    compile: bool = False
-    latency_method: str = "default"
-    cudnn_benchmark: bool = False
-    cold_l2: bool = False
-    cuda_graphs: bool = False
-    never_measure: bool = False
-
-    def validate(self, path: str = "context") -> list[tuple[str, str]]:
-        errors: list[tuple[str, str]] = []
-        if not _is_int(self.batch_size) or not 1 <= self.batch_size <= MAX_BATCH:
-            errors.append((f"{path}.batch_size", f"must be an integer in [1, {MAX_BATCH}], got {self.batch_size!r}"))
-        if self.resolution is not None and (not _is_int(self.resolution)
-                                            or not 1 <= self.resolution <= MAX_RESOLUTION):
-            errors.append((f"{path}.resolution",
-                           f"must be an integer in [1, {MAX_RESOLUTION}], got {self.resolution!r}"))
-        if self.dtype not in DTYPE_BYTES:
-            errors.append((f"{path}.dtype", f"must be one of {', '.join(DTYPE_BYTES)}; got {self.dtype!r}"))
-        if self.latency not in LATENCY_MODES:
-            errors.append((f"{path}.latency", f"must be one of {', '.join(LATENCY_MODES)}; got {self.latency!r}"))
-        if self.latency_method not in LATENCY_METHODS:
-            errors.append((f"{path}.latency_method",
-                           f"must be one of {', '.join(LATENCY_METHODS)}; got {self.latency_method!r}"))
-        if self.memory_format not in MEMORY_FORMATS:
-            errors.append((f"{path}.memory_format",
-                           f"must be one of {', '.join(MEMORY_FORMATS)}; got {self.memory_format!r}"))
-        if self.threads is not None and (not _is_int(self.threads) or not 1 <= self.threads <= 1024):
-            errors.append((f"{path}.threads", f"must be an integer in [1, 1024], got {self.threads!r}"))
-        if not isinstance(self.device, str) or not (self.device == "" or _DEVICE_RE.match(self.device)):
-            errors.append((f"{path}.device", f"must be cpu, cuda or cuda:N, got {self.device!r}"))
-        return errors
-
-    @property
-    def wants_latency(self) -> bool:
-        return self.latency not in ("none", "")
-
-    def analytic(self) -> Context:
-        """This context without latency (what an analytic-only step computes)."""
-        return dataclasses.replace(self, latency="none") if self.wants_latency else self
-
-
-@dataclass(frozen=True)
-class BlockCandidate:
-    """A single block costed on its own: needs its input channels (and ``Context.resolution``)."""
-
-    block: Spec
-    in_channels: int
-
-
-Candidate = Spec | str | BlockCandidate
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Request limits; over any of them is RESOURCE_EXHAUSTED (with the limit's name)."""
-
-    max_batch_size: int = 10_000
-    max_sweep_size: int = 20_000
-    max_message_bytes: int = 64 << 20
-    max_pending_measurements: int = 64
-    default_chunk_size: int = 256
 
 
 class Prepared:
@@ -199,41 +105,17 @@ class Prepared:
         return join_path("network", translate_path(engine_path, self.spec_dict))
 
 
-@functools.lru_cache(maxsize=65536)
-def _block_dict(spec: Spec) -> dict[str, Any]:
-    return to_dict(spec)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Spec):
-        return _block_dict(value)
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def spec_dict(spec: Spec) -> dict[str, Any]:
-    """``to_dict(spec)`` with each block's dict memoized: candidates of a search space share most of
-    their blocks, and a network's dict is its fields with its blocks' dicts in place (a test checks
-    the equality on every built-in and on random spaces). Read-only result."""
-    if not isinstance(spec, NetworkSpec):
-        return _block_dict(spec)
-    out: dict[str, Any] = {"kind": spec.kind}
-    for f in dataclasses.fields(spec):
-        out[f.name] = _plain(getattr(spec, f.name))
-    return out
-
-
-class _LRU:
-    """A small thread-safe LRU bounded by entry count and, with ``size_of``, by the estimated
-    bytes of its values (``max_bytes``): one entry can be a 2,048-block network or its
-    per-module breakdown, so a count alone bounds nothing (issue 10, item 9)."""
+class LRU:
+    """The server's one bounded memo: thread-safe, bounded by entry count and by the bytes of its
+    values (``max_bytes``; a value's size is given to ``put`` or estimated by ``size_of``): one
+    entry can be a 2,048-block network or its per-module breakdown, so a count alone bounds
+    nothing. (The cache store's row LRU is its own: its entries grow when first decoded.)"""
 
     def __init__(self, capacity: int, max_bytes: int | None = None,
                  size_of: Callable[[Any], int] | None = None):
         self.capacity = capacity
         self.max_bytes = max_bytes
-        self.size_of = size_of if max_bytes is not None else None
+        self.size_of = size_of
         self.bytes = 0
         self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
@@ -246,10 +128,13 @@ class _LRU:
             self._data.move_to_end(key)
             return v[0]
 
-    def put(self, key: Any, value: Any) -> None:
+    def put(self, key: Any, value: Any, size: int | None = None) -> None:
+        """Keep ``value`` (``size``: its bytes when the caller knows them, else ``size_of``'s
+        estimate); a value larger than the byte bound is not kept."""
         if self.capacity <= 0:
             return
-        size = self.size_of(value) if self.size_of is not None else 0
+        if size is None:
+            size = self.size_of(value) if self.size_of is not None else 0
         if self.max_bytes is not None and size > self.max_bytes:
             return
         with self._lock:
@@ -290,38 +175,7 @@ def prepared_bytes(p: Prepared) -> int:
     return 1024 + 400 * blocks + (len(p._json) if p._json else 0)
 
 
-@functools.lru_cache(maxsize=65536)
-def _block_json(spec: Spec) -> str:
-    return canonical_json(_block_dict(spec))
-
-
-def spec_json(spec: Spec) -> str:
-    """``canonical_json(to_dict(spec))``, assembled from each block's memoized text: hashing a new
-    candidate of a search space then costs only its own few fields (a test checks the equality
-    byte for byte on every built-in and on random spaces)."""
-    if not isinstance(spec, NetworkSpec):
-        return _block_json(spec)
-    return network_json([_block_json(b) for b in spec.stem],
-                        ["[" + ",".join([_block_json(b) for b in s]) + "]" for s in spec.stages],
-                        [_block_json(b) for b in spec.head], spec.in_channels, spec.resolution)
-
-
-def network_json(stem: Sequence[str], stages: Sequence[str], head: Sequence[str], in_channels: int,
-                 resolution: int) -> str:
-    """A network's canonical JSON from its blocks' canonical texts (what a server that reads blocks
-    off the wire has at hand; ``stages``: each stage's JSON array of its blocks' texts): the fields
-    in sorted order, as ``canonical_json`` writes them."""
-    return (f'{{"head":[{",".join(head)}],"in_channels":{int(in_channels)},"kind":"network",'
-            f'"resolution":{int(resolution)},"stages":[{",".join(stages)}],"stem":[{",".join(stem)}]}}')
-
-
-# network_json writes these fields and no others: a new NetworkSpec field must be added there
-if tuple(sorted(("kind", *(f.name for f in dataclasses.fields(NetworkSpec))))) != (
-        "head", "in_channels", "kind", "resolution", "stages", "stem"):
-    raise RuntimeError("server.candidates.network_json does not write every NetworkSpec field")
-
-
-def _memo_key(candidate: Any) -> Any:
+def memo_key(candidate: Any) -> Any:
     if isinstance(candidate, str):
         return ("name", candidate)
     if isinstance(candidate, (Spec, BlockCandidate)):
@@ -332,5 +186,3 @@ def _memo_key(candidate: Any) -> Any:
     return None
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)

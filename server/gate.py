@@ -23,7 +23,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from server.errors import ResourceExhausted
+from contract.errors import ResourceExhausted
 
 __all__ = ["RequestGate"]
 

@@ -16,11 +16,11 @@ the analytic figures depend on (batch size, effective resolution, dtype, and a s
 input channels); latency settings select a measurement, which the latency layer caches under
 its own key with the device fingerprint.
 
-The pieces it is built from live beside it, one job each: ``server.candidates`` (request data and
-candidate preparation), ``server.reports`` (what a caller is served), ``server.analysis_pool``
+The pieces it is built from live beside it, one job each: ``server.candidates`` (candidate
+preparation and the bounded memos), ``server.reports`` (what a caller is served), ``server.analysis_pool``
 (what the analysis processes run), ``server.oracle_latency`` and ``server.oracle_search`` (the
-latency and the filter/sweep methods of :class:`Oracle`). Every name callers imported from this
-module before the split is still importable from it.
+latency and the filter/sweep methods of :class:`Oracle`); what requests and answers are, as plain
+types, is the contract's (``contract/``).
 """
 
 from __future__ import annotations
@@ -34,67 +34,27 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from contract.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, invalid, join_path
+from contract.spaces import SWEEP_FAMILIES
+from contract.types import BlockCandidate, Candidate, Context, Limits
+from contract.types import is_int as _is_int
 from cost_engine.families import BUILTINS, resolve
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec.base import ACTIVATION_ALIASES, ACTIVATIONS, MAX_CHANNELS, SPEC_KINDS, Spec, SpecError, validate
 from cost_engine.spec.network import NetworkSpec
 from server import cancel
 from server.analysis_pool import _pool_init, _pool_job, _rebuild_error
-from server.budget import Budget, Constraint
 from server.cache import CacheRow, CostCache
 from server.cancel import checkpoint
-from server.candidates import (
-    _LRU,
-    LATENCY_METHODS,
-    LATENCY_MODES,
-    MEMORY_FORMATS,
-    BlockCandidate,
-    Candidate,
-    Context,
-    Limits,
-    Prepared,
-    _is_int,
-    _memo_key,
-    approx_bytes,
-    prepared_bytes,
-    spec_dict,
-    spec_json,
-)
-from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, invalid, join_path
+from server.candidates import LRU as _LRU
+from server.candidates import Prepared, approx_bytes, prepared_bytes
+from server.candidates import memo_key as _memo_key
 from server.gate import RequestGate
-from server.oracle_latency import LatencyMixin, latency_dict
-from server.oracle_search import FilterItem, FilterOutcome, SearchMixin, SweepChunk, SweepOutcome, SweepPoint
-from server.reports import DETAILS, FIGURES, _analyze_item, serve_report
-from server.sweeps import SWEEP_FAMILIES, EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
+from server.oracle_latency import LatencyMixin
+from server.oracle_search import SearchMixin
+from server.reports import DETAILS, _analyze_item, serve_report
 
-__all__ = [
-    "DETAILS",
-    "FIGURES",
-    "LATENCY_METHODS",
-    "LATENCY_MODES",
-    "MEMORY_FORMATS",
-    "SERVER_VERSION",
-    "BlockCandidate",
-    "Budget",
-    "Candidate",
-    "Constraint",
-    "Context",
-    "EfficientNetCompoundSpace",
-    "FasterNetSpace",
-    "FilterItem",
-    "FilterOutcome",
-    "Limits",
-    "MultiplierSpace",
-    "Oracle",
-    "Prepared",
-    "SweepChunk",
-    "SweepOutcome",
-    "SweepPoint",
-    "latency_dict",
-    "serve_report",
-    "spec_dict",
-    "spec_json",
-]
+__all__ = ["SERVER_VERSION", "Oracle"]
 
 log = logging.getLogger("cost_oracle.oracle")
 
@@ -286,24 +246,21 @@ class Oracle(LatencyMixin, SearchMixin):
         computed = self._compute_local(items, keys, missing, ctx)
         return self._assemble(items, keys, found, computed, paths)
 
-    def report_blobs(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
-                     paths: Sequence[str]) -> list[tuple[bytes, str, bool] | ServiceError]:
-        """(serialized ``CostReport`` at ``detail`` with an empty label and cache_hit set, key, hit) per
-        item, or its error — the servicer's path. Cold candidates go to the analysis processes when
-        there are enough of them; their rows are stored before anything is answered."""
-        return self.begin_report_blobs(items, ctx, detail, paths)()
-
     def begin_report_blobs(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
-                           paths: Sequence[str]) -> Callable[[], list[tuple[bytes, str, bool] | ServiceError]]:
-        """:meth:`report_blobs` in two steps: look up and hand the cold candidates to the analysis
-        processes now, collect (store, then answer) when the returned function is called. A server
-        converts the next part of a long batch while the processes analyze this one."""
+                           paths: Sequence[str], encode: Callable[[dict[str, Any]], bytes],
+                           ) -> Callable[[], list[tuple[bytes, str, bool] | ServiceError]]:
+        """(encoded report at ``detail`` with an empty label and cache_hit set, key, hit) per item,
+        or its error — the servicer's path — in two steps: look up and hand the cold candidates to
+        the analysis processes now, collect (store, then answer) when the returned function is
+        called. A server converts the next part of a long batch while the processes analyze this
+        one. ``encode`` is the servicer's (the core never speaks protobuf); reports the analysis
+        processes encoded come back as bytes already."""
         keys = [item.key(ctx) if isinstance(item, Prepared) else None for item in items]
         found, missing = self._lookup(keys)
         pool = self._get_pool() if len(missing) >= self.pool_threshold else None
         if pool is None:
             computed = self._compute_local(items, keys, missing, ctx)
-            return lambda: self._blobs(items, keys, found, computed, {}, ctx, detail, paths)
+            return lambda: self._blobs(items, keys, found, computed, {}, ctx, detail, paths, encode)
         try:
             futures = self._submit_pool(pool, items, keys, missing, ctx, detail)
         except Exception:
@@ -323,7 +280,7 @@ class Oracle(LatencyMixin, SearchMixin):
                 log.exception("the analysis processes failed; analyzing in the server process")
                 self._drop_pool(pool)
                 computed, blobs = self._compute_local(items, keys, missing, ctx), {}
-            return self._blobs(items, keys, found, computed, blobs, ctx, detail, paths)
+            return self._blobs(items, keys, found, computed, blobs, ctx, detail, paths, encode)
 
         return finish
 
@@ -335,9 +292,8 @@ class Oracle(LatencyMixin, SearchMixin):
 
     def _blobs(self, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
                found: dict[str, dict[str, Any]], computed: dict[str, Any], blobs: dict[str, bytes], ctx: Context,
-               detail: str, paths: Sequence[str]) -> list[tuple[bytes, str, bool] | ServiceError]:
-        from server.convert import report_to_proto  # convert imports this module
-
+               detail: str, paths: Sequence[str], encode: Callable[[dict[str, Any]], bytes],
+               ) -> list[tuple[bytes, str, bool] | ServiceError]:
         out: list[tuple[bytes, str, bool] | ServiceError] = []
         for item, got in zip(items, self._assemble(items, keys, found, computed, paths), strict=True):
             if isinstance(got, ServiceError):
@@ -348,7 +304,7 @@ class Oracle(LatencyMixin, SearchMixin):
             blob = blobs.get(key)
             if blob is None:
                 assert isinstance(item, Prepared)
-                blob = report_to_proto(self.serve(report, item, ctx, key, True, detail, label="")).SerializeToString()
+                blob = encode(self.serve(report, item, ctx, key, True, detail, label=""))
             out.append((blob, key, hit))
         return out
 

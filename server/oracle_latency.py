@@ -18,10 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from cost_engine.spec.base import SpecError
-from server.cache import CostCache
-from server.candidates import Context, Limits, Prepared, _is_int
-from server.errors import (
+from contract.errors import (
     Cancelled,
     DeadlineExceeded,
     FailedPrecondition,
@@ -32,6 +29,11 @@ from server.errors import (
     invalid,
     join_path,
 )
+from contract.types import Context, Limits
+from contract.types import is_int as _is_int
+from cost_engine.spec.base import SpecError
+from server.cache import CostCache
+from server.candidates import Prepared
 from server.gate import RequestGate
 
 __all__ = ["LatencyMixin", "latency_dict"]
@@ -422,11 +424,3 @@ def _done(value: Any) -> Any:
     f: Future[Any] = Future()
     f.set_result(value)
     return f
-
-
-def settings_id(s: Any) -> Any:
-    """One hashable id per resolved settings: requests with equal ids share worker sessions."""
-    try:
-        return tuple(sorted((k, repr(v)) for k, v in s.to_dict().items()))
-    except Exception:
-        return id(s)

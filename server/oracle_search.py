@@ -13,79 +13,61 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from cost_engine.spec.base import SpecError
-from cost_engine.spec.network import NetworkSpec
-from server.budget import (
+from contract.budget import (
     LATENCY_LIMIT,
     PARETO_FIELDS,
     Budget,
-    Constraint,
     analytic_constraints,
     latency_constraint,
     pareto_front,
 )
+from contract.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, invalid, join_path
+from contract.results import FilterItem, FilterOutcome, SweepChunk, SweepOutcome, SweepPoint
+from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
+from contract.types import Candidate, Context, Limits
+from cost_engine.spec.base import FieldError, SpecError, validate
+from cost_engine.spec.network import NetworkSpec
 from server.cache import CostCache
-from server.candidates import Candidate, Context, Limits, Prepared
-from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, invalid, join_path
-from server.oracle_latency import _latency_error, latency_dict, settings_id
-from server.sweeps import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space, expand_space
+from server.cancel import checkpoint
+from server.candidates import Prepared
+from server.latency_groups import settings_id
+from server.oracle_latency import _latency_error, latency_dict
 
-__all__ = ["FilterItem", "FilterOutcome", "SearchMixin", "SweepChunk", "SweepOutcome", "SweepPoint"]
-
-
-@dataclass
-class FilterItem:
-    index: int
-    feasible: bool
-    constraints: list[Constraint] = field(default_factory=list)
-    violated: list[str] = field(default_factory=list)
-    error: ServiceError | None = None
-    report: dict[str, Any] | None = None
-    pareto: bool = False
-    decided_by: str = "analytic"
-    #: internal: the figures a Pareto front may use (not sent)
-    _values: dict[str, float] = field(default_factory=dict, repr=False)
+__all__ = ["SearchMixin"]
 
 
 @dataclass
-class FilterOutcome:
-    results: list[FilterItem]
-    feasible: list[int]
-    pareto_front: list[int]
-    measurements: int
+class GeneratedPoint:
+    """One point of a space: its coordinates, a label, and its validated spec or why it has none."""
 
-
-@dataclass
-class SweepPoint:
     index: int
     params: dict[str, float]
     label: str
     spec: NetworkSpec | None
-    result: FilterItem
-    #: the index of an earlier point that generates the same network (same cache key), if any
-    duplicate_of: int | None = None
+    error: SpecError | None
 
 
-@dataclass
-class SweepOutcome:
-    total: int
-    points: list[SweepPoint]
-    feasible: list[int]
-    pareto_front: list[int]
-    measurements: int
-    #: distinct networks among the points (grids of multipliers often round to the same one)
-    distinct: int = 0
-
-
-@dataclass
-class SweepChunk:
-    """Part of a streamed sweep: ``points`` are final except their ``pareto`` flag."""
-
-    total: int
-    points: list[SweepPoint]
+def expand_space(space: Space) -> Iterator[GeneratedPoint]:
+    """Every point of ``space`` in grid order (call ``space.validate()`` and bound ``size()`` first);
+    the request's deadline and cancellation are checked between points."""
+    for index, (params, label, make) in enumerate(space.points()):
+        checkpoint()
+        spec: NetworkSpec | None = None
+        error: SpecError | None = None
+        try:
+            spec = make()
+            problems = validate(spec)
+            if problems:
+                error = SpecError(problems)
+                spec = None
+        except SpecError as exc:
+            error = exc
+        except (ValueError, TypeError, ArithmeticError) as exc:  # a family rejecting its arguments
+            error = SpecError([FieldError("", str(exc))])
+        yield GeneratedPoint(index, dict(params), label, spec, error)
 
 
 class SearchMixin:

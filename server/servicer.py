@@ -1,6 +1,6 @@
 """The gRPC handlers of ``costoracle.v1.CostOracle``: thin on purpose.
 
-Each handler converts the request (``server.convert``), calls the oracle core, converts the
+Each handler converts the request (``contract.convert``), calls the oracle core, converts the
 answer, and turns a :class:`ServiceError` into a canonical status with ``google.rpc.Status``
 details. The only logic of its own is speed on the hot path, which must not change an answer:
 
@@ -19,7 +19,6 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -28,13 +27,16 @@ from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from contract import convert
+from contract.errors import Internal, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
+from contract.results import SweepChunk
+from contract.types import Context
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 from costoracle.v1 import spec_pb2 as spb
-from server import convert
 from server.cancel import checkpoint, note_stopped, watch
-from server.errors import Internal, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
-from server.oracle import Context, Oracle, Prepared, SweepChunk
+from server.candidates import LRU, Prepared
+from server.oracle import Oracle
 
 #: a remaining time above this (~30 years) is gRPC's way of saying the call has no deadline
 _NO_DEADLINE_S = 1e9
@@ -62,37 +64,6 @@ def _memo_size(raw: bytes) -> int:
 def _served_key(ctx: Context, detail: str) -> tuple[Any, ...]:
     """What an analytic answer depends on besides the candidate (see ``Prepared.key``)."""
     return (ctx.batch_size, ctx.resolution, ctx.dtype, detail)
-
-
-class _BytesLRU:
-    """Bounded by total bytes of the values (and an entry count)."""
-
-    def __init__(self, max_bytes: int, max_entries: int = 200_000):
-        self.max_bytes = max_bytes
-        self.max_entries = max_entries
-        self.bytes = 0
-        self._data: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        v = self._data.get(key)  # a plain read under the GIL; recency is refreshed on put only
-        return v
-
-    def put(self, key: Any, value: Any, size: int) -> None:
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self.bytes -= old[1]
-            self._data[key] = (value, size)
-            self.bytes += size
-            while self.bytes > self.max_bytes or len(self._data) > self.max_entries:
-                _, (_, s) = self._data.popitem(last=False)
-                self.bytes -= s
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 class _Undecodable:
@@ -304,9 +275,9 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         self.auth_required = auth_required
         self.log_requests = log_requests
         self.draining = threading.Event()
-        self._reports = _BytesLRU(report_memo_bytes)  # (cache key, detail) -> serialized CostReport
+        self._reports = LRU(200_000, report_memo_bytes)  # (cache key, detail) -> serialized CostReport
         # candidate bytes -> Prepared, bounded by an estimate of the memory each holds
-        self._candidates = _BytesLRU(candidate_memo_bytes, max_entries=candidate_memo)
+        self._candidates = LRU(candidate_memo, candidate_memo_bytes)
         self.info = CallInfo()
         #: Prometheus metrics (``server/metrics.py``), when the server exports them
         self.metrics: Any = None
@@ -389,7 +360,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         """A serialized candidate as a validated candidate (memoized by its bytes), or its error."""
         hit = self._candidates.get(raw)
         if hit is not None:
-            return hit[0]
+            return hit
         fast = convert.network_from_wire(raw)  # a network read block by block off the wire
         if fast is not None:
             prepared = self.oracle.prepare(fast[0], path, validated=True, spec_json=fast[1])
@@ -467,7 +438,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         out: list[tuple[bytes, bool | None]] = []
         for raw in raws:
             hit = get(raw)
-            served = hit[0].served if hit is not None else None
+            served = hit.served if hit is not None else None
             if served is None or served[0] != memo:
                 return None
             out.append((served[1], True))
@@ -504,7 +475,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             if got is None:
                 todo.append(i)
                 continue
-            data = self._encode(got[0], item.label, True)
+            data = self._encode(got, item.label, True)
             out[i] = (data, True)
             if len(data) <= _SERVED_MAX_BYTES:
                 item.served = (_served_key(ctx, detail), data)
@@ -513,7 +484,8 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             self.oracle.count_hits(memo_hits)
         if not todo:
             return lambda: out  # type: ignore[return-value]
-        pending = self.oracle.begin_report_blobs([items[i] for i in todo], ctx, detail, [paths[i] for i in todo])
+        pending = self.oracle.begin_report_blobs([items[i] for i in todo], ctx, detail, [paths[i] for i in todo],
+                                                 _encode_report)
 
         def finish() -> list[tuple[bytes, bool | None]]:
             for i, got in zip(todo, pending(), strict=True):
@@ -738,6 +710,10 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                 yield convert.fit_progress_to_proto(part)
 
         return self._stream("FitLatencyModel", request, context, run)
+
+
+def _encode_report(d: dict[str, Any]) -> bytes:
+    return convert.report_to_proto(d).SerializeToString()
 
 
 def _result(d: dict[str, Any] | ServiceError) -> pb.CostResult:

@@ -15,15 +15,15 @@ from test_cli import ROOT, assert_clean_failure, ok_json, run_cli
 
 import cost_engine
 from client import InProcessOracle, InvalidArgument
+from contract import convert
+from contract.types import BlockCandidate
 from cost_engine.families import BUILTINS, resolve
 from cost_engine.spec import ConvSpec, MBConvSpec, SpecError, from_dict, to_dict
 from cost_engine.spec.schema import json_schema
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from server import convert
 from server.app import start
 from server.config import ServerConfig
-from server.oracle import BlockCandidate
 
 
 @pytest.fixture(scope="module")

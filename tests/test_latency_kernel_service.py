@@ -18,6 +18,7 @@ from client.cli.latency import space_candidates
 from client.errors import OracleError
 from client.inprocess import InProcessOracle
 from client.remote import RemoteOracle
+from contract import convert
 from cost_engine.families.sampled import sample_space
 from cost_engine.latency import LatencySettings, MemoryCache
 from cost_engine.latency.kernel_predict import fit_kernel_predictor
@@ -25,7 +26,6 @@ from cost_engine.latency.testing import FakeWorker
 from cost_engine.spec import to_dict
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from server import convert
 from server.app import start
 from server.config import ServerConfig
 
@@ -131,8 +131,8 @@ def test_a_fit_needs_networks(served) -> None:
     with pytest.raises(grpc.RpcError) as err:
         list(stub.FitLatencyModel(pb.FitLatencyModelRequest(context=pb.Context(threads=1)), timeout=60))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "candidates" in err.value.details()
+    from contract.types import BlockCandidate
     from cost_engine.spec import ConvSpec
-    from server.oracle import BlockCandidate
 
     block = convert.candidate_to_proto(BlockCandidate(ConvSpec(out_channels=8), 8))
     with pytest.raises(grpc.RpcError) as err:

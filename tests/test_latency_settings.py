@@ -74,8 +74,8 @@ def test_key_separates_dtype_batch_threads_and_agrees_with_the_cache_convention(
     other = fingerprint("cpu", 1) | {"cpu_model": "Some Other CPU"}
     assert latency_key(NET, base, other) != k
     # same convention as the server cache: sha256(canonical JSON of spec, context, version)
+    from cost_engine.keys import cache_key
     from cost_engine.latency.keys import cache_key as engine_cache_key
-    from server.cache.keys import cache_key
 
     ctx = {"what": "latency", "x": [1, 2.5, "a"]}
     assert engine_cache_key(NET.to_dict(), ctx, CACHE_VERSION) == cache_key(NET.to_dict(), ctx, CACHE_VERSION)

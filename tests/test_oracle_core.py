@@ -14,6 +14,11 @@ from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract import convert
+from contract.budget import Budget, pareto_front
+from contract.errors import InvalidArgument, ResourceExhausted, ServiceError, from_status, translate_path
+from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
+from contract.types import BlockCandidate, Context, Limits
 from cost_engine import analyze, resolve
 from cost_engine.families.efficientnet import efficientnet, efficientnet_compound
 from cost_engine.families.fasternet import fasternet
@@ -22,20 +27,8 @@ from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec import ConvSpec, MBConvSpec, NetworkSpec, to_dict
 from cost_engine.spec.base import MAX_BLOCKS
 from costoracle.v1 import oracle_pb2, spec_pb2
-from server import convert
-from server.budget import pareto_front
 from server.cache import cache_key, canonical_json
-from server.errors import InvalidArgument, ResourceExhausted, ServiceError, from_status, translate_path
-from server.oracle import (
-    BlockCandidate,
-    Budget,
-    Context,
-    EfficientNetCompoundSpace,
-    FasterNetSpace,
-    Limits,
-    MultiplierSpace,
-    Oracle,
-)
+from server.oracle import Oracle
 
 
 @pytest.fixture
@@ -174,7 +167,7 @@ def test_context_and_batch_limits(tmp_path: Path) -> None:
 
 def test_memoized_spec_dict_equals_to_dict() -> None:
     from cost_engine.families import BUILTINS
-    from server.oracle import spec_dict
+    from cost_engine.keys import spec_dict
 
     resolve("resnet18")
     specs = [resolve(n) for n in sorted(BUILTINS)]
@@ -188,8 +181,9 @@ def test_assembled_spec_json_and_key_equal_the_canonical_ones() -> None:
     """The server hashes a candidate from its blocks' memoized JSON texts; the bytes (and so the
     key) must be exactly those of canonical_json(to_dict(spec)), or one candidate gets two keys."""
     from cost_engine.families import BUILTINS
+    from cost_engine.keys import spec_json
     from server.cache import canonical_json
-    from server.oracle import Prepared, spec_json
+    from server.candidates import Prepared
 
     rng = random.Random(7)
     specs = [resolve(n) for n in sorted(BUILTINS)]
@@ -372,7 +366,7 @@ def test_sweep_limits_and_validation(tmp_path: Path) -> None:
 
 
 def test_wire_fast_path_agrees_with_the_full_conversion() -> None:
-    """server.wire reads a candidate network off the wire when all its blocks were converted
+    """contract.wire reads a candidate network off the wire when all its blocks were converted
     before; it must give exactly the full path's spec (and that spec's canonical JSON, byte for
     byte), and decline (None) anything unusual."""
     from cost_engine.families import BUILTINS

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers import stub_of
 
+from contract import convert
+from contract.types import BlockCandidate
 from cost_engine.spec import ConvSpec
 from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, SPEC_KINDS
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from server import convert
-from server.oracle import BlockCandidate
 
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 #: block kinds a standalone candidate can be (networks and token specs are covered by their own tests)

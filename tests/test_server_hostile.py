@@ -13,16 +13,16 @@ from unittest import mock
 import grpc
 import pytest
 
+from contract import convert
+from contract.types import BlockCandidate
 from cost_engine.latency.testing import FakeWorker
 from cost_engine.spec import ConvSpec, MBConvSpec
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 from costoracle.v1 import spec_pb2 as spb
-from server import convert
 from server.app import start
 from server.config import ServerConfig
 from server.latency_queue import MeasurementQueue
-from server.oracle import BlockCandidate
 
 CTX = pb.Context(resolution=16, latency=pb.LATENCY_MODE_MEASURE, threads=1)
 
@@ -173,7 +173,7 @@ def test_a_huge_bad_value_comes_back_as_a_short_field_violation(stub) -> None:
 
 
 def test_many_violations_are_clipped_to_a_budget_and_counted() -> None:
-    from server.errors import InvalidArgument
+    from contract.errors import InvalidArgument
 
     status = InvalidArgument("bad", [(f"candidates[{i}].x", "y" * 5000) for i in range(500)]).to_status()
     assert status.ByteSize() < 5000 and len(status.message) <= 1500
@@ -323,7 +323,7 @@ def _front_brute(points: list[tuple[int, ...]]) -> list[int]:
 def test_pareto_front_equals_the_definition_with_duplicates(dims: int) -> None:
     import random
 
-    from server.budget import pareto_front
+    from contract.budget import pareto_front
 
     rng = random.Random(dims)
     for _ in range(300):

@@ -10,11 +10,11 @@ import grpc
 import pytest
 from test_server_harness import ServerProcess
 
+from contract import convert
+from contract.types import BlockCandidate
 from cost_engine.spec import ConvSpec
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import spec_pb2 as spb
-from server import convert
-from server.oracle import BlockCandidate
 
 pytestmark = pytest.mark.slow
 

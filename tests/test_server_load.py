@@ -15,12 +15,12 @@ from pathlib import Path
 import grpc
 from test_server_harness import ServerProcess
 
+from contract import convert
 from cost_engine import analyze
 from cost_engine.families.efficientnet import efficientnet
 from cost_engine.families.fasternet import fasternet
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from server import convert
 
 THREADS = 16
 QUERIES = 1000

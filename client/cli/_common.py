@@ -155,7 +155,7 @@ def context_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def budget_from_args(args: argparse.Namespace) -> Any:
-    from server.budget import Budget
+    from contract.budget import Budget
 
     return Budget(max_macs=args.max_macs, max_flops=args.max_flops, max_params=args.max_params,
                   max_memory_access_bytes=args.max_memory_access,
@@ -179,10 +179,6 @@ def pareto_from_args(args: argparse.Namespace) -> tuple[str, ...]:
         if canonical not in out:
             out.append(canonical)
     return tuple(out)
-
-
-def needs_latency(args: argparse.Namespace) -> bool:
-    return getattr(args, "max_latency_ms", None) is not None or "latency_ms" in pareto_from_args(args)
 
 
 # -- candidates -------------------------------------------------------------------------------
@@ -220,9 +216,9 @@ def _from_proto_json(data: dict[str, Any], flag: str) -> Any:
     turned into the spec format (``{"kind": "network", "stages": [[{"kind": "mbconv", ...}]]}``)."""
     from google.protobuf import json_format
 
+    from contract.convert import candidate_from_proto
+    from contract.errors import ServiceError
     from costoracle.v1 import spec_pb2
-    from server.convert import candidate_from_proto
-    from server.errors import ServiceError
 
     if not data.keys() <= _PROTO_CANDIDATE:
         extra = ", ".join(sorted(data.keys() - _PROTO_CANDIDATE))

@@ -112,7 +112,7 @@ def _flag(name: str) -> str:
 
 def space_from_args(args: argparse.Namespace) -> Any:
     """The sweep space the flags describe (server.sweeps dataclasses; validated by the oracle)."""
-    from server.sweeps import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
+    from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
 
     family = _ALIASES.get(args.family, args.family)
     if family not in FAMILIES:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from cost_engine.formulas import ACTIVATION_FLOPS
 from cost_engine.ops import Attrs, Op, Shape, make_attrs
 
 #: The ``nn`` class that runs each op kind when it is a leaf module.
@@ -40,8 +41,7 @@ LEAF_TYPES: dict[str, str] = {
 #: ops whose output keeps the memory order of their (full-size) input in eager PyTorch: a
 #: channels-last map stays channels-last through conv, BN, activations, pools and elementwise ops
 LAYOUT_PRESERVING: frozenset[str] = frozenset({
-    "conv2d", "batch_norm", "relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "hardsigmoid", "tanh",
-    "add", "sub", "mul", "div", "max_pool2d", "avg_pool2d",
+    "conv2d", "batch_norm", *ACTIVATION_FLOPS, "add", "sub", "mul", "div", "max_pool2d", "avg_pool2d",
 })
 _BROADCASTING: frozenset[str] = frozenset({"add", "sub", "mul", "div"})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cost_engine.families import builtin
+from cost_engine.families.registry import builtin
 from cost_engine.spec.base import FieldError, Spec, SpecError, validate
 from cost_engine.spec.blocks import ConvNeXtBlockSpec, ConvSpec, LinearSpec, NormSpec, PoolSpec
 from cost_engine.spec.network import NetworkSpec

@@ -25,7 +25,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from cost_engine.families import builtin
+from cost_engine.families.registry import builtin
 from cost_engine.spec.base import MAX_RESOLUTION, FieldError, SpecError, validate
 from cost_engine.spec.blocks import ConvSpec, LinearSpec, MBConvSpec, PoolSpec
 from cost_engine.spec.network import NetworkSpec

@@ -8,8 +8,8 @@ PatchMerging (2x2 s2 conv ``d -> 2d``, no bias, BN) before stages 2-4, then the 
 
 from __future__ import annotations
 
-from cost_engine.families import builtin
 from cost_engine.families.efficientnet import checked
+from cost_engine.families.registry import builtin
 from cost_engine.spec.base import ACTIVATIONS, MAX_CHANNELS, FieldError, SpecError, canonical_act, validate
 from cost_engine.spec.blocks import ConvSpec, FasterNetBlockSpec, LinearSpec, PoolSpec
 from cost_engine.spec.network import NetworkSpec

@@ -9,8 +9,8 @@ average pool and a linear classifier (dropout is an identity at inference).
 from __future__ import annotations
 
 from cost_engine.expand.mobile import make_divisible
-from cost_engine.families import builtin
 from cost_engine.families.efficientnet import checked
+from cost_engine.families.registry import builtin
 from cost_engine.spec.base import FieldError, SpecError
 from cost_engine.spec.blocks import ConvSpec, LinearSpec, MBConvSpec, PoolSpec
 from cost_engine.spec.network import NetworkSpec

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 from cost_engine.expand.mobile import make_divisible
-from cost_engine.families import builtin
+from cost_engine.families.registry import builtin
 from cost_engine.spec.base import MAX_BLOCKS, MAX_CHANNELS, FieldError, SpecError, validate
 from cost_engine.spec.blocks import ConvSpec, LinearSpec, PoolSpec, RegNetBlockSpec
 from cost_engine.spec.network import NetworkSpec

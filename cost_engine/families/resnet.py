@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cost_engine.families import builtin
+from cost_engine.families.registry import builtin
 from cost_engine.spec.base import MAX_CHANNELS, MAX_REPEATS, FieldError, Spec, SpecError, validate
 from cost_engine.spec.blocks import ConvSpec, LinearSpec, PoolSpec, ResNetBasicSpec, ResNetBottleneckSpec
 from cost_engine.spec.network import NetworkSpec

@@ -6,8 +6,8 @@ Stem 3x3 s2 conv-BN-ReLU and 3x3 s2 max pool; three stages whose first unit down
 
 from __future__ import annotations
 
-from cost_engine.families import builtin
 from cost_engine.families.efficientnet import checked
+from cost_engine.families.registry import builtin
 from cost_engine.spec.base import FieldError, SpecError
 from cost_engine.spec.blocks import ConvSpec, LinearSpec, PoolSpec, ShuffleV2UnitSpec
 from cost_engine.spec.network import NetworkSpec

@@ -8,7 +8,7 @@ position embedding). One stage of pre-norm encoder blocks. Head: LayerNorm, the 
 
 from __future__ import annotations
 
-from cost_engine.families import builtin
+from cost_engine.families.registry import builtin
 from cost_engine.spec.base import FieldError, SpecError, validate
 from cost_engine.spec.blocks import LinearSpec, NormSpec, TransformerBlockSpec
 from cost_engine.spec.network import NetworkSpec

@@ -92,7 +92,7 @@ def _host_free() -> int | None:
 def _cuda_free(device: str) -> int | None:
     """Free memory of the GPU from ``nvidia-smi`` (MiB): asking torch would create a CUDA context
     in the server process, half a gigabyte of the very memory being measured."""
-    from cost_engine.latency.worker import nvidia_smi
+    from cost_engine.latency.gpu_query import nvidia_smi
 
     free = nvidia_smi(device.split(":", 1)[1] if ":" in device else "0", ("memory.free",)).get("memory.free")
     try:

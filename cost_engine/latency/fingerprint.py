@@ -69,7 +69,7 @@ def check_device(device: str) -> None:
 def _gpu(index: int) -> dict[str, Any]:
     import torch
 
-    from cost_engine.latency.worker import gpu_clocks
+    from cost_engine.latency.gpu_query import gpu_clocks
 
     props = torch.cuda.get_device_properties(index)
     smi = gpu_clocks(index)  # the driver and the SKU's top SM clock; clocks *now* go in each result

@@ -1,6 +1,6 @@
 """Latency cache keys, with the cache's one convention: sha256 of canonical JSON.
 
-The convention is :func:`server.cache.keys.cache_key`; it is restated here (a dozen lines, tested
+The convention is :func:`cost_engine.keys.cache_key`; it is restated here (a dozen lines, tested
 equal) because the engine must not import the server package, whose cache pulls in a database
 driver. The context of a latency entry always carries the device fingerprint and the resolved
 settings, so it can never collide with a static-cost entry of the same spec.

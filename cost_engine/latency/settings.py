@@ -118,10 +118,6 @@ class LatencySettings:
                                    cudnn_benchmark=self.cudnn_benchmark and cuda, l2=self.l2 if cuda else "warm",
                                    cuda_graphs=self.cuda_graphs and cuda)
 
-    @property
-    def is_cuda(self) -> bool:
-        return self.device.startswith("cuda")
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON of the resolved settings (what the cache key and the report carry)."""
         return dataclasses.asdict(self.resolved())

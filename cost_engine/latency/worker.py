@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cost_engine.latency.gpu_query import gpu_clocks
+
 #: glibc malloc settings of every measurement process (see the module docstring)
 ALLOCATOR_ENV = {
     "MALLOC_MMAP_MAX_": "0",
@@ -180,36 +182,6 @@ def _l2_flush(torch: Any, device: Any) -> Any:
     return buf.zero_
 
 
-def nvidia_smi(index: int | str, fields: tuple[str, ...]) -> dict[str, str]:
-    """``fields`` of GPU ``index`` now, read with ``nvidia-smi --query-gpu`` (no NVML binding, no
-    CUDA context); empty when it cannot be read."""
-    try:
-        out = subprocess.run(["nvidia-smi", f"--id={index}", f"--query-gpu={','.join(fields)}",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    if out.returncode != 0 or not out.stdout.strip():
-        return {}
-    values = [v.strip() for v in out.stdout.strip().splitlines()[0].split(",")]
-    return dict(zip(fields, values, strict=False))
-
-
-def gpu_clocks(index: int) -> dict[str, Any]:
-    """SM and memory clocks, temperature, power and the active throttle reasons now, and the
-    driver (:func:`nvidia_smi`); empty when they cannot be read."""
-    got = nvidia_smi(index, ("clocks.sm", "clocks.mem", "clocks.max.sm", "temperature.gpu", "power.draw",
-                             "clocks_throttle_reasons.active", "driver_version"))
-    if not got:
-        return {}
-    reasons = got.get("clocks_throttle_reasons.active", "")
-    try:
-        # bit 0 is "GPU idle", not a throttle; anything else (power, thermal, sync boost...) is
-        mask = int(reasons, 16) if reasons.startswith("0x") else int(reasons or 0)
-    except ValueError:
-        mask = 0
-    return {**got, "throttled": bool(mask & ~0x1)}
-
-
 def _time_item(torch: Any, item: dict[str, Any], settings: Any, default_protocol: Any, device: Any,
                references: dict[str, Any]) -> dict[str, Any]:
     """Time one item: paired with its reference when the item names one (every measurement),
@@ -281,7 +253,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("canary"):
         result["canary_after"] = _time_item(torch, canary_item(), settings, protocol, device, {})
     if job.get("calibrate"):
-        from cost_engine.latency.calibrate import calibrate_in_worker
+        from cost_engine.latency.calibration_kernels import calibrate_in_worker
 
         result["calibration"] = calibrate_in_worker(torch, device, settings.dtype, protocol)
     result["threads_after"] = torch.get_num_threads()

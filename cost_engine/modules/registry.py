@@ -21,6 +21,7 @@ ACT_MODULES: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
     "gelu": nn.GELU,
     "sigmoid": nn.Sigmoid,
+    "hardsigmoid": nn.Hardsigmoid,
     "hardswish": nn.Hardswish,
     "tanh": nn.Tanh,
     "none": nn.Identity,

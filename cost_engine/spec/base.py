@@ -29,7 +29,9 @@ MAX_REPEATS = 256
 MAX_TOKENS = 65536
 MAX_HEADS = 256
 
-ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "sigmoid", "hardswish", "tanh", "none")
+#: the ``act`` values a spec accepts: the activation op kinds (``formulas.ACTIVATION_FLOPS``, the
+#: one list of them; a test holds the two equal) and "none"
+ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "sigmoid", "hardsigmoid", "hardswish", "tanh", "none")
 #: other names for an activation, accepted wherever a spec is built (Python, JSON, gRPC) and
 #: stored under the canonical name, so ``act="swish"`` and ``act="silu"`` are one cache key
 ACTIVATION_ALIASES = {"swish": "silu", "identity": "none"}

@@ -24,7 +24,7 @@ metadata = MetaData()
 cache_table = Table(
     CACHE_TABLE,
     metadata,
-    # sha256 hex of the canonical request (server.cache.keys.cache_key)
+    # sha256 hex of the canonical request (cost_engine.keys.cache_key)
     Column("key", String(64), primary_key=True),
     # "cost", "latency", "calibration", ...: what the payload is; for statistics and pruning
     Column("kind", String(32), nullable=False),

@@ -1,7 +1,7 @@
 """``CostCache``: the persistent, shared, crash-safe store of computed costs and measurements.
 
 Rows are immutable: a key is a hash of everything that determines its payload (see
-:mod:`server.cache.keys`), so a row, once written, is never updated. That one property gives
+:mod:`cost_engine.keys`), so a row, once written, is never updated. That one property gives
 the rest of the design:
 
 * **Writes** are ``INSERT ... ON CONFLICT (key) DO NOTHING``, one transaction per row or per

@@ -23,22 +23,17 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from cost_engine.spec.base import SPEC_KINDS, Spec, SpecError, from_dict, to_dict, validate
+from contract import wire as _wire
+from contract.budget import Budget
+from contract.errors import InvalidArgument, ServiceError, from_status, invalid, join_path, translate_path
+from contract.results import FilterItem, SweepPoint
+from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
+from contract.types import BlockCandidate, Context, Limits
+from cost_engine.keys import spec_json
+from cost_engine.spec.base import Spec, SpecError, from_dict, to_dict, validate
 from cost_engine.spec.network import NetworkSpec
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import spec_pb2 as spb
-from server import wire as _wire
-from server.budget import Budget
-from server.candidates import spec_json
-from server.errors import InvalidArgument, ServiceError, from_status, invalid, join_path, translate_path
-from server.oracle import (
-    BlockCandidate,
-    Context,
-    FilterItem,
-    Limits,
-    SweepPoint,
-)
-from server.sweeps import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
 
 __all__ = [
     "budget_from_proto",
@@ -56,8 +51,6 @@ __all__ = [
     "report_to_proto",
     "space_from_proto",
     "space_to_proto",
-    "spec_from_proto",
-    "spec_to_proto",
     "stats_to_proto",
     "status_to_error",
     "sweep_point_from_proto",
@@ -195,7 +188,7 @@ def _shell_ok(scalars: tuple[tuple[str, Any], ...]) -> bool:
 def network_from_wire(raw: bytes) -> tuple[NetworkSpec, str] | None:
     """A serialized ``Candidate``'s network and its canonical JSON without message objects (blocks
     seen before are looked up by their bytes, a new one is converted on its own; see
-    ``server.wire``); None means: take :func:`candidate_from_proto`."""
+    ``contract.wire``); None means: take :func:`candidate_from_proto`."""
     return _wire.network_from_wire(raw, _BLOCKS._data, _shell_ok)
 
 
@@ -240,13 +233,6 @@ def network_from_proto(msg: spb.NetworkSpec, path: str) -> NetworkSpec:
         raise invalid(
                               [(join_path(path, translate_path(e.path, d)), e.reason) for e in problems])
     return spec
-
-
-def spec_from_proto(msg: spb.Block | spb.NetworkSpec, path: str = "") -> Spec:
-    """A ``Block`` or ``NetworkSpec`` message as a validated engine spec."""
-    if isinstance(msg, spb.NetworkSpec):
-        return network_from_proto(msg, path or "network")
-    return block_from_proto(msg, path or "block")
 
 
 def candidate_from_proto(msg: spb.Candidate, path: str = "candidate") -> Spec | str | BlockCandidate:
@@ -308,17 +294,6 @@ def _fill_block(msg: spb.Block, data: Mapping[str, Any]) -> None:
     _fill(getattr(msg, kind), data)
     if not data.keys() - {"kind"}:
         getattr(msg, kind).SetInParent()  # a block with only defaults still selects its kind
-
-
-def spec_to_proto(spec: Spec) -> spb.Block | spb.NetworkSpec:
-    d = to_dict(spec)
-    if isinstance(spec, NetworkSpec):
-        msg = spb.NetworkSpec()
-        _fill(msg, d)
-        return msg
-    block = spb.Block()
-    _fill_block(block, d)
-    return block
 
 
 def candidate_to_proto(candidate: Spec | str | BlockCandidate) -> spb.Candidate:
@@ -568,7 +543,7 @@ def filter_item_to_proto(item: FilterItem, msg: pb.FilterResult | None = None) -
 
 
 def filter_item_from_proto(m: pb.FilterResult) -> FilterItem:
-    from server.budget import Constraint
+    from contract.budget import Constraint
 
     item = FilterItem(index=m.index, feasible=m.feasible,
                       constraints=[Constraint(c.name, c.value, c.actual, c.limit, c.ratio) for c in m.constraints],
@@ -712,12 +687,3 @@ def _finite(x: float, big: bool = False) -> float:
     return 1e300 if big and x > 0 else 0.0
 
 
-@functools.cache
-def proto_kinds() -> tuple[str, ...]:
-    """Spec kinds the contract carries (the Block oneof, plus network)."""
-    return (*_BLOCK_KINDS, "network")
-
-
-def missing_kinds() -> list[str]:
-    """Spec kinds registered in the engine that the contract cannot carry (a test keeps this empty)."""
-    return sorted(set(SPEC_KINDS) - set(proto_kinds()))

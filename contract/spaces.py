@@ -17,9 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from cost_engine.spec.base import MAX_REPEATS, MAX_RESOLUTION, FieldError, SpecError, quote, validate
-from cost_engine.spec.network import NetworkSpec
-from server.cancel import checkpoint
+from cost_engine.spec.base import MAX_REPEATS, MAX_RESOLUTION, quote
 
 #: space kind (the SweepRequest oneof name) -> families it can use
 SWEEP_FAMILIES: tuple[str, ...] = ("efficientnet_compound", "efficientnet", "mobilenet_v2", "fasternet")
@@ -193,36 +191,6 @@ class FasterNetSpace:
 
 
 Space = EfficientNetCompoundSpace | MultiplierSpace | FasterNetSpace
-
-
-@dataclass
-class GeneratedPoint:
-    """One point of a space: its coordinates, a label, and its validated spec or why it has none."""
-
-    index: int
-    params: dict[str, float]
-    label: str
-    spec: NetworkSpec | None
-    error: SpecError | None
-
-
-def expand_space(space: Space) -> Iterator[GeneratedPoint]:
-    """Every point of ``space`` in grid order (call ``space.validate()`` and bound ``size()`` first)."""
-    for index, (params, label, make) in enumerate(space.points()):
-        checkpoint()
-        spec: NetworkSpec | None = None
-        error: SpecError | None = None
-        try:
-            spec = make()
-            problems = validate(spec)
-            if problems:
-                error = SpecError(problems)
-                spec = None
-        except SpecError as exc:
-            error = exc
-        except (ValueError, TypeError, ArithmeticError) as exc:  # a family rejecting its arguments
-            error = SpecError([FieldError("", str(exc))])
-        yield GeneratedPoint(index, dict(params), label, spec, error)
 
 
 def _label(params: dict[str, float]) -> str:

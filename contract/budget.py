@@ -105,15 +105,6 @@ def latency_constraint(budget: Budget, median_ms: float) -> Constraint:
     return constraint(LATENCY_LIMIT, median_ms, budget.max_latency_ms)
 
 
-def pareto_value(report: Mapping[str, Any], name: str) -> float:
-    if name == "latency_ms":
-        lat = report.get("latency")
-        if not lat:
-            raise KeyError("latency_ms")
-        return float(lat["median_ms"])
-    return float(report[name])
-
-
 def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
     """Indices (ascending) of the points no other point dominates; every coordinate is minimized.
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cost_engine.keys import network_json
 from cost_engine.spec.base import Spec
 from cost_engine.spec.network import NetworkSpec
 from costoracle.v1 import spec_pb2 as spb
-from server.candidates import network_json
 
 __all__ = ["network_from_wire"]
 
@@ -46,7 +46,7 @@ _SCALARS = {_tag(spb.NetworkSpec, "in_channels", _VARINT): "in_channels",
 _STAGE_BLOCKS = _tag(spb.Stage, "blocks", _LEN)
 _MAX_SCALAR = 1 << 31  # anything larger (or a negative int64) goes the full way
 if max(_CAND_NETWORK, _STEM, _STAGES, _HEAD, _STAGE_BLOCKS, *_SCALARS) >= 0x80:  # read as one byte below
-    raise RuntimeError("server.wire reads tags as one byte; a field number grew past 15")
+    raise RuntimeError("contract.wire reads tags as one byte; a field number grew past 15")
 
 
 class _Unusual(Exception):
