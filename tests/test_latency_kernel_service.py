@@ -172,6 +172,9 @@ def test_in_process_client_and_cli_fit(tmp_path: Path, capsys: pytest.CaptureFix
                        "--db-url", db, "--json"])
         report = json.loads(capsys.readouterr().out)
         assert rc == 0 and report["latency"]["method"] == "kernel" and fake.sessions == sessions
+        rc = cli_main(["cost", "resnet18", "--latency-mode", "predict", "--threads", "1", "--db-url", db])
+        text = capsys.readouterr().out
+        assert rc == 0 and "latency predicted" in text and "method kernel; 90% interval" in text
         # the text summary names what the fit used
         rc = cli_main(["latency", "fit", "--space", "ofa:6,resnet:4", "--max-units", "80", "--networks", "4",
                        "--threads", "1", "--db-url", db, "--no-progress"])
@@ -206,3 +209,17 @@ def test_a_time_budget_stops_the_fit_after_a_chunk() -> None:
         model = fit_kernel_predictor(SPACE, LatencySettings(threads=1), cache=cache, max_units=200, networks=3,
                                      budget_s=1e-3, unit_sessions=1, network_sessions=1)
     assert model.stats["stopped_by_budget"] and model.stats["units"] == 50  # one chunk, then the budget
+
+
+def test_the_cli_ticks_while_a_latency_call_runs(capsys: pytest.CaptureFixture) -> None:
+    import time
+
+    from client.cli._common import Ticker
+
+    with Ticker("measuring latency on cpu", enabled=True, every_s=0.05):
+        time.sleep(0.3)
+    err = capsys.readouterr().err
+    assert "measuring latency on cpu ..." in err and err.rstrip().endswith("s")
+    with Ticker("quiet", enabled=False, every_s=0.05):
+        time.sleep(0.1)
+    assert capsys.readouterr().err == ""

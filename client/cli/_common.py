@@ -16,6 +16,8 @@ import math
 import os
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -391,6 +393,38 @@ class Progress:
             self._bar.close()
         elif self.enabled and self._total:
             sys.stderr.write("\n")
+
+
+class Ticker:
+    """Elapsed seconds on stderr while one long call runs (a measurement has no count to show):
+    ``with Ticker("measuring latency on cpu"):``. Silent off a terminal, like :class:`Progress`."""
+
+    def __init__(self, desc: str, enabled: bool | None = None, every_s: float = 1.0):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.desc = desc
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0.0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            sys.stderr.write(f"\r{self.desc} ... {time.monotonic() - self._start:.0f} s")
+            sys.stderr.flush()
+
+    def __enter__(self) -> Ticker:
+        self._start = time.monotonic()
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="cli-ticker", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            if time.monotonic() - self._start >= self.every_s:
+                sys.stderr.write(f"\r{self.desc}: {time.monotonic() - self._start:.0f} s\n")
 
 
 def iter_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:

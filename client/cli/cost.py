@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from client.cli._common import (
+    Ticker,
     UsageError,
     add_context_args,
     add_target_args,
@@ -48,11 +49,15 @@ def candidate_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     candidate = candidate_from_args(args)
     context = context_kwargs(args)
-    if context.get("latency") in ("measure", "auto") and sys.stderr.isatty():
-        # a first measurement is seconds of fresh worker sessions: say so instead of looking stuck
-        sys.stderr.write(f"measuring latency on {context.get('device') or 'cpu'} unless cached "
-                         "(fresh worker sessions: seconds) ...\n")
-    with open_oracle(args) as oracle:
+    mode = context.get("latency")
+    device = context.get("device") or "cpu"
+    # a first measurement (or a prediction's missing blocks) is seconds of fresh worker sessions:
+    # the elapsed time ticks on a terminal instead of looking stuck
+    desc = {"measure": f"measuring latency on {device} unless cached",
+            "auto": f"latency on {device}: a cached measurement, else a prediction",
+            "predict": f"predicting latency on {device} (measuring what the prediction lacks, unless "
+                       "--never-measure)"}.get(str(mode))
+    with open_oracle(args) as oracle, Ticker(desc or "", enabled=None if desc else False):
         result = oracle.cost(candidate, in_channels=args.in_channels, **context)
     if args.json:
         emit_json(result.to_dict())
@@ -90,6 +95,13 @@ def print_summary(d: dict[str, Any], out: Any = None) -> None:
                          f"-{lat.get('ci_high_ms', 0):.4g}"))
             rows.append(("latency raw_ms", f"{lat.get('raw_median_ms', 0):.4g} [p10 {lat.get('raw_p10_ms', 0):.4g}, "
                                            f"p90 {lat.get('raw_p90_ms', 0):.4g}] (wall clock, unpaired)"))
+        elif lat.get("source") == "predicted":
+            level = lat.get("interval_level") or 0.0
+            band = (f"; {level:.0%} interval {lat.get('ci_low_ms', 0):.4g}-{lat.get('ci_high_ms', 0):.4g} ms"
+                    if level else f"; +-{lat.get('uncertainty_ms', 0):.3g} ms (1 sigma)")
+            measured = int(lat.get("measured_for_prediction") or 0)
+            rows.append(("latency predicted", f"method {lat.get('method')}{band}"
+                         + (f"; {measured} measurement(s) ran first" if measured else "")))
     table([(k, v if isinstance(v, str) else human(v)) for k, v in rows], ("figure", "value"), out)
     if lat and lat.get("noisy"):
         out.write(f"latency {noisy_warning(lat)}\n")
