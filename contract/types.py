@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cost_engine.report import DTYPE_BYTES
-from cost_engine.spec.base import MAX_BATCH, MAX_RESOLUTION, Spec
+from cost_engine.context import context_errors
+from cost_engine.spec.base import Spec
 
 __all__ = ["LATENCY_METHODS", "LATENCY_MODES", "MEMORY_FORMATS", "BlockCandidate", "Candidate", "Context", "Limits",
            "is_int"]
@@ -45,15 +45,8 @@ class Context:
     never_measure: bool = False
 
     def validate(self, path: str = "context") -> list[tuple[str, str]]:
-        errors: list[tuple[str, str]] = []
-        if not is_int(self.batch_size) or not 1 <= self.batch_size <= MAX_BATCH:
-            errors.append((f"{path}.batch_size", f"must be an integer in [1, {MAX_BATCH}], got {self.batch_size!r}"))
-        if self.resolution is not None and (not is_int(self.resolution)
-                                            or not 1 <= self.resolution <= MAX_RESOLUTION):
-            errors.append((f"{path}.resolution",
-                           f"must be an integer in [1, {MAX_RESOLUTION}], got {self.resolution!r}"))
-        if self.dtype not in DTYPE_BYTES:
-            errors.append((f"{path}.dtype", f"must be one of {', '.join(DTYPE_BYTES)}; got {self.dtype!r}"))
+        errors: list[tuple[str, str]] = [(f"{path}.{e.path}", e.reason) for e in
+                                         context_errors(self.batch_size, self.resolution, self.dtype)]
         if self.latency not in LATENCY_MODES:
             errors.append((f"{path}.latency", f"must be one of {', '.join(LATENCY_MODES)}; got {self.latency!r}"))
         if self.latency_method not in LATENCY_METHODS:

@@ -15,6 +15,13 @@ declared wire types, every block of which converts. Anything else (an unknown fi
 that does not decode or validate, a value the engine would refuse, bytes that do not parse)
 returns None and the caller takes the full path, which reports every error with its field path.
 So this module decides nothing the full path would decide differently: it only skips work.
+
+It is also the one hand-written encoder of the service (the servicer's hot path): a serialized
+message is the concatenation of its fields, and for a field that occurs twice the parser keeps
+the last scalar value and merges sub-messages, so a cached report's bytes plus a few appended
+fields (candidate label, cache_hit) is the report message for a request, and a batch response
+is the concatenation of its length-delimited results. Every tag is taken from the descriptors
+(:func:`tag_bytes`), so renumbering a field in the proto cannot break it silently.
 """
 
 from __future__ import annotations
@@ -27,10 +34,11 @@ from cost_engine.spec.base import Spec
 from cost_engine.spec.network import NetworkSpec
 from costoracle.v1 import spec_pb2 as spb
 
-__all__ = ["network_from_wire"]
+__all__ = ["LEN", "VARINT", "len_field", "network_from_wire", "split_field", "tag_bytes", "varint"]
 
-_LEN = 2  # wire type of a length-delimited field
-_VARINT = 0
+LEN = 2  # wire type of a length-delimited field
+VARINT = 0
+_LEN, _VARINT = LEN, VARINT
 
 
 def _tag(message: Any, field: str, wire_type: int) -> int:
@@ -157,3 +165,135 @@ def network_from_wire(raw: bytes, blocks: Mapping[bytes, tuple[Spec, str]],
     if spec.check():
         return None
     return spec, network_json(stem_json, stages_json, head_json, spec.in_channels, spec.resolution)
+
+
+# -- encoding, and splitting a request's candidates off ------------------------------------------
+def tag_bytes(message: Any, field: str, wire_type: int) -> bytes:
+    """The encoded tag of ``message``'s ``field`` (its number from the descriptor)."""
+    return varint(_tag(message, field, wire_type))
+
+
+def varint(n: int) -> bytes:
+    """The varint encoding of ``n`` >= 0 (the first 65,536 from a table: the hot path's lengths)."""
+    if n < _SMALL:
+        return _SMALL_VARINTS[n]
+    return _varint_slow(n)
+
+
+def _varint_slow(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+_SMALL = 1 << 16
+_SMALL_VARINTS = [_varint_slow(i) for i in range(_SMALL)]
+
+
+def len_field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: its encoded tag (:func:`tag_bytes`), the length, the payload."""
+    return tag + varint(len(payload)) + payload
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def split_field(raw: bytes, number: int) -> tuple[bytes, list[bytes]]:
+    """Split a serialized message into (the message without field ``number``, each occurrence of
+    that length-delimited field in order). Raises ValueError/IndexError on malformed bytes."""
+    parts: list[bytes] = []
+    found: list[bytes] = []
+    pos, end = 0, len(raw)
+    one_byte_tag = number << 3 | 2 if number < 16 else -1
+    while pos < end:
+        start = pos
+        if raw[pos] == one_byte_tag:  # the hot case (a batch's candidates): no calls
+            n = raw[pos + 1]
+            pos += 2
+            if n >= 0x80:
+                n, pos = _read_varint(raw, pos - 1)
+            if pos + n > end:
+                raise ValueError("truncated field")
+            found.append(raw[pos:pos + n])
+            pos += n
+            continue
+        tag, pos = _read_varint(raw, pos)
+        wire = tag & 7
+        if tag >> 3 == 0:
+            raise ValueError("field number 0")
+        if wire == 2 and tag >> 3 == number:
+            n, pos = _read_varint(raw, pos)
+            if pos + n > end:
+                raise ValueError("truncated field")
+            found.append(raw[pos:pos + n])
+            pos += n
+            continue
+        if wire in _SCALAR_WIRES:
+            pos = _skip_value(raw, pos, wire)
+        elif wire == 3:  # an unknown group: skipped whole, as protobuf skips it
+            pos = _skip_group(raw, pos, tag >> 3, end)
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > end:
+            raise ValueError("truncated field")
+        parts.append(raw[start:pos])
+    return b"".join(parts), found
+
+
+#: nesting of unknown groups a request may carry (protobuf's own default recursion limit)
+_MAX_GROUP_DEPTH = 100
+#: wire types whose value is skipped without looking inside: varint, fixed64, length-delimited, fixed32
+_SCALAR_WIRES = frozenset((0, 1, 2, 5))
+
+
+def _skip_value(raw: bytes, pos: int, wire: int) -> int:
+    """The position after the value of a field of one of :data:`_SCALAR_WIRES` starting at ``pos``."""
+    if wire == 0:
+        return _read_varint(raw, pos)[1]
+    if wire == 2:
+        n, pos = _read_varint(raw, pos)
+        return pos + n
+    return pos + (8 if wire == 1 else 4)
+
+
+def _skip_group(raw: bytes, pos: int, number: int, end: int) -> int:
+    """The position after the group that started before ``pos`` (field ``number``), nested
+    groups included; ValueError for a group that never ends, ends with another number, or nests
+    deeper than :data:`_MAX_GROUP_DEPTH`."""
+    open_groups = [number]
+    while True:
+        if pos >= end:
+            raise ValueError("truncated group")
+        tag, pos = _read_varint(raw, pos)
+        wire, num = tag & 7, tag >> 3
+        if num == 0:
+            raise ValueError("field number 0")
+        if wire in _SCALAR_WIRES:
+            pos = _skip_value(raw, pos, wire)
+        elif wire == 3:
+            open_groups.append(num)
+            if len(open_groups) > _MAX_GROUP_DEPTH:
+                raise ValueError("groups nested too deep")
+        elif wire == 4:
+            if open_groups.pop() != num:
+                raise ValueError("a group ends with another field number")
+            if not open_groups:
+                return pos
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > end:
+            raise ValueError("truncated group")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 
+from cost_engine.context import context_errors
 from cost_engine.expand import input_shape_of, network_blocks
 from cost_engine.expand.registry import expand_block
 from cost_engine.families import resolve
 from cost_engine.memo import block_memo_entries
 from cost_engine.ops import Shape
-from cost_engine.report import DTYPE_BYTES, CostReport
-from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, FieldError, Spec, SpecError, validate
+from cost_engine.report import CostReport
+from cost_engine.spec.base import Spec, SpecError, validate
 from cost_engine.summary import Summary, summarize
 
 
@@ -21,17 +22,7 @@ def block_summary(spec: Spec, input_shape: Shape, channels_last: bool = False) -
 
 
 def check_context(batch_size: int, resolution: int | None, dtype: str, in_channels: int | None) -> None:
-    errors = []
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
-        errors.append(FieldError("batch_size", f"must be an integer in [1, {MAX_BATCH}], got {batch_size!r}"))
-    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
-                                   or not 1 <= resolution <= MAX_RESOLUTION):
-        errors.append(FieldError("resolution", f"must be an integer in [1, {MAX_RESOLUTION}], got {resolution!r}"))
-    if dtype not in DTYPE_BYTES:
-        errors.append(FieldError("dtype", f"must be one of {', '.join(DTYPE_BYTES)}; got {dtype!r}"))
-    if in_channels is not None and (isinstance(in_channels, bool) or not isinstance(in_channels, int)
-                                    or not 1 <= in_channels <= MAX_CHANNELS):
-        errors.append(FieldError("in_channels", f"must be in [1, {MAX_CHANNELS}], got {in_channels!r}"))
+    errors = context_errors(batch_size, resolution, dtype, in_channels)
     if errors:
         raise SpecError(errors)
 

@@ -31,6 +31,7 @@ from contract import convert
 from contract.errors import Internal, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
 from contract.results import SweepChunk
 from contract.types import Context
+from contract.wire import LEN, VARINT, len_field, split_field, tag_bytes, varint
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 from costoracle.v1 import spec_pb2 as spb
@@ -45,6 +46,18 @@ __all__ = ["SERVICE_NAME", "CostOracleServicer", "generic_handler"]
 
 SERVICE_NAME = "costoracle.v1.CostOracle"
 log = logging.getLogger("cost_oracle.requests")
+
+# the response bytes the hot path writes itself, every tag from the descriptors (contract.wire)
+_RESULT_REPORT = tag_bytes(pb.CostResult, "report", LEN)
+_REPORT_CANDIDATE = tag_bytes(pb.CostReport, "candidate", LEN)
+_CACHE_HIT = {hit: tag_bytes(pb.CostReport, "cache_hit", VARINT) + varint(int(hit)) for hit in (True, False)}
+_BATCH_RESULTS = tag_bytes(pb.GetCostBatchResponse, "results", LEN)
+_STREAM_OFFSET = tag_bytes(pb.StreamCostBatchResponse, "offset", VARINT)
+_STREAM_TOTAL = tag_bytes(pb.StreamCostBatchResponse, "total", VARINT)
+_STREAM_RESULTS = tag_bytes(pb.StreamCostBatchResponse, "results", LEN)
+# GetCost answers a CostResult's bytes as its GetCostResponse: both must hold the report in one field
+if tag_bytes(pb.GetCostResponse, "report", LEN) != _RESULT_REPORT:
+    raise RuntimeError("GetCostResponse.report and CostResult.report must have one field number")
 #: candidates converted per part of a long batch when analysis processes take the cold ones
 _PIPELINE_PART = 128
 #: candidates per part of a unary batch with breakdowns, whose answer size is checked part by part
@@ -117,48 +130,6 @@ def _serialize(response: Any) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-# -- protobuf wire format, for the hot path -----------------------------------------------------
-# A serialized message is the concatenation of its fields, and for a field that occurs twice the
-# parser keeps the last scalar value and merges sub-messages. So a cached report's bytes plus a
-# few appended fields (candidate label, cache_hit) IS the report message for this request, and a
-# batch response is the concatenation of its length-delimited results: no message objects needed.
-def _varint(n: int) -> bytes:
-    if n < _SMALL:
-        return _SMALL_VARINTS[n]
-    return _varint_slow(n)
-
-
-def _varint_slow(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-_SMALL = 1 << 16
-_SMALL_VARINTS = [_varint_slow(i) for i in range(_SMALL)]
-
-
-def _len_field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
 def _unhandled(exc: Exception, method: str) -> ServiceError:
     """An exception no handler turned into a status: a lost cache database is UNAVAILABLE (a
     client retries it, and the connection pool reconnects on the next request); anything else
@@ -170,94 +141,6 @@ def _unhandled(exc: Exception, method: str) -> ServiceError:
     return Internal("internal error; see the server log")
 
 
-def split_field(raw: bytes, number: int) -> tuple[bytes, list[bytes]]:
-    """Split a serialized message into (the message without field ``number``, each occurrence of
-    that length-delimited field in order). Raises ValueError/IndexError on malformed bytes."""
-    parts: list[bytes] = []
-    found: list[bytes] = []
-    pos, end = 0, len(raw)
-    one_byte_tag = number << 3 | 2 if number < 16 else -1
-    while pos < end:
-        start = pos
-        if raw[pos] == one_byte_tag:  # the hot case (a batch's candidates): no calls
-            n = raw[pos + 1]
-            pos += 2
-            if n >= 0x80:
-                n, pos = _read_varint(raw, pos - 1)
-            if pos + n > end:
-                raise ValueError("truncated field")
-            found.append(raw[pos:pos + n])
-            pos += n
-            continue
-        tag, pos = _read_varint(raw, pos)
-        wire = tag & 7
-        if tag >> 3 == 0:
-            raise ValueError("field number 0")
-        if wire == 2 and tag >> 3 == number:
-            n, pos = _read_varint(raw, pos)
-            if pos + n > end:
-                raise ValueError("truncated field")
-            found.append(raw[pos:pos + n])
-            pos += n
-            continue
-        if wire in _SCALAR_WIRES:
-            pos = _skip_value(raw, pos, wire)
-        elif wire == 3:  # an unknown group: skipped whole, as protobuf skips it
-            pos = _skip_group(raw, pos, tag >> 3, end)
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > end:
-            raise ValueError("truncated field")
-        parts.append(raw[start:pos])
-    return b"".join(parts), found
-
-
-#: nesting of unknown groups a request may carry (protobuf's own default recursion limit)
-_MAX_GROUP_DEPTH = 100
-#: wire types whose value is skipped without looking inside: varint, fixed64, length-delimited, fixed32
-_SCALAR_WIRES = frozenset((0, 1, 2, 5))
-
-
-def _skip_value(raw: bytes, pos: int, wire: int) -> int:
-    """The position after the value of a field of one of :data:`_SCALAR_WIRES` starting at ``pos``."""
-    if wire == 0:
-        return _read_varint(raw, pos)[1]
-    if wire == 2:
-        n, pos = _read_varint(raw, pos)
-        return pos + n
-    return pos + (8 if wire == 1 else 4)
-
-
-def _skip_group(raw: bytes, pos: int, number: int, end: int) -> int:
-    """The position after the group that started before ``pos`` (field ``number``), nested
-    groups included; ValueError for a group that never ends, ends with another number, or nests
-    deeper than :data:`_MAX_GROUP_DEPTH`."""
-    open_groups = [number]
-    while True:
-        if pos >= end:
-            raise ValueError("truncated group")
-        tag, pos = _read_varint(raw, pos)
-        wire, num = tag & 7, tag >> 3
-        if num == 0:
-            raise ValueError("field number 0")
-        if wire in _SCALAR_WIRES:
-            pos = _skip_value(raw, pos, wire)
-        elif wire == 3:
-            open_groups.append(num)
-            if len(open_groups) > _MAX_GROUP_DEPTH:
-                raise ValueError("groups nested too deep")
-        elif wire == 4:
-            if open_groups.pop() != num:
-                raise ValueError("a group ends with another field number")
-            if not open_groups:
-                return pos
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if pos > end:
-            raise ValueError("truncated group")
-
-
-_CACHE_HIT = {True: _varint(22 << 3) + b"\x01", False: _varint(22 << 3) + b"\x00"}  # CostReport.cache_hit = 22
 
 
 class CallInfo(threading.local):
@@ -505,11 +388,11 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         """A ``CostResult`` holding the memoized report with this request's label and cache hit."""
         tail = self._labels.get(label)
         if tail is None:
-            tail = _len_field(1, label.encode())
+            tail = len_field(_REPORT_CANDIDATE, label.encode())
             if len(self._labels) < 65536:
                 self._labels[label] = tail
         report = blob + tail + _CACHE_HIT[hit]
-        return b"\x0a" + _varint(len(report)) + report
+        return _RESULT_REPORT + varint(len(report)) + report
 
     def _common(self, request: Any) -> tuple[Context, str]:
         errors: list[tuple[str, str]] = []
@@ -563,7 +446,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             self.oracle.check_batch_size(n)
             results = self._batch(raws, ctx, detail, context, max_bytes=self.oracle.limits.max_message_bytes)
             self.info.cache_hit = sum(1 for _, hit in results if hit)
-            return self._check_size(b"".join(_len_field(1, data) for data, _ in results))
+            return self._check_size(b"".join(len_field(_BATCH_RESULTS, data) for data, _ in results))
 
         return self._run("GetCostBatch", request, context, run)
 
@@ -585,9 +468,8 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                                         [f"candidates[{start + i}]" for i in range(len(items))], context)
                 hits += sum(1 for _, hit in results if hit)
                 self.info.cache_hit = hits
-                # StreamCostBatchResponse: offset = 1, results = 2, total = 3
-                head = _varint(1 << 3) + _varint(start) + _varint(3 << 3) + _varint(n)
-                yield self._check_size(head + b"".join(_len_field(2, data) for data, _ in results))
+                head = _STREAM_OFFSET + varint(start) + _STREAM_TOTAL + varint(n)
+                yield self._check_size(head + b"".join(len_field(_STREAM_RESULTS, data) for data, _ in results))
             if n == 0:
                 yield pb.StreamCostBatchResponse(offset=0, total=0)
 

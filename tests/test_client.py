@@ -38,7 +38,7 @@ from contract.convert import report_to_proto
 from cost_engine.spec import ConvSpec
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from server import errors as server_errors
+from contract import errors as server_errors
 
 
 def report_dict(name: str = "mobilenet_v2") -> dict[str, Any]:

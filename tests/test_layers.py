@@ -124,8 +124,8 @@ def test_no_import_climbs_a_layer() -> None:
 
 def test_the_contract_imports_only_protobuf_stubs_and_engine_data() -> None:
     """The contract stands on protobuf, the stubs and the engine's data modules (specs, keys, the
-    dtype table); the sweep spaces call the families to generate points, on the server only."""
-    allowed = ("contract", "costoracle", "cost_engine.spec", "cost_engine.keys", "cost_engine.report",
+    context check); the sweep spaces call the families to generate points, on the server only."""
+    allowed = ("contract", "costoracle", "cost_engine.spec", "cost_engine.keys", "cost_engine.context",
                "cost_engine.families")
     bad = [f"{name} -> {t}" for name, path in MODULES.items() if name.startswith("contract")
            for t in imports_of(path, top_level_only=False) if not t.startswith(allowed)]

@@ -448,7 +448,8 @@ def test_split_field_finds_the_candidates_as_protobuf_does(blocks: list[int], ba
                                                            cut: int) -> None:
     """The servicer splits a batch request into its candidates' bytes without parsing them; the
     split must agree with protobuf for candidates of every size (one- to three-byte lengths)."""
-    from server.servicer import _parser, _Undecodable, split_field
+    from contract.wire import split_field
+    from server.servicer import _parser, _Undecodable
 
     block = spec_pb2.Block(conv=spec_pb2.ConvSpec(out_channels=8, kernel_size=3))
     cands = [spec_pb2.Candidate(network=spec_pb2.NetworkSpec(stem=[block] * (n * n * 3))) for n in blocks]
