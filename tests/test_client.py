@@ -34,11 +34,11 @@ from client import (
 )
 from client.errors import Code, Internal
 from client.types import LatencyResult
+from contract import errors as server_errors
 from contract.convert import report_to_proto
 from cost_engine.spec import ConvSpec
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from contract import errors as server_errors
 
 
 def report_dict(name: str = "mobilenet_v2") -> dict[str, Any]:
