@@ -1,6 +1,7 @@
 """The service contract as plain Python: what a request asks about and what it is answered
-(``types``, ``budget``, ``spaces``, ``results``), the one error ladder with its
-``google.rpc.Status`` mapping (``errors``), and the one conversion between those and the
+(``types``, ``budget``, ``spaces``, ``results``), the service's errors with
+their ``google.rpc.Status`` mapping (``errors``; the clients' typed errors are read from those
+statuses), and the one conversion between those and the
 generated messages (``convert``, with the wire-level network reader in ``wire``).
 
 It imports only protobuf, the generated stubs and the engine's data modules, so a remote client
