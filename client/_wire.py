@@ -25,9 +25,26 @@ from client.base import (
     pareto_names,
     split,
     split_kwargs,
+    sweep_point,
 )
+from client.base import filter_outcome as typed
 from client.errors import Code, FieldViolation, InvalidArgument, OracleError, error_for
 from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+from contract.convert import (
+    budget_to_proto,
+    candidate_to_proto,
+    context_to_proto,
+    detail_to_proto,
+    filter_item_from_proto,
+    pareto_to_proto,
+    report_to_dict,
+    space_to_proto,
+    sweep_point_from_proto,
+)
+from contract.errors import from_status
+from cost_engine.spec.base import Spec
+from costoracle.v1 import oracle_pb2 as pb
+from costoracle.v1 import oracle_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 60.0
 LATENCY_TIMEOUT_S = 600.0
@@ -84,8 +101,6 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
 
 def rpc_error(exc: Any) -> OracleError:
     """A ``grpc.RpcError`` (sync or aio) as the typed error, with the field violations of its rich status."""
-    from contract.errors import from_status
-
     code_obj = exc.code() if hasattr(exc, "code") else None
     code = getattr(code_obj, "name", "UNKNOWN")
     details = (exc.details() if hasattr(exc, "details") else None) or str(code)
@@ -118,9 +133,6 @@ def candidate_proto(candidate: Any, in_channels: int | None, path: str) -> Any:
 
 
 def to_proto(c: Any, path: str) -> Any:
-    from contract.convert import candidate_to_proto
-    from cost_engine.spec.base import Spec
-
     try:
         return candidate_to_proto(c)
     except TypeError:
@@ -142,8 +154,6 @@ def prepare_many(candidates: Iterable[Any], in_channels: int | None) -> Split:
 
 def context_and_detail(kw: dict[str, Any]) -> tuple[Any, int, int | None]:
     """(proto Context, proto Detail, in_channels) from a method's keywords."""
-    from contract.convert import context_to_proto, detail_to_proto
-
     ctx, detail, in_channels = split_kwargs(kw)
     context = make_context(**ctx)
     # enums cannot carry a bad value, so check here what the server would name (same paths)
@@ -158,8 +168,6 @@ def context_and_detail(kw: dict[str, Any]) -> tuple[Any, int, int | None]:
 
 def dtype_enum(dtype: str, path: str) -> int:
     """A dtype name as the proto enum (an unknown name is the same InvalidArgument the server gives)."""
-    from costoracle.v1 import oracle_pb2 as pb
-
     try:
         return pb.DType.Value("DTYPE_" + str(dtype).upper())
     except ValueError:
@@ -170,8 +178,6 @@ def dtype_enum(dtype: str, path: str) -> int:
 def fit_request(candidates: Any, kw: dict[str, Any], max_units: int, networks: int,
                 budget_minutes: float | None, adaptive: float | None, seed: int) -> Any:
     """A ``FitLatencyModelRequest``: the space's candidates and the context keywords."""
-    from costoracle.v1 import oracle_pb2 as pb
-
     context, _, _ = context_and_detail(kw)
     req = pb.FitLatencyModelRequest(context=context, max_units=max_units, networks=networks,
                                     budget_minutes=float(budget_minutes or 0.0), seed=seed)
@@ -204,17 +210,12 @@ def wants_latency(kw: dict[str, Any]) -> bool:
 
 
 def cost_request(candidate: Any, kw: dict[str, Any]) -> Any:
-    from costoracle.v1 import oracle_pb2 as pb
-
     context, detail, in_channels = context_and_detail(kw)
     return pb.GetCostRequest(candidate=candidate_proto(candidate, in_channels, "candidate"), context=context,
                              detail=detail)
 
 
 def filter_request(protos: list[Any], budget: Any, pareto: Any, include_reports: bool, kw: dict[str, Any]) -> Any:
-    from contract.convert import budget_to_proto, pareto_to_proto
-    from costoracle.v1 import oracle_pb2 as pb
-
     kw = dict(kw)
     kw.setdefault("detail", "scalars")
     context, detail, _ = context_and_detail(kw)
@@ -225,9 +226,6 @@ def filter_request(protos: list[Any], budget: Any, pareto: Any, include_reports:
 
 def sweep_request(space: Any, budget: Any, pareto: Any, include_reports: bool, include_specs: bool,
                   chunk_size: int | None, kw: dict[str, Any]) -> Any:
-    from contract.convert import budget_to_proto, pareto_to_proto, space_to_proto
-    from costoracle.v1 import oracle_pb2 as pb
-
     kw = dict(kw)
     kw.setdefault("detail", "scalars")
     context, detail, _ = context_and_detail(kw)
@@ -245,8 +243,6 @@ def sweep_request(space: Any, budget: Any, pareto: Any, include_reports: bool, i
 
 # -- responses -------------------------------------------------------------------------------
 def cost_result(report_msg: Any) -> CostResult:
-    from contract.convert import report_to_dict
-
     return CostResult.from_dict(report_to_dict(report_msg))
 
 
@@ -254,8 +250,6 @@ merge = merge_costs
 
 
 def batch_item(result_msg: Any, index: int) -> CostResult | ItemError:
-    from contract.errors import from_status
-
     if result_msg.WhichOneof("result") == "error":
         err = from_status(result_msg.error)
         return ItemError(index, err.code, err.message, tuple(FieldViolation(p, r) for p, r in err.violations))
@@ -263,9 +257,6 @@ def batch_item(result_msg: Any, index: int) -> CostResult | ItemError:
 
 
 def filter_outcome(resp: Any, parts: Split) -> FilterOutcome:
-    from client.base import filter_outcome as typed
-    from contract.convert import filter_item_from_proto
-
     class _Resp:  # the core's FilterOutcome shape, from the message
         results = [filter_item_from_proto(m) for m in resp.results]
         feasible = list(resp.feasible)
@@ -284,9 +275,6 @@ class SweepCollector:
         self.summary: Any = None
 
     def add(self, resp: Any) -> None:
-        from client.base import sweep_point
-        from contract.convert import sweep_point_from_proto
-
         self.total = resp.total or self.total
         self.points.extend(sweep_point(sweep_point_from_proto(p)) for p in resp.points)
         if resp.done:
@@ -351,7 +339,6 @@ class RemoteBase:
         import grpc
         import grpc.aio
 
-        from costoracle.v1 import oracle_pb2_grpc
 
         self.target = target
         self.timeout = timeout

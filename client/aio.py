@@ -16,6 +16,7 @@ from typing import Any
 from client import _wire as wire
 from client.errors import DeadlineExceeded, OracleError
 from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+from costoracle.v1 import oracle_pb2 as pb
 
 
 class AsyncRemoteOracle(wire.RemoteBase):
@@ -67,8 +68,6 @@ class AsyncRemoteOracle(wire.RemoteBase):
     async def cost_many(self, candidates: Iterable[Any], *, chunk_size: int | None = None,
                         progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
                         **kw: Any) -> list[CostResult | ItemError]:
-        from costoracle.v1 import oracle_pb2 as pb
-
         context, detail, in_channels = wire.context_and_detail(dict(kw))
         prepared = wire.prepare_many(candidates, in_channels)
         deadline = self._deadline(timeout, wire.wants_latency(kw))
@@ -135,21 +134,15 @@ class AsyncRemoteOracle(wire.RemoteBase):
 
     # -- information -------------------------------------------------------------------------
     async def info(self, *, timeout: float | None = None) -> ServerInfo:
-        from costoracle.v1 import oracle_pb2 as pb
-
         return wire.server_info(await self._unary("GetServerInfo", pb.GetServerInfoRequest(),
                                                   self._deadline(timeout)))
 
     async def cache_stats(self, *, timeout: float | None = None) -> dict[str, Any]:
-        from costoracle.v1 import oracle_pb2 as pb
-
         return wire.message_dict(await self._unary("GetCacheStats", pb.GetCacheStatsRequest(),
                                                    self._deadline(timeout)))
 
     async def calibrate(self, device: str = "cpu", dtype: str = "float32", threads: int | None = None,
                         refresh: bool = False, *, timeout: float | None = None) -> dict[str, Any]:
-        from costoracle.v1 import oracle_pb2 as pb
-
         req = pb.CalibrateRequest(device=device, dtype=wire.dtype_enum(dtype, "dtype"), refresh=refresh)
         if threads is not None:
             req.threads = threads

@@ -17,6 +17,7 @@ from typing import Any
 from client import _wire as wire
 from client.errors import DeadlineExceeded, OracleError
 from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+from costoracle.v1 import oracle_pb2 as pb
 
 
 class RemoteOracle(wire.RemoteBase):
@@ -89,8 +90,6 @@ class RemoteOracle(wire.RemoteBase):
                   stream: bool = True, **kw: Any) -> Iterator[tuple[int, CostResult | ItemError]]:
         """(index, result) pairs in input order, once the batch is answered (streamed from the server in
         chunks when ``stream``; ``progress`` follows the chunks)."""
-        from costoracle.v1 import oracle_pb2 as pb
-
         context, detail, in_channels = wire.context_and_detail(dict(kw))
         prepared = wire.prepare_many(candidates, in_channels)
         deadline = self._deadline(timeout, wire.wants_latency(kw))
@@ -143,19 +142,13 @@ class RemoteOracle(wire.RemoteBase):
 
     # -- information -------------------------------------------------------------------------
     def info(self, *, timeout: float | None = None) -> ServerInfo:
-        from costoracle.v1 import oracle_pb2 as pb
-
         return wire.server_info(self._unary("GetServerInfo", pb.GetServerInfoRequest(), self._deadline(timeout)))
 
     def cache_stats(self, *, timeout: float | None = None) -> dict[str, Any]:
-        from costoracle.v1 import oracle_pb2 as pb
-
         return wire.message_dict(self._unary("GetCacheStats", pb.GetCacheStatsRequest(), self._deadline(timeout)))
 
     def calibrate(self, device: str = "cpu", dtype: str = "float32", threads: int | None = None,
                   refresh: bool = False, *, timeout: float | None = None) -> dict[str, Any]:
-        from costoracle.v1 import oracle_pb2 as pb
-
         req = pb.CalibrateRequest(device=device, dtype=wire.dtype_enum(dtype, "dtype"), refresh=refresh)
         if threads is not None:
             req.threads = threads
