@@ -1,17 +1,14 @@
-"""Latency cache keys, with the cache's one convention: sha256 of canonical JSON.
-
-The convention is :func:`cost_engine.keys.cache_key`; it is restated here (a dozen lines, tested
-equal) because the engine must not import the server package, whose cache pulls in a database
-driver. The context of a latency entry always carries the device fingerprint and the resolved
-settings, so it can never collide with a static-cost entry of the same spec.
+"""Latency cache keys, with the cache's one convention (:func:`cost_engine.keys.cache_key`:
+sha256 of canonical JSON). The context of a latency entry always carries the device fingerprint
+and the resolved settings, so it can never collide with a static-cost entry of the same spec.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from cost_engine.keys import cache_key
 
 #: Bump when the timing protocol changes (warm-up, stopping rule, allocator settings, statistics):
 #: numbers timed under another protocol are never served. 2: paired with a reference network
@@ -28,15 +25,6 @@ KIND_RESIDUAL = "latency_residual"
 KIND_REFERENCE = "latency_reference"
 KIND_KERNEL = "latency_kernel"
 KIND_KERNEL_MODEL = "latency_kernel_model"
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def cache_key(spec_dict: Mapping[str, Any], context: Mapping[str, Any], version: str) -> str:
-    material = canonical_json({"spec": spec_dict, "context": context, "version": version})
-    return hashlib.sha256(material.encode("ascii")).hexdigest()
 
 
 def entry_key(what: str, spec_dict: Mapping[str, Any], context: Mapping[str, Any]) -> str:
