@@ -101,7 +101,7 @@ class ServiceError(Exception):
         return type(self)(message, paths, quota=self.quota)
 
     def __reduce__(self) -> Any:  # picklable, for process pools in the client / tests
-        return (_rebuild, (type(self).__name__, self.message, self.violations, self.quota))
+        return (rebuild_error_of, (type(self).__name__, self.message, self.violations, self.quota))
 
 
 #: clipping of what a status carries (characters): a field path, a reason, the message, and the
@@ -219,7 +219,8 @@ _CLASSES: dict[str, type[ServiceError]] = {
 }
 
 
-def _rebuild(name: str, message: str, violations: tuple[tuple[str, str], ...], quota: str | None) -> ServiceError:
+def rebuild_error_of(name: str, message: str, violations: tuple[tuple[str, str], ...],
+                     quota: str | None) -> ServiceError:
     cls = next((c for c in _CLASSES.values() if c.__name__ == name), ServiceError)
     return cls(message, violations, quota=quota)
 

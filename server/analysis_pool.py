@@ -23,10 +23,10 @@ from cost_engine.spec.base import Spec
 from server.cache import CacheRow
 from server.cache.store import encode_rows
 from server.candidates import Prepared
-from server.reports import FIGURES, _analyze_item, serve_report
+from server.reports import FIGURES, analyze_item, serve_report
 
 
-def _pool_init(parent: int | None = None) -> None:
+def pool_init(parent: int | None = None) -> None:
     """In a fresh analysis process: load the catalog (the first job should not pay for it), and
     watch the parent: a SIGKILLed server cannot shut its pool down, and its workers must not
     live on holding memory (they exit within a second of the parent's death)."""
@@ -49,7 +49,7 @@ def _pool_init(parent: int | None = None) -> None:
 _PARENT_POLL_S = 0.5
 
 
-def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str, Any, Any]],
+def pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str, Any, Any]],
                                                                      list[dict[str, Any]]]:
     """Analyze and encode: (key, "ok", serialized report, scalars) or (key, "error", error state,
     None) per job, and the rows encoded for ``CostCache.put_encoded``. The server stores the rows
@@ -62,7 +62,7 @@ def _pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[
         ctx = Context(batch_size=batch_size, resolution=resolution, dtype=dtype)
         try:
             item = _worker_item(what, in_channels)
-            engine_report = _analyze_item(item, ctx)
+            engine_report = analyze_item(item, ctx)
         except ServiceError as exc:
             out.append((key, "error", (type(exc).__name__, exc.message, exc.violations, exc.quota), None))
             continue
@@ -92,7 +92,7 @@ def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
     return Prepared(what, what.kind, None, in_channels)
 
 
-def _rebuild_error(state: tuple[Any, ...]) -> ServiceError:
-    from contract.errors import _rebuild
+def rebuild_error(state: tuple[Any, ...]) -> ServiceError:
+    from contract.errors import rebuild_error_of
 
-    return _rebuild(*state)
+    return rebuild_error_of(*state)

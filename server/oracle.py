@@ -43,7 +43,7 @@ from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec.base import ACTIVATION_ALIASES, ACTIVATIONS, MAX_CHANNELS, SPEC_KINDS, Spec, SpecError, validate
 from cost_engine.spec.network import NetworkSpec
 from server import cancel
-from server.analysis_pool import _pool_init, _pool_job, _rebuild_error
+from server.analysis_pool import pool_init, pool_job, rebuild_error
 from server.cache import CacheRow, CostCache
 from server.cancel import checkpoint
 from server.candidates import LRU as _LRU
@@ -52,7 +52,7 @@ from server.candidates import memo_key as _memo_key
 from server.gate import RequestGate
 from server.oracle_latency import LatencyMixin
 from server.oracle_search import SearchMixin
-from server.reports import DETAILS, _analyze_item, serve_report
+from server.reports import DETAILS, analyze_item, serve_report
 
 __all__ = ["SERVER_VERSION", "Oracle"]
 
@@ -340,7 +340,7 @@ class Oracle(LatencyMixin, SearchMixin):
                 assert isinstance(item, Prepared)
                 checkpoint()
                 try:
-                    report = _analyze_item(item, ctx).to_dict(breakdowns=False)
+                    report = analyze_item(item, ctx).to_dict(breakdowns=False)
                 except ServiceError as exc:
                     computed[k] = exc  # paths relative to the candidate: each position prefixes its own
                     continue
@@ -378,7 +378,7 @@ class Oracle(LatencyMixin, SearchMixin):
             what = item.wire if item.wire is not None else (item.name if item.name is not None else item.spec)
             jobs.append((k, what, item.in_channels, ctx.batch_size, item.resolution(ctx), ctx.dtype))
         size = max(1, -(-len(jobs) // (4 * self.analyze_processes)))
-        return [pool.submit(_pool_job, detail, jobs[i:i + size]) for i in range(0, len(jobs), size)]
+        return [pool.submit(pool_job, detail, jobs[i:i + size]) for i in range(0, len(jobs), size)]
 
     def _collect_pool(self, futures: Sequence[Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Wait for the jobs, then store every row they encoded in one go (one writer: SQLite would
@@ -396,7 +396,7 @@ class Oracle(LatencyMixin, SearchMixin):
                     blobs[key] = value
                     computed[key] = extra
                 else:
-                    computed[key] = _rebuild_error(value)
+                    computed[key] = rebuild_error(value)
         written = 0
         if rows:
             try:
@@ -447,14 +447,14 @@ class Oracle(LatencyMixin, SearchMixin):
 
                 self._pool = ProcessPoolExecutor(self.analyze_processes,
                                                  mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_pool_init, initargs=(os.getpid(),))
+                                                 initializer=pool_init, initargs=(os.getpid(),))
             return self._pool
 
     def warm_pool(self) -> None:
         """Start the analysis processes now (a server calls this at start so no request waits for it)."""
         pool = self._get_pool()
         if pool is not None:
-            for f in [pool.submit(_pool_job, "scalars", []) for _ in range(self.analyze_processes)]:
+            for f in [pool.submit(pool_job, "scalars", []) for _ in range(self.analyze_processes)]:
                 f.result()
 
     def count_hits(self, n: int) -> None:
@@ -470,7 +470,7 @@ class Oracle(LatencyMixin, SearchMixin):
             memo_key = (key, detail == "full")
             extra = self._breakdowns.get(memo_key)
             if extra is None:
-                extra = _analyze_item(item, ctx).breakdowns(by_module=detail == "full")
+                extra = analyze_item(item, ctx).breakdowns(by_module=detail == "full")
                 self._breakdowns.put(memo_key, extra)
             report = {**report, **extra}
         return serve_report(report, item.label if label is None else label, key, hit, detail)

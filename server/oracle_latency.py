@@ -141,7 +141,7 @@ class LatencyMixin:
                 except ServiceError as exc:
                     out.append(exc)
                 except Exception as exc:
-                    out.append(_latency_error(exc, paths[i]))
+                    out.append(latency_error(exc, paths[i]))
         return out
 
     def _submit_each(self, items: Sequence[Prepared | ServiceError], ctx: Context, mode: str,
@@ -229,7 +229,7 @@ class LatencyMixin:
         except ServiceError:
             raise
         except Exception as exc:
-            raise _latency_error(exc, "") from None
+            raise latency_error(exc, "") from None
         d = result.to_dict() if hasattr(result, "to_dict") else dict(result)
         d["fingerprint"] = {k: str(v) for k, v in (d.get("fingerprint") or {}).items()}
         return d
@@ -264,7 +264,7 @@ class LatencyMixin:
                 except ServiceError:
                     raise
                 except Exception as exc:
-                    raise _latency_error(exc, "context") from None
+                    raise latency_error(exc, "context") from None
                 if deadline is not None and time.time() > deadline:
                     raise DeadlineExceeded("the fit was not done before the deadline (it goes on while others wait "
                                            "for it; what it timed stays cached)")
@@ -391,11 +391,11 @@ def _submission_errors() -> Iterator[None]:
         if type(exc).__name__ == "QueueFull":
             raise ResourceExhausted(f"{exc}; retry later", quota="max_pending_measurements") from None
         if type(exc).__name__ in ("MissingKernelModel", "NeedsMeasurement"):
-            raise _latency_error(exc, "context") from None
+            raise latency_error(exc, "context") from None
         raise
 
 
-def _latency_error(exc: BaseException, path: str) -> ServiceError:
+def latency_error(exc: BaseException, path: str) -> ServiceError:
     name = type(exc).__name__
     if name == "MeasurementDropped":
         if getattr(exc, "code", "") == "DEADLINE_EXCEEDED":

@@ -34,7 +34,7 @@ from server.cache import CostCache
 from server.cancel import checkpoint
 from server.candidates import Prepared
 from server.latency_groups import settings_id
-from server.oracle_latency import _latency_error, latency_dict
+from server.oracle_latency import latency_dict, latency_error
 
 __all__ = ["SearchMixin"]
 
@@ -205,7 +205,7 @@ class SearchMixin:
             except ServiceError:
                 raise
             except Exception as exc:  # queue full, dropped, measurement failure
-                raise _latency_error(exc, "context") from None
+                raise latency_error(exc, "context") from None
             total_measurements += int(res.measurements)
             for d in res.decisions:
                 j = members[int(d["index"])]

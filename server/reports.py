@@ -60,7 +60,7 @@ def _reason(item: Prepared, engine_path: str, reason: str) -> str:
     return reason
 
 
-def _analyze_item(item: Prepared, ctx: Context) -> CostReport:
+def analyze_item(item: Prepared, ctx: Context) -> CostReport:
     """``analyze(...)`` with engine errors as :class:`ServiceError` in proto terms."""
     resolution = item.resolution(ctx)
     if item.is_block and resolution is None:
