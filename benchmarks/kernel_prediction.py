@@ -169,16 +169,28 @@ def filter_audit(args: argparse.Namespace, train: list[Any], test: list[Any], se
     seen = {json.dumps(c.to_dict(), sort_keys=True) for c in train + test}
     rng = random.Random(args.seed + 1)
     pool: list[Any] = []
+    origin: list[int] = []  # the space each came from
     fns = list(SPACES.values())
-    while len(pool) < args.filter:
-        c = fns[len(pool) % len(fns)](rng)
+    misses = dict.fromkeys(range(len(fns)), 0)
+    turn = 0
+    while len(pool) < args.filter and misses:  # round robin; a space with 200 misses in a row is spent
+        i = list(misses)[turn % len(misses)]
+        c = fns[i](rng)
         key = json.dumps(c.to_dict(), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            pool.append(c)
+        if key in seen:
+            misses[i] += 1
+            if misses[i] >= 200:
+                del misses[i]
+            continue
+        misses[i] = 0
+        seen.add(key)
+        pool.append(c)
+        origin.append(i)
+        turn += 1
     t0 = time.time()
     preds = predict_with_kernels(pool, settings, cache=cache)
-    print(f"\nfilter: {len(pool)} fresh candidates predicted in {time.time() - t0:.1f} s")
+    per_space = {name: origin.count(i) for i, name in enumerate(SPACES)}
+    print(f"\nfilter: {len(pool)} fresh candidates ({per_space}) predicted in {time.time() - t0:.1f} s")
     limit = statistics.median(p.median_ms for p in preds)
     by_id = {id(c): p for c, p in zip(pool, preds, strict=True)}
     t0 = time.time()

@@ -659,8 +659,8 @@ def fit_progress_to_proto(d: Mapping[str, Any]) -> pb.FitLatencyModelResponse:
     model = d.get("model")
     if model is not None:
         m = msg.model
-        for name in ("key", "units", "networks", "unit_measurements", "network_measurements", "profiling_s",
-                     "distinct_units_in_space", "interval_90_rel", "stopped_by_budget"):
+        for name in ("key", "generation", "units", "networks", "unit_measurements", "network_measurements",
+                     "profiling_s", "distinct_units_in_space", "interval_90_rel", "stopped_by_budget"):
             setattr(m, name, model[name])
         m.types.extend(model["types"])
         m.fingerprint.update(model["fingerprint"])

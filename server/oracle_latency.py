@@ -306,7 +306,8 @@ def _model_summary(model: Any, settings: Any) -> dict[str, Any]:
     fp = fingerprint(resolved.device, resolved.threads)
     st = model.stats
     return {
-        "key": model_key(resolved, fp), "units": int(st.get("units", 0)), "networks": int(st.get("networks", 0)),
+        "key": model_key(resolved, fp), "generation": int(st.get("generation", 0)),
+        "units": int(st.get("units", 0)), "networks": int(st.get("networks", 0)),
         "unit_measurements": int(st.get("unit_measurements", 0)),
         "network_measurements": int(st.get("network_measurements", 0)),
         "profiling_s": float(st.get("profiling_s", 0.0)),

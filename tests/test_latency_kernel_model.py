@@ -144,3 +144,28 @@ def test_the_budget_filter_decides_by_the_interval(fitted):
     for d in out.decisions:
         if d["reason"] == "predicted":
             assert d["feasible"] == (truth[d["index"]] <= limit)
+
+
+def test_a_refit_is_served_instead_of_the_first_fit() -> None:
+    """Cache rows are immutable: each fit is a new generation under the model's key, and
+    predictions use the newest (this process finds it with one lookup)."""
+    from cost_engine.latency.kernel_predict import load_model
+
+    rng = random.Random(11)
+    space = [ofa_like(rng) for _ in range(12)]
+    cache = MemoryCache()
+    with FakeWorker(jitter=0.002):
+        small = fit_kernel_predictor(space, SETTINGS, cache=cache, max_units=40, networks=4, unit_sessions=1,
+                                     network_sessions=1)
+        first = predict_with_kernels(space[:3], SETTINGS, cache=cache)
+        big = fit_kernel_predictor(space, SETTINGS, cache=cache, max_units=160, networks=6, unit_sessions=1,
+                                   network_sessions=1)
+    resolved = SETTINGS.resolved()
+    from cost_engine.latency.fingerprint import fingerprint
+
+    served = load_model(cache, model_key(resolved, fingerprint(resolved.device, resolved.threads)))
+    assert (small.stats["generation"], big.stats["generation"]) == (0, 1)
+    assert served is not None and served.stats["units"] == 160 and served.stats["networks"] == 6
+    second = predict_with_kernels(space[:3], SETTINGS, cache=cache)
+    assert [p.details["model"]["units"] for p in first] == [40] * 3
+    assert [p.details["model"]["units"] for p in second] == [160] * 3

@@ -103,7 +103,7 @@ def test_fit_streams_progress_then_becomes_the_default_method(served) -> None:
     # fitted again: the networks and the first sample are cached; only units its adaptive rounds
     # pick anew are timed (the picks follow the served milliseconds, which move with the anchor)
     again = list(stub.FitLatencyModel(fit_request(), timeout=300))[-1].model
-    assert again.network_measurements == 0 and again.units == 120
+    assert again.network_measurements == 0 and again.units == 120 and again.generation == model.generation + 1
     assert again.unit_measurements <= sum(r.resampled for r in again.rounds)
     # another context (batch 2) has no model: the default there is still the block table
     other = stub.GetCost(pb.GetCostRequest(candidate=convert.candidate_to_proto(HELD_OUT[0]),

@@ -12,6 +12,7 @@ point of a learned model over a lookup table. Without a fitted model it fails, n
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import threading
@@ -46,24 +47,53 @@ def model_key(resolved: LatencySettings, fp: dict[str, Any]) -> str:
                      {"settings": resolved.for_block() | {"batch_size": resolved.batch_size}, "fingerprint": fp})
 
 
-_LOADED: dict[str, tuple[str, KernelModel]] = {}
+def _generation(key: str, n: int) -> str:
+    """The cache key of the ``n``-th fit under ``key`` (rows are immutable: a refit is a new row)."""
+    return key if n == 0 else hashlib.sha256(f"{key}/fit/{n}".encode("ascii")).hexdigest()
+
+
+def _latest(cache: Any, key: str, start: int = 0) -> tuple[int, dict[str, Any] | None]:
+    """(generation, payload) of the newest fit stored under ``key`` (-1, None when none is)."""
+    n, data = start - 1, None
+    while True:
+        got = cache.get(_generation(key, n + 1))
+        if got is None:
+            return n, data
+        n, data = n + 1, got
+
+
+_LOADED: dict[tuple[int, str], tuple[int, KernelModel]] = {}
 _LOCK = threading.Lock()
 
 
 def load_model(cache: Any, key: str) -> KernelModel | None:
-    """The stored model (rebuilt from its text once per process and stored version)."""
-    data = cache.get(key) if cache is not None else None
-    if data is None:
+    """The newest stored model (rebuilt from its text once per process and generation; a newer
+    fit, by this process or another, is found by one lookup of the next generation)."""
+    if cache is None:
         return None
-    stamp = str(data.get("stats", {}).get("fitted_at"))
+    ident = (id(cache), key)
     with _LOCK:
-        hit = _LOADED.get(key)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
+        hit = _LOADED.get(ident)
+    if hit is not None and cache.get(_generation(key, hit[0] + 1)) is None:
+        return hit[1]
+    n, data = _latest(cache, key, 0 if hit is None else hit[0] + 1)
+    if data is None:
+        return hit[1] if hit is not None else None
     model = KernelModel.from_dict(data)
     with _LOCK:
-        _LOADED[key] = (stamp, model)
+        _LOADED[ident] = (n, model)
     return model
+
+
+def store_model(cache: Any, key: str, model: KernelModel) -> int:
+    """Store ``model`` as the newest generation under ``key``; returns its generation."""
+    n, _ = _latest(cache, key)
+    payload = model.to_dict()
+    while not cache.put(_generation(key, n + 1), KIND_KERNEL_MODEL, payload, CACHE_VERSION):
+        n += 1  # another fit took that generation: the next one
+        if n > 10_000:
+            raise RuntimeError("the cache does not keep kernel models (put refused 10,000 generations)")
+    return n + 1
 
 
 def has_model(cache: Any, settings: LatencySettings) -> bool:
@@ -71,7 +101,7 @@ def has_model(cache: Any, settings: LatencySettings) -> bool:
     if cache is None:
         return False
     resolved = settings.resolved()
-    return cache.get(model_key(resolved, fingerprint(resolved.device, resolved.threads))) is not None
+    return cache.get(_generation(model_key(resolved, fingerprint(resolved.device, resolved.threads)), 0)) is not None
 
 
 def _kernels(candidate: Spec | str, settings: LatencySettings) -> tuple[list[Kernel], LatencySettings]:
@@ -214,7 +244,7 @@ def fit_kernel_predictor(candidates: list[Spec | str], settings: LatencySettings
         "distinct_units_in_space": len(pool), "candidates": len(candidates), "max_units": max_units,
         "budget_s": budget_s, "adaptive_rounds": rounds, "stopped_by_budget": len(timed) < budget,
     }
-    cache.put(model_key(resolved, fp), KIND_KERNEL_MODEL, model.to_dict(), CACHE_VERSION)
+    model.stats["generation"] = store_model(cache, model_key(resolved, fp), model)
     return model
 
 

@@ -43,17 +43,22 @@ def unit_item(kernel: Kernel, resolved: LatencySettings, fp: dict[str, Any]) -> 
 
 def measure_units(kernels: list[Kernel], settings: LatencySettings | None = None, *, cache: Any = None,
                   sessions: int = KERNEL_SESSIONS, protocol: Protocol = KERNEL_PROTOCOL,
-                  measure_missing: bool = True) -> list[LatencyResult | None]:
+                  measure_missing: bool = True, remeasure_noisy: bool = False) -> list[LatencyResult | None]:
     """The measured latency of each unit (input order; identical units timed once). Stored
-    ones are served; with ``measure_missing=False`` a unit never timed is ``None``."""
+    ones are served; with ``measure_missing=False`` a unit never timed is ``None``.
+
+    A stored unit whose figure is noisy is served as it is unless ``remeasure_noisy``: a unit
+    is tens of microseconds, often outside the 5% bound a network's figure is held to, and the
+    model learns across hundreds of them, so re-timing each on every refit would cost a fit's
+    worth of measurements for little."""
     resolved = (settings or LatencySettings()).resolved()
     check_device(resolved.device)
     fp = fingerprint(resolved.device, resolved.threads)
     items = [unit_item(k, resolved, fp) for k in kernels]
     unique = list({it.key: it for it in items}.values())
-    if measure_missing:
-        done = measure_items(unique, resolved, fp, cache=cache, sessions=sessions, protocol=protocol)
-        table = {it.key: r for it, r in zip(unique, done, strict=True)}
-    else:
-        table = cached_results(cache, [it.key for it in unique])
+    table = cached_results(cache, [it.key for it in unique], final_only=remeasure_noisy)
+    todo = [it for it in unique if it.key not in table]
+    if measure_missing and todo:
+        done = measure_items(todo, resolved, fp, cache=cache, sessions=sessions, protocol=protocol)
+        table.update({it.key: r for it, r in zip(todo, done, strict=True)})
     return [table.get(it.key) for it in items]

@@ -826,7 +826,7 @@ class KernelModelRound(_message.Message):
     def __init__(self, validation_units: _Optional[int] = ..., resampled: _Optional[int] = ..., median_abs_log_error: _Optional[float] = ..., max_abs_log_error: _Optional[float] = ..., worst_types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class KernelModel(_message.Message):
-    __slots__ = ("key", "units", "networks", "unit_measurements", "network_measurements", "profiling_s", "distinct_units_in_space", "interval_90_rel", "types", "stopped_by_budget", "fingerprint", "rounds", "unit_counts")
+    __slots__ = ("key", "generation", "units", "networks", "unit_measurements", "network_measurements", "profiling_s", "distinct_units_in_space", "interval_90_rel", "types", "stopped_by_budget", "fingerprint", "rounds", "unit_counts")
     class FingerprintEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -842,6 +842,7 @@ class KernelModel(_message.Message):
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     KEY_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     UNITS_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     UNIT_MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -855,6 +856,7 @@ class KernelModel(_message.Message):
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     UNIT_COUNTS_FIELD_NUMBER: _ClassVar[int]
     key: str
+    generation: int
     units: int
     networks: int
     unit_measurements: int
@@ -867,7 +869,7 @@ class KernelModel(_message.Message):
     fingerprint: _containers.ScalarMap[str, str]
     rounds: _containers.RepeatedCompositeFieldContainer[KernelModelRound]
     unit_counts: _containers.ScalarMap[str, int]
-    def __init__(self, key: _Optional[str] = ..., units: _Optional[int] = ..., networks: _Optional[int] = ..., unit_measurements: _Optional[int] = ..., network_measurements: _Optional[int] = ..., profiling_s: _Optional[float] = ..., distinct_units_in_space: _Optional[int] = ..., interval_90_rel: _Optional[float] = ..., types: _Optional[_Iterable[str]] = ..., stopped_by_budget: _Optional[bool] = ..., fingerprint: _Optional[_Mapping[str, str]] = ..., rounds: _Optional[_Iterable[_Union[KernelModelRound, _Mapping]]] = ..., unit_counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., generation: _Optional[int] = ..., units: _Optional[int] = ..., networks: _Optional[int] = ..., unit_measurements: _Optional[int] = ..., network_measurements: _Optional[int] = ..., profiling_s: _Optional[float] = ..., distinct_units_in_space: _Optional[int] = ..., interval_90_rel: _Optional[float] = ..., types: _Optional[_Iterable[str]] = ..., stopped_by_budget: _Optional[bool] = ..., fingerprint: _Optional[_Mapping[str, str]] = ..., rounds: _Optional[_Iterable[_Union[KernelModelRound, _Mapping]]] = ..., unit_counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class FitLatencyModelResponse(_message.Message):
     __slots__ = ("phase", "done", "total", "elapsed_s", "model")
