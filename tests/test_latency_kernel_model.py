@@ -169,3 +169,27 @@ def test_a_refit_is_served_instead_of_the_first_fit() -> None:
     second = predict_with_kernels(space[:3], SETTINGS, cache=cache)
     assert [p.details["model"]["units"] for p in first] == [40] * 3
     assert [p.details["model"]["units"] for p in second] == [160] * 3
+
+
+def test_the_overhead_term_learns_a_scale_per_unit_type() -> None:
+    """Networks whose measured latency weighs their types' unit sums differently (a squeeze-excite
+    timed alone is slower than inside a network): the per-type scales find the weights; with too
+    few networks the fit keeps one common scale."""
+    from cost_engine.latency.kernel_model import _overhead_fit, _overhead_predict, _typed_overhead_fit
+
+    rng = random.Random(5)
+    nets = [{"conv": rng.uniform(2, 20), "se": rng.uniform(0.5, 5), "dwconv": rng.uniform(1, 8)} for _ in range(16)]
+    launches = [rng.randint(50, 300) for _ in nets]
+    measured = [0.9 * d["conv"] + 0.4 * d["se"] + 1.2 * d["dwconv"] + 0.01 * n + 0.5
+                for d, n in zip(nets, launches, strict=True)]
+    fit = _typed_overhead_fit(nets, launches, measured)
+    s0, scales, o, c = fit
+    # shrunk towards the common scale (the ridge), but in the true order and far apart
+    assert scales["se"] < 0.6 < scales["conv"] < 1.0 < scales["dwconv"]
+    errors = [_overhead_predict(fit, d, n) / m - 1 for d, n, m in zip(nets, launches, measured, strict=True)]
+    s1, o1, c1 = _overhead_fit([sum(d.values()) for d in nets], launches, measured)  # one common scale
+    common = [_overhead_predict((s1, {}, o1, c1), d, n) / m - 1 for d, n, m in zip(nets, launches, measured,
+                                                                                    strict=True)]
+    assert max(map(abs, errors)) < 0.5 * max(map(abs, common))
+    few = _typed_overhead_fit(nets[:6], launches[:6], measured[:6])
+    assert few[1] == {}  # 6 networks cannot carry 5 terms twice over: one common scale

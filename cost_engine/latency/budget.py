@@ -47,7 +47,7 @@ class LatencyBudgetResult:
                 "decisions": self.decisions}
 
 
-def _band(p: LatencyResult, z: float) -> tuple[float, float]:
+def decision_band(p: LatencyResult, z: float) -> tuple[float, float]:
     """The prediction's interval at ``z``: multiplicative when the model states a log-scale
     spread (the kernel model: its errors are relative), else ``median +- z * uncertainty``."""
     sigma = p.details.get("log_sigma") if p.details else None
@@ -91,7 +91,7 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
     if survivors and not measure_all:
         preds = predictor([candidates[i] for i in survivors], settings)
         for i, p in zip(survivors, preds, strict=True):
-            low, high = _band(p, z)
+            low, high = decision_band(p, z)
             if low > limit_ms:
                 decisions[i].update(feasible=False, reason="predicted", latency=p.to_dict())
                 n_predicted += 1

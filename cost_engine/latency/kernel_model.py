@@ -13,8 +13,12 @@ Why each part:
 * **Ensemble spread**: each type has :data:`BAGS` models on bootstrap-like bags (row sampling,
   different seeds); their spread is the unit's own model uncertainty, reported per prediction.
 * **Network overhead**: a network is not the sum of its units timed alone (one unit's output is
-  still in cache for the next; Python dispatch between modules). ``measured = s * sum + o *
-  launches + c``, least squares over measured networks (nonnegative ``o`` and ``c``).
+  still in cache for the next; Python dispatch between modules), and not by the same factor for
+  every type (a squeeze-excite timed alone pays its tiny kernels' dispatch, which in a network
+  overlaps). ``measured = sum_t s_t * sum_t + o * launches + c``: one scale per unit type,
+  shrunk towards the common one (ridge, :data:`TYPE_RIDGE`), all terms nonnegative, least
+  squares over the measured networks; with fewer networks than :data:`MIN_NETS_PER_TERM` per
+  term, one common scale.
 * **Interval**: the 90% interval is ``median * exp(+-q)``, ``q`` the 90th percentile of the
   leave-one-out log residuals of the overhead fit (split-conformal style), so coverage is an
   empirical claim checked on held-out networks by ``benchmarks/latency_prediction.py``.
@@ -30,8 +34,13 @@ from typing import Any
 
 from cost_engine.latency.kernels import FEATURES, Kernel, log_features
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 BAGS = 5
+#: per-type overhead scales need this many measured networks per fitted term, else one scale
+MIN_NETS_PER_TERM = 2
+#: weight of the pull of each type's scale towards the common scale, relative to a network's
+#: typical share of that type (1: a type's scale moves only as far as the networks insist)
+TYPE_RIDGE = 1.0
 #: a type with fewer timed units than this is predicted by the all-types model
 MIN_TYPE_SAMPLES = 12
 Z90 = 1.6448536269514722
@@ -71,6 +80,8 @@ class KernelModel:
     #: per unit type (and ``"*"``, all types) the bag of boosters
     models: dict[str, list[Any]]
     scale: float = 1.0
+    #: per unit type, its scale in the overhead term (a type not listed: ``scale``)
+    type_scale: dict[str, float] = field(default_factory=dict)
     per_launch_ms: float = 0.0
     constant_ms: float = 0.0
     log_q90: float = math.log(1.5)
@@ -94,27 +105,34 @@ class KernelModel:
         return out
 
     # -- networks ------------------------------------------------------------------------------
-    def network_terms(self, kernels: list[Kernel]) -> tuple[float, int, float]:
-        """(sum of unit predictions ms, launches, unit-level log spread of the sum)."""
+    def network_terms(self, kernels: list[Kernel]) -> tuple[dict[str, float], int, float]:
+        """(sum of unit predictions ms per type group, launches, unit-level log spread of the sum);
+        a type group is a type with a regressor of its own, the others pooled under ``"*"``."""
         units = self.unit_predictions(kernels)
-        total = sum(ms for ms, _ in units)
+        by_type: dict[str, float] = {}
+        for k, (ms, _) in zip(kernels, units, strict=True):
+            group = k.type if k.type in self.models else "*"
+            by_type[group] = by_type.get(group, 0.0) + ms
+        total = sum(by_type.values())
         # bag spreads of units are correlated (one model per type): added linearly, not in quadrature
         spread = sum(ms * s for ms, s in units) / total if total > 0 else 0.0
-        return total, int(sum(k.features["launches"] for k in kernels)), spread
+        return by_type, int(sum(k.features["launches"] for k in kernels)), spread
 
     def predict_network(self, kernels: list[Kernel]) -> dict[str, Any]:
-        total, launches, spread = self.network_terms(kernels)
-        ms = self.scale * total + self.per_launch_ms * launches + self.constant_ms
+        by_type, launches, spread = self.network_terms(kernels)
+        ms = sum(self.type_scale.get(t, self.scale) * v for t, v in by_type.items())
+        ms += self.per_launch_ms * launches + self.constant_ms
         q = math.hypot(self.log_q90, spread * Z90)
         return {"median_ms": ms, "low_ms": ms * math.exp(-q), "high_ms": ms * math.exp(q), "log_q90": q,
-                "log_sigma": q / Z90, "unit_sum_ms": total, "launches": launches, "units": len(kernels),
-                "bag_spread": spread}
+                "log_sigma": q / Z90, "unit_sum_ms": sum(by_type.values()), "launches": launches,
+                "units": len(kernels), "bag_spread": spread}
 
     # -- storage ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"version": MODEL_VERSION, "features": list(FEATURES),
                 "models": {t: [b.model_to_string() for b in bag] for t, bag in self.models.items()},
-                "scale": self.scale, "per_launch_ms": self.per_launch_ms, "constant_ms": self.constant_ms,
+                "scale": self.scale, "type_scale": self.type_scale, "per_launch_ms": self.per_launch_ms,
+                "constant_ms": self.constant_ms,
                 "log_q90": self.log_q90, "stats": self.stats}
 
     @classmethod
@@ -125,8 +143,8 @@ class KernelModel:
         if data.get("version") != MODEL_VERSION or list(data.get("features", ())) != list(FEATURES):
             raise ValueError("the stored kernel model was fitted by another version (features differ): refit it")
         models = {t: [lgb.Booster(model_str=s) for s in bag] for t, bag in data["models"].items()}
-        return cls(models, data["scale"], data["per_launch_ms"], data["constant_ms"], data["log_q90"],
-                   data.get("stats", {}))
+        return cls(models, data["scale"], dict(data.get("type_scale", {})), data["per_launch_ms"],
+                   data["constant_ms"], data["log_q90"], data.get("stats", {}))
 
 
 def _overhead_fit(sums: list[float], launches: list[int], measured: list[float]) -> tuple[float, float, float]:
@@ -151,6 +169,48 @@ def _overhead_fit(sums: list[float], launches: list[int], measured: list[float])
     return full[0], full[1], full[2]
 
 
+def _nonneg_lstsq(a: Any, y: Any) -> Any:
+    """Least squares with every coefficient >= 0: solve, zero the most negative, repeat."""
+    import numpy as np
+
+    active = list(range(a.shape[1]))
+    coef = np.zeros(a.shape[1])
+    while active:
+        sol, *_ = np.linalg.lstsq(a[:, active], y, rcond=None)
+        if (sol >= 0).all():
+            coef[active] = sol
+            break
+        active.pop(int(np.argmin(sol)))
+    return coef
+
+
+def _typed_overhead_fit(by_type: list[dict[str, float]], launches: list[int], measured: list[float],
+                        ) -> tuple[float, dict[str, float], float, float]:
+    """(common scale, per-type scales, per launch, constant): the common fit, then nonnegative
+    least squares with one scale per type, each pulled towards the common scale (ridge rows
+    weighted by the type's mean share and :data:`TYPE_RIDGE`). Too few networks: common only."""
+    import numpy as np
+
+    sums = [sum(d.values()) for d in by_type]
+    s0, o0, c0 = _overhead_fit(sums, launches, measured)
+    types = sorted({t for d in by_type for t in d})
+    if len(measured) < MIN_NETS_PER_TERM * (len(types) + 2):
+        return s0, {}, o0, c0
+    x = np.asarray([[d.get(t, 0.0) for t in types] + [float(n), 1.0] for d, n in zip(by_type, launches, strict=True)])
+    y = np.asarray(measured, dtype=float)
+    weight = math.sqrt(TYPE_RIDGE) * x[:, :len(types)].mean(axis=0)
+    ridge = np.zeros((len(types), x.shape[1]))
+    ridge[np.arange(len(types)), np.arange(len(types))] = weight
+    coef = _nonneg_lstsq(np.vstack([x, ridge]), np.concatenate([y, weight * s0]))
+    return s0, {t: float(c) for t, c in zip(types, coef, strict=False)}, float(coef[-2]), float(coef[-1])
+
+
+def _overhead_predict(fit: tuple[float, dict[str, float], float, float], by_type: dict[str, float],
+                      launches: int) -> float:
+    s0, scales, o, c = fit
+    return sum(scales.get(t, s0) * v for t, v in by_type.items()) + o * launches + c
+
+
 def fit_kernel_model(units: list[tuple[Kernel, float]], networks: list[tuple[list[Kernel], float]], *,
                      rounds: int = 150) -> KernelModel:
     """Fit from timed units (``(kernel, ms)``) and measured networks (``(its units, ms)``)."""
@@ -167,18 +227,20 @@ def fit_kernel_model(units: list[tuple[Kernel, float]], networks: list[tuple[lis
             models[t] = _train([k for k, _ in rows], [m for _, m in rows], False, rounds)
     model = KernelModel(models)
     terms = [model.network_terms(ks) for ks, _ in networks]
-    sums = [t[0] for t in terms]
+    net_types = [t[0] for t in terms]
     launches = [t[1] for t in terms]
     measured = [ms for _, ms in networks]
-    model.scale, model.per_launch_ms, model.constant_ms = _overhead_fit(sums, launches, measured)
+    fit = _typed_overhead_fit(net_types, launches, measured)
+    model.scale, model.type_scale, model.per_launch_ms, model.constant_ms = fit
     # leave-one-out log residuals of the overhead fit: the interval's half-width
     residuals = []
     for i in range(len(networks)):
         rest = [j for j in range(len(networks)) if j != i]
         if not rest:
             break
-        s, o, c = _overhead_fit([sums[j] for j in rest], [launches[j] for j in rest], [measured[j] for j in rest])
-        pred = s * sums[i] + o * launches[i] + c
+        loo = _typed_overhead_fit([net_types[j] for j in rest], [launches[j] for j in rest],
+                                  [measured[j] for j in rest])
+        pred = _overhead_predict(loo, net_types[i], launches[i])
         residuals.append(abs(math.log(measured[i] / pred)) if pred > 0 else 1.0)
     if residuals:
         residuals.sort()
