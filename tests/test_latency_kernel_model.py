@@ -183,7 +183,7 @@ def test_the_overhead_term_learns_a_scale_per_unit_type() -> None:
     measured = [0.9 * d["conv"] + 0.4 * d["se"] + 1.2 * d["dwconv"] + 0.01 * n + 0.5
                 for d, n in zip(nets, launches, strict=True)]
     fit = _typed_overhead_fit(nets, launches, measured)
-    s0, scales, o, c = fit
+    scales = fit[1]
     # shrunk towards the common scale (the ridge), but in the true order and far apart
     assert scales["se"] < 0.6 < scales["conv"] < 1.0 < scales["dwconv"]
     errors = [_overhead_predict(fit, d, n) / m - 1 for d, n, m in zip(nets, launches, measured, strict=True)]
