@@ -112,15 +112,21 @@ class LRU:
     nothing. (The cache store's row LRU is its own: its entries grow when first decoded.)"""
 
     def __init__(self, capacity: int, max_bytes: int | None = None,
-                 size_of: Callable[[Any], int] | None = None):
+                 size_of: Callable[[Any], int] | None = None, *, recency_on_get: bool = True):
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.size_of = size_of
+        #: False: a read is a plain dict lookup (no lock; recency refreshed by ``put`` only), for
+        #: the servicer's per-candidate memo on the hot path of a cached batch
+        self.recency_on_get = recency_on_get
         self.bytes = 0
         self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> Any:
+        if not self.recency_on_get:
+            v = self._data.get(key)  # atomic under the GIL
+            return None if v is None else v[0]
         with self._lock:
             v = self._data.get(key)
             if v is None:

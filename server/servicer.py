@@ -158,9 +158,10 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         self.auth_required = auth_required
         self.log_requests = log_requests
         self.draining = threading.Event()
-        self._reports = LRU(200_000, report_memo_bytes)  # (cache key, detail) -> serialized CostReport
+        # (cache key, detail) -> serialized CostReport
+        self._reports = LRU(200_000, report_memo_bytes, recency_on_get=False)
         # candidate bytes -> Prepared, bounded by an estimate of the memory each holds
-        self._candidates = LRU(candidate_memo, candidate_memo_bytes)
+        self._candidates = LRU(candidate_memo, candidate_memo_bytes, recency_on_get=False)
         self.info = CallInfo()
         #: Prometheus metrics (``server/metrics.py``), when the server exports them
         self.metrics: Any = None
