@@ -193,3 +193,34 @@ def test_the_overhead_term_learns_a_scale_per_unit_type() -> None:
     assert max(map(abs, errors)) < 0.5 * max(map(abs, common))
     few = _typed_overhead_fit(nets[:6], launches[:6], measured[:6])
     assert few[1] == {}  # 6 networks cannot carry 5 terms twice over: one common scale
+
+
+def test_predictions_follow_the_anchor_as_served_measurements_do() -> None:
+    """Measurements are served as ratio x the reference's anchor *now*; when the anchor settles
+    lower (quieter sessions join its log), a measured network is served faster, and the kernel
+    model's predictions, fitted on the older milliseconds, move with it."""
+    from cost_engine.latency.anchor import BOOK
+    from cost_engine.latency.anchor import estimate as anchor_estimate
+    from cost_engine.latency.measure import measure_many
+
+    rng = random.Random(13)
+    space = [ofa_like(rng) for _ in range(10)]
+    cache = MemoryCache()
+    with FakeWorker(jitter=0.002):
+        model = fit_kernel_predictor(space, SETTINGS, cache=cache, max_units=60, networks=4, unit_sessions=1,
+                                     network_sessions=1)
+        before_pred = predict_with_kernels(space[:2], SETTINGS, cache=cache)
+        before_meas = measure_many(space[:2], SETTINGS, cache=cache, sessions=1)
+    anchors = model.stats["anchors"]
+    assert anchors and all(at_fit > 0 and weight > 0 for at_fit, weight in anchors.values())
+    assert before_pred[0].details["anchor_factor"] == pytest.approx(1.0, abs=0.02)
+    for key in anchors:  # quieter sessions: the 25% quantile falls to about 0.8 of it
+        now = anchor_estimate(BOOK.values(cache, key, fresh=True))
+        BOOK.append(cache, key, [0.8 * now] * 200, {"test": True})
+        BOOK.values(cache, key, fresh=True)
+    after_meas = [r for r in measure_many(space[:2], SETTINGS, cache=cache, sessions=1)]
+    after_pred = predict_with_kernels(space[:2], SETTINGS, cache=cache)
+    for bp, bm, ap, am in zip(before_pred, before_meas, after_pred, after_meas, strict=True):
+        assert am.cached and am.median_ms == pytest.approx(0.8 * bm.median_ms, rel=0.03)
+        assert ap.median_ms / am.median_ms == pytest.approx(bp.median_ms / bm.median_ms, rel=0.03)
+        assert ap.details["anchor_factor"] == pytest.approx(0.8, rel=0.03)

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cost_engine.latency.anchor import BOOK
+from cost_engine.latency.anchor import estimate as anchor_estimate
 from cost_engine.latency.fingerprint import check_device, fingerprint
 from cost_engine.latency.kernel_model import KernelModel, fit_kernel_model
 from cost_engine.latency.kernel_table import KERNEL_SESSIONS, measure_units
@@ -183,6 +185,16 @@ def fit_kernel_predictor(candidates: list[Spec | str], settings: LatencySettings
     if progress:
         progress("networks", len(whole), len(whole))
     nets = [(per_candidate[i], m.median_ms) for i, m in enumerate(measured)]
+    served_with: dict[str, list[float]] = {}  # anchor key -> [sum of ms x anchor ms, sum of ms]
+
+    def note_anchor(r: LatencyResult) -> None:
+        if r.anchor_key and r.anchor_ms:
+            entry = served_with.setdefault(r.anchor_key, [0.0, 0.0])
+            entry[0] += float(r.median_ms) * float(r.anchor_ms)
+            entry[1] += float(r.median_ms)
+
+    for m in measured:
+        note_anchor(m)
     pool = sample_units(per_candidate, len({k.identity() for ks in per_candidate for k in ks}), seed)
     budget = min(max_units, len(pool))
     timed: dict[int, float] = {}  # pool index -> ms
@@ -204,6 +216,7 @@ def fit_kernel_predictor(candidates: list[Spec | str], settings: LatencySettings
                 timed[i] = r.median_ms
                 fresh += not r.cached
                 done.append(i)
+                note_anchor(r)
         if progress:
             progress("units", len(timed), budget)
         return done
@@ -243,9 +256,31 @@ def fit_kernel_predictor(candidates: list[Spec | str], settings: LatencySettings
         "unit_measurements": fresh, "network_measurements": sum(1 for m in measured if not m.cached),
         "distinct_units_in_space": len(pool), "candidates": len(candidates), "max_units": max_units,
         "budget_s": budget_s, "adaptive_rounds": rounds, "stopped_by_budget": len(timed) < budget,
+        # per anchor: the anchor ms the fit's figures were served with (weighted by their ms), and
+        # the ms that stood on it (``anchor_factor``)
+        "anchors": {k: [a / w, w] for k, (a, w) in served_with.items() if w > 0},
     }
     model.stats["generation"] = store_model(cache, model_key(resolved, fp), model)
     return model
+
+
+def anchor_factor(cache: Any, model: KernelModel) -> float:
+    """How far the anchors the model's figures were served with have moved since it was fitted.
+
+    Measurements are stored as ratios to a reference and served in ms through the reference's
+    anchor *now* (``anchor.py``), which settles as sessions accumulate; the model learned the ms
+    served at fit time. Scaling its predictions by the anchors' movement (weighted by how much of
+    the fit's latency stood on each) keeps them on the scale measurements are served on."""
+    anchors = model.stats.get("anchors") or {}
+    if cache is None or not anchors:
+        return 1.0
+    num = den = 0.0
+    for key, (at_fit, weight) in anchors.items():
+        log = BOOK.values(cache, key)
+        if log and at_fit > 0 and weight > 0:
+            num += weight * anchor_estimate(log) / at_fit
+            den += weight
+    return num / den if den > 0 else 1.0
 
 
 def predict_with_kernels(candidates: list[Spec | str], settings: LatencySettings | None = None, *,
@@ -261,16 +296,19 @@ def predict_with_kernels(candidates: list[Spec | str], settings: LatencySettings
             f"no kernel latency model is fitted for {resolved.device} ({resolved.threads} threads, {resolved.dtype}, "
             f"batch {resolved.batch_size}) on this device: fit one with `cost-oracle latency fit` "
             f"(cost_engine.latency.kernel_predict.fit_kernel_predictor), or use another method")
+    factor = anchor_factor(cache, model)
     out = []
     for c in candidates:
         kernels, _ = _kernels(c, settings)
         p = model.predict_network(kernels)
+        p = p | {k: p[k] * factor for k in ("median_ms", "low_ms", "high_ms")}
         med = p["median_ms"]
         sigma = p["log_sigma"]
         r = predicted(med, med * (math.exp(sigma) - 1.0), "kernel", settings=resolved.to_dict(), fingerprint=fp,
                       threads=resolved.threads, details={"interval_90": [p["low_ms"], p["high_ms"]],
                                                          "interval_level": 0.9, "log_sigma": sigma, "units": p["units"],
                                                          "launches": p["launches"], "unit_sum_ms": p["unit_sum_ms"],
+                                                         "anchor_factor": factor,
                                                          "model": {k: model.stats.get(k) for k in (
                                                              "units", "networks", "fitted_at")}})
         r.ci_low_ms, r.ci_high_ms = p["low_ms"], p["high_ms"]
