@@ -54,6 +54,10 @@ def watch(deadline: float | None, is_active: Callable[[], bool] | None) -> Itera
         _local.watch = outer
 
 
+#: seconds before its computed deadline within which an inactive call counts as timed out
+DEADLINE_SLACK_S = 0.05
+
+
 def checkpoint(force: bool = False) -> None:
     """Raise if the watched call is over (looks every :data:`EVERY` calls, or now if ``force``)."""
     w = getattr(_local, "watch", None)
@@ -71,6 +75,12 @@ def checkpoint(force: bool = False) -> None:
         except Exception:
             active = False
         if not active:
+            # gRPC ends a call at its deadline on its own clock, which can be a few ms ahead of the
+            # deadline this process computed: a call that went inactive at its deadline ran out of
+            # time, it was not cancelled
+            if w.deadline is not None and time.time() > w.deadline - DEADLINE_SLACK_S:
+                note_stopped("deadline")
+                raise DeadlineExceeded("the call's deadline passed; its work was stopped")
             note_stopped("cancelled")
             raise Cancelled("the client cancelled the call; its work was stopped")
 
