@@ -57,12 +57,13 @@ if max(_CAND_NETWORK, _STEM, _STAGES, _HEAD, _STAGE_BLOCKS, *_SCALARS) >= 0x80: 
     raise RuntimeError("contract.wire reads tags as one byte; a field number grew past 15")
 
 
-class _Unusual(Exception):
-    """Not the common shape: let the full path handle it."""
+class _Unusual(ValueError):
+    """Not the common shape (or not a valid encoding): let the full path handle it."""
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """(value, next position) of the varint at ``pos``; IndexError past the end."""
+    """(value, next position) of the varint at ``pos``: the one decoder of this module; IndexError
+    past the end, :class:`_Unusual` (a ValueError) for one longer than 64 bits."""
     b = buf[pos]
     if b < 0x80:
         return b, pos + 1
@@ -201,17 +202,6 @@ def len_field(tag: bytes, payload: bytes) -> bytes:
     return tag + varint(len(payload)) + payload
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
 def split_field(raw: bytes, number: int) -> tuple[bytes, list[bytes]]:
     """Split a serialized message into (the message without field ``number``, each occurrence of
     that length-delimited field in order). Raises ValueError/IndexError on malformed bytes."""
@@ -225,18 +215,18 @@ def split_field(raw: bytes, number: int) -> tuple[bytes, list[bytes]]:
             n = raw[pos + 1]
             pos += 2
             if n >= 0x80:
-                n, pos = _read_varint(raw, pos - 1)
+                n, pos = _varint(raw, pos - 1)
             if pos + n > end:
                 raise ValueError("truncated field")
             found.append(raw[pos:pos + n])
             pos += n
             continue
-        tag, pos = _read_varint(raw, pos)
+        tag, pos = _varint(raw, pos)
         wire = tag & 7
         if tag >> 3 == 0:
             raise ValueError("field number 0")
         if wire == 2 and tag >> 3 == number:
-            n, pos = _read_varint(raw, pos)
+            n, pos = _varint(raw, pos)
             if pos + n > end:
                 raise ValueError("truncated field")
             found.append(raw[pos:pos + n])
@@ -263,9 +253,9 @@ _SCALAR_WIRES = frozenset((0, 1, 2, 5))
 def _skip_value(raw: bytes, pos: int, wire: int) -> int:
     """The position after the value of a field of one of :data:`_SCALAR_WIRES` starting at ``pos``."""
     if wire == 0:
-        return _read_varint(raw, pos)[1]
+        return _varint(raw, pos)[1]
     if wire == 2:
-        n, pos = _read_varint(raw, pos)
+        n, pos = _varint(raw, pos)
         return pos + n
     return pos + (8 if wire == 1 else 4)
 
@@ -278,7 +268,7 @@ def _skip_group(raw: bytes, pos: int, number: int, end: int) -> int:
     while True:
         if pos >= end:
             raise ValueError("truncated group")
-        tag, pos = _read_varint(raw, pos)
+        tag, pos = _varint(raw, pos)
         wire, num = tag & 7, tag >> 3
         if num == 0:
             raise ValueError("field number 0")

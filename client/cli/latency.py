@@ -66,8 +66,7 @@ def space_candidates(text: str, seed: int = 0) -> list[Any]:
 
     text = text.strip()
     if text == "builtins":
-        import cost_engine.families.catalog  # noqa: F401 - registers the built-in names
-        from cost_engine.families import BUILTINS
+        from cost_engine.families import BUILTINS  # the package registers every built-in on import
 
         return sorted(BUILTINS)
     parts = [p.strip() for p in text.split(",") if p.strip()]

@@ -120,8 +120,7 @@ class KernelModel:
 
     def predict_network(self, kernels: list[Kernel]) -> dict[str, Any]:
         by_type, launches, spread = self.network_terms(kernels)
-        ms = sum(self.type_scale.get(t, self.scale) * v for t, v in by_type.items())
-        ms += self.per_launch_ms * launches + self.constant_ms
+        ms = _overhead_predict((self.scale, self.type_scale, self.per_launch_ms, self.constant_ms), by_type, launches)
         q = math.hypot(self.log_q90, spread * Z90)
         return {"median_ms": ms, "low_ms": ms * math.exp(-q), "high_ms": ms * math.exp(q), "log_q90": q,
                 "log_sigma": q / Z90, "unit_sum_ms": sum(by_type.values()), "launches": launches,

@@ -64,26 +64,33 @@ def _latest(cache: Any, key: str, start: int = 0) -> tuple[int, dict[str, Any] |
         n, data = n + 1, got
 
 
-_LOADED: dict[tuple[int, str], tuple[int, KernelModel]] = {}
+#: seconds a process trusts what it last read of a key's generations (a fit in this process
+#: takes effect at once; one by another process sharing the cache, within this)
+MODEL_REFRESH_S = 5.0
+_LOADED: dict[tuple[int, str], tuple[int, KernelModel | None, float]] = {}
 _LOCK = threading.Lock()
 
 
 def load_model(cache: Any, key: str) -> KernelModel | None:
-    """The newest stored model (rebuilt from its text once per process and generation; a newer
-    fit, by this process or another, is found by one lookup of the next generation)."""
+    """The newest stored model, rebuilt from its text once per process and generation. What was
+    read (a model, or that there is none) is trusted for :data:`MODEL_REFRESH_S`, so a batch of
+    predictions costs no lookup per candidate; then one lookup of the next generation."""
     if cache is None:
         return None
     ident = (id(cache), key)
+    now = time.monotonic()
     with _LOCK:
         hit = _LOADED.get(ident)
-    if hit is not None and cache.get(_generation(key, hit[0] + 1)) is None:
+    if hit is not None and now - hit[2] < MODEL_REFRESH_S:
         return hit[1]
     n, data = _latest(cache, key, 0 if hit is None else hit[0] + 1)
     if data is None:
-        return hit[1] if hit is not None else None
-    model = KernelModel.from_dict(data)
+        model = hit[1] if hit is not None else None
+        n = hit[0] if hit is not None else -1
+    else:
+        model = KernelModel.from_dict(data)
     with _LOCK:
-        _LOADED[ident] = (n, model)
+        _LOADED[ident] = (n, model, now)
     return model
 
 
@@ -95,6 +102,8 @@ def store_model(cache: Any, key: str, model: KernelModel) -> int:
         n += 1  # another fit took that generation: the next one
         if n > 10_000:
             raise RuntimeError("the cache does not keep kernel models (put refused 10,000 generations)")
+    with _LOCK:
+        _LOADED.pop((id(cache), key), None)  # this process serves the new fit at once
     return n + 1
 
 
@@ -103,7 +112,7 @@ def has_model(cache: Any, settings: LatencySettings) -> bool:
     if cache is None:
         return False
     resolved = settings.resolved()
-    return cache.get(_generation(model_key(resolved, fingerprint(resolved.device, resolved.threads)), 0)) is not None
+    return load_model(cache, model_key(resolved, fingerprint(resolved.device, resolved.threads))) is not None
 
 
 def _kernels(candidate: Spec | str, settings: LatencySettings) -> tuple[list[Kernel], LatencySettings]:
