@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 from contract.errors import Cancelled, DeadlineExceeded
 
-__all__ = ["EVERY", "checkpoint", "note_stopped", "stopped", "watch"]
+__all__ = ["EVERY", "checkpoint", "ended_reason", "note_stopped", "stopped", "watch"]
 
 #: calls of :func:`checkpoint` between two looks at the deadline and the client
 EVERY = 16
@@ -75,14 +75,23 @@ def checkpoint(force: bool = False) -> None:
         except Exception:
             active = False
         if not active:
-            # gRPC ends a call at its deadline on its own clock, which can be a few ms ahead of the
-            # deadline this process computed: a call that went inactive at its deadline ran out of
-            # time, it was not cancelled
-            if w.deadline is not None and time.time() > w.deadline - DEADLINE_SLACK_S:
-                note_stopped("deadline")
+            reason = ended_reason(w.deadline)
+            note_stopped(reason)
+            if reason == "deadline":
                 raise DeadlineExceeded("the call's deadline passed; its work was stopped")
-            note_stopped("cancelled")
             raise Cancelled("the client cancelled the call; its work was stopped")
+
+
+def ended_reason(deadline: float | None) -> str:
+    """Why a call that gRPC has ended is over: ``deadline`` or ``cancelled``.
+
+    gRPC ends a call at its deadline on its own clock, which can be a few ms ahead of the
+    deadline this process computed: a call that went inactive at (or near) its deadline ran out
+    of time, it was not cancelled. The same rule serves a checkpoint and a stream that gRPC
+    closed between two messages."""
+    if deadline is not None and time.time() > deadline - DEADLINE_SLACK_S:
+        return "deadline"
+    return "cancelled"
 
 
 def note_stopped(reason: str) -> None:

@@ -35,7 +35,7 @@ from contract.wire import LEN, VARINT, len_field, split_field, tag_bytes, varint
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 from costoracle.v1 import spec_pb2 as spb
-from server.cancel import checkpoint, note_stopped, watch
+from server.cancel import checkpoint, ended_reason, note_stopped, watch
 from server.candidates import LRU, Prepared
 from server.oracle import Oracle
 
@@ -196,16 +196,21 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         sent = 0
         try:
             self._check_request(request)
-            with self.oracle.gate.work(), watch(self._deadline(context), context.is_active):
-                for msg in fn():
-                    checkpoint(force=True)  # the deadline or the client may have gone while it was built
-                    sent += 1
-                    yield msg
+            deadline = self._deadline(context)
+            with self.oracle.gate.work(), watch(deadline, context.is_active):
+                try:
+                    for msg in fn():
+                        checkpoint(force=True)  # the deadline or the client may have gone while it was built
+                        sent += 1
+                        yield msg
+                except GeneratorExit:
+                    # gRPC closed the stream between two messages: the deadline passed while a
+                    # message was sent, or the client went away. Counted before the work slot is
+                    # released, so whoever sees the server idle sees the count too.
+                    note_stopped(ended_reason(deadline))
+                    raise
         except ServiceError as exc:
             err = exc
-        except GeneratorExit:  # gRPC closed the stream between two messages: the client is gone
-            note_stopped("cancelled")
-            raise
         except Exception as exc:
             err = _unhandled(exc, method)
         self._log(method, err.code if err else ("OK" if context.is_active() else "CANCELLED"), start, messages=sent)
