@@ -32,7 +32,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["OracleBudget"]
+from client.figures import FIGURES as OBJECTIVES
+from client.figures import report_figures
+
+__all__ = ["OBJECTIVES", "OracleBudget"]
 
 #: user-attribute names on the trial
 CONSTRAINTS = "oracle_constraints"
@@ -40,9 +43,6 @@ FEASIBLE = "oracle_feasible"
 FIGURES = "oracle_figures"
 DECIDED_BY = "oracle_decided_by"  # analytic | predicted | measured
 CACHE_HIT = "oracle_cache_hit"
-#: report figures an objective may name (``latency_ms``: the median of a measured or predicted latency)
-OBJECTIVES = ("macs", "flops", "params", "memory_access_bytes", "peak_activation_bytes", "activations",
-              "latency_ms")
 
 
 class OracleBudget:
@@ -77,10 +77,7 @@ class OracleBudget:
                 trial.set_constraint(c.name, float(c.value))
         trial.set_user_attr(FEASIBLE, bool(r.feasible))
         rep = r.report
-        figures = {k: getattr(rep, k) for k in OBJECTIVES if k != "latency_ms" and rep is not None}
-        if rep is not None and rep.latency is not None:
-            figures["latency_ms"] = rep.latency.median_ms
-        trial.set_user_attr(FIGURES, figures)
+        trial.set_user_attr(FIGURES, report_figures(rep) if rep is not None else {})
         trial.set_user_attr(DECIDED_BY, r.decided_by)
         trial.set_user_attr(CACHE_HIT, bool(rep.cache_hit) if rep is not None else None)
         return bool(r.feasible)
