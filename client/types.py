@@ -124,6 +124,8 @@ class CostResult:
     by_module: dict[str, dict[str, int]]
     views: dict[str, dict[str, int]]
     cost_model_version: str
+    #: False: an op in ``unknown_ops`` may carry MACs, the totals are a lower bound (traced modules only)
+    complete: bool = True
     cache_hit: bool = False
     cache_key: str = ""
     sources: dict[str, str] = field(default_factory=dict)

@@ -464,6 +464,7 @@ def report_to_proto(d: Mapping[str, Any], msg: pb.CostReport | None = None) -> p
     m.dtype = d["dtype"]
     m.arithmetic_intensity = float(d["arithmetic_intensity"])
     m.cost_model_version = str(d["cost_model_version"])
+    m.complete = bool(d.get("complete", True))
     if "unknown_ops" in d:
         m.unknown_ops.update({k: int(v) for k, v in d["unknown_ops"].items()})
     if "by_op_type" in d:
@@ -500,6 +501,7 @@ def report_to_dict(m: pb.CostReport) -> dict[str, Any]:
     out["arithmetic_intensity"] = m.arithmetic_intensity
     # same key order as CostReport.to_dict()
     out["op_count"] = out.pop("op_count")
+    out["complete"] = m.complete if m.HasField("complete") else True
     if detail != "scalars":
         out["unknown_ops"] = dict(m.unknown_ops)
         out["by_op_type"] = {k: {f: getattr(c, f) for f in _COUNTS} for k, c in sorted(m.by_op_type.items())}

@@ -28,15 +28,16 @@ def build(candidate: Any, **kwargs: Any) -> nn.Module:
     return _build(candidate, **kwargs)
 
 
-def trace_ops(module: nn.Module, input_shape: tuple[int, ...], **kwargs: Any) -> list[Op]:
+def trace_ops(module: nn.Module, input_shape: tuple[int, ...] | None = None, **kwargs: Any) -> list[Op]:
     """The canonical op list of any ``nn.Module``, traced on meta tensors (imports torch)."""
     from cost_engine.trace import trace_ops as _trace_ops
 
     return _trace_ops(module, input_shape, **kwargs)
 
 
-def analyze_module(module: nn.Module, input_shape: tuple[int, ...], **kwargs: Any) -> CostReport:
-    """The cost report of any ``nn.Module`` from its trace (imports torch)."""
+def analyze_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, **kwargs: Any) -> CostReport:
+    """The cost report of any ``nn.Module`` from its trace (imports torch); ``inputs=`` for a
+    forward of several or integer arguments (see :func:`cost_engine.trace.analyze_module`)."""
     from cost_engine.trace import analyze_module as _analyze_module
 
     return _analyze_module(module, input_shape, **kwargs)

@@ -25,6 +25,9 @@ class CostReport:
     output_shape: Shape
     dtype: str
     summary: Summary
+    #: parameter elements of a traced module that its forward never read (an eval-mode aux head);
+    #: not in ``params``. Always 0 for a spec.
+    unused_params: int = 0
 
     @property
     def itemsize(self) -> int:
@@ -74,6 +77,12 @@ class CostReport:
     def unknown_ops(self) -> dict[str, int]:
         return dict(self.summary.unknown)
 
+    @property
+    def complete(self) -> bool:
+        """False when an op without a formula may carry MACs: the totals are then a lower bound
+        (``unknown_ops`` names the ops and how often each ran). Always True for a spec."""
+        return not self.summary.lower_bound
+
     def by_module(self) -> dict[str, dict[str, int]]:
         """Per innermost module path; the parts add up to the totals."""
         return {m: c.to_dict(self.itemsize) for m, c in self.summary.by_module.items()}
@@ -103,9 +112,12 @@ class CostReport:
             "activations": self.activations,
             "arithmetic_intensity": self.arithmetic_intensity,
             "op_count": self.summary.totals.ops,
+            "complete": self.complete,
             "unknown_ops": self.unknown_ops,
             "by_op_type": self.by_op_type(),
         }
+        if self.unused_params:
+            out["unused_params"] = self.unused_params
         if breakdowns:
             out.update(self.breakdowns())
         out["cost_model_version"] = COST_MODEL_VERSION

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import prod
 
-from cost_engine.formulas import ACTIVATION_FLOPS, MAC_OPS, OpCost, UnknownOpError, op_cost
+from cost_engine.formulas import ACTIVATION_FLOPS, ACTIVATION_OPS, OpCost, UnknownOpError, op_cost, unknown_op_cost
 from cost_engine.ops import Op, numel
 
 #: ops that a fused conv/linear + BN + activation kernel absorbs after the producer
@@ -79,6 +79,9 @@ class Summary:
     peak_elements: int = 0  # most activation elements alive at once
     by_kind: dict[str, Counts] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)  # kind -> occurrences
+    #: an unknown op may carry MACs (it reads a weight, or contracts or reduces its inputs): the
+    #: totals are a lower bound (the report's ``complete`` is False)
+    lower_bound: bool = False
     _ops: Sequence[Op] = ()
     _costs: Sequence[OpCost | None] = ()
     _parts: list[tuple[str, Summary]] = field(default_factory=list)  # (module prefix, block summary)
@@ -124,9 +127,9 @@ class Summary:
         if not isinstance(other, Summary):
             return NotImplemented
         return (self.totals, self.fused_access, self.activations, self.peak_elements, self.by_kind,
-                self.by_module, self.unknown, self.views) == (
+                self.by_module, self.unknown, self.lower_bound, self.views) == (
                 other.totals, other.fused_access, other.activations, other.peak_elements, other.by_kind,
-                other.by_module, other.unknown, other.views)
+                other.by_module, other.unknown, other.lower_bound, other.views)
 
     def merge(self, other: Summary, prefix: str = "") -> None:
         """Add a later block's summary (its modules under ``prefix``); the peak of a chain of
@@ -139,6 +142,7 @@ class Summary:
             _add(self.by_kind, kind, c, c.ops)
         for kind, n in other.unknown.items():
             self.unknown[kind] = self.unknown.get(kind, 0) + n
+        self.lower_bound = self.lower_bound or other.lower_bound
         self._parts.append((prefix, other))
         self._views = None
         self._by_module = None
@@ -152,13 +156,13 @@ def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,))
     for op in ops:
         try:
             cost = op_cost(op)
-        except UnknownOpError:
+        except UnknownOpError:  # listed as unknown; its params and traffic still count
             s.unknown[op.kind] = s.unknown.get(op.kind, 0) + 1
-            costs.append(None)
-            continue
+            s.lower_bound = s.lower_bound or may_carry_macs(op)
+            cost = unknown_op_cost(op)
         costs.append(cost)
         _add(by_kind, op.kind, cost)
-        if op.kind in MAC_OPS and op.kind != "matmul":
+        if op.kind in ACTIVATION_OPS:
             s.activations += prod(op.outputs[0])
     for c in by_kind.values():  # totals from the (few) kinds rather than per op
         s.totals.add(c)
@@ -166,6 +170,31 @@ def summarize(ops: list[Op] | tuple[Op, ...], input_ids: tuple[int, ...] = (1,))
     s.fused_access = _fused_access(ops, costs, uses)
     s._costs = costs
     return s
+
+
+def may_carry_macs(op: Op) -> bool:
+    """Whether an op without a formula could hide multiply-accumulates: it reads a weight, or its
+    output is not the broadcast of its inputs and is smaller than one of them (a contraction or a
+    reduction). A pointwise, shape-preserving or data-moving op cannot."""
+    if op.weights:
+        return True
+    if not op.inputs or not op.outputs:
+        return False
+    out = op.outputs[0]
+    broadcast = _broadcast(op.inputs)
+    return broadcast != tuple(out) and max(numel(s) for s in op.inputs) > numel(out)
+
+
+def _broadcast(shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...] | None:
+    rank = max(len(s) for s in shapes)
+    dims = [1] * rank
+    for s in shapes:
+        for i, d in enumerate(s, start=rank - len(s)):
+            if d != 1:
+                if dims[i] not in (1, d):
+                    return None
+                dims[i] = d
+    return tuple(dims)
 
 
 def _fused_access(ops: list[Op] | tuple[Op, ...], costs: list[OpCost | None], uses: dict[int, int]) -> int:

@@ -1,4 +1,4 @@
-"""``cost-oracle cost NAME | --spec FILE``: every cost of one candidate.
+"""``cost-oracle cost NAME | --spec FILE | --module PKG.MOD:FACTORY``: every cost of one candidate.
 
 ``--json`` prints the engine's ``CostReport.to_dict()`` keys plus ``cache_hit``,
 ``cost_model_version`` and ``cache_key`` (and ``latency`` with ``--latency``), identical
@@ -31,6 +31,13 @@ def register(sub: Any) -> None:
     p.add_argument("name", nargs="?", help="built-in model name (see `cost-oracle list`)")
     p.add_argument("--spec", metavar="FILE", help="a candidate spec in JSON ('-' reads stdin)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    g = p.add_argument_group("your own nn.Module, traced in this process")
+    g.add_argument("--module", metavar="PKG.MOD:FACTORY",
+                   help="import FACTORY from PKG.MOD (an nn.Module, or a callable returning one) and count it")
+    g.add_argument("--input-shape", action="append", metavar="SHAPE[:DTYPE]",
+                   help="the forward's input, e.g. 1,3,224,224 (repeat for several inputs; 2,16:int64 for token "
+                        "ids); default: --batch-size x 3 x --resolution^2")
+    g.add_argument("--strict", action="store_true", help="fail on any op without a formula instead of listing it")
     add_context_args(p)
     add_target_args(p)
     p.set_defaults(func=run)
@@ -47,6 +54,12 @@ def candidate_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.module:
+        from client.cli.module_cost import run_module
+
+        return run_module(args, print_summary)
+    if args.input_shape or args.strict:
+        raise UsageError("--input-shape" if args.input_shape else "--strict", "applies to --module only")
     candidate = candidate_from_args(args)
     context = context_kwargs(args)
     mode = context.get("latency")
@@ -106,4 +119,4 @@ def print_summary(d: dict[str, Any], out: Any = None) -> None:
     if lat and lat.get("noisy"):
         out.write(f"latency {noisy_warning(lat)}\n")
     if d.get("unknown_ops"):
-        out.write(f"unknown ops (not counted): {d['unknown_ops']}\n")
+        out.write(f"unknown ops (no formula; their MACs and FLOPs not counted): {d['unknown_ops']}\n")

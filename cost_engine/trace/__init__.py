@@ -12,8 +12,9 @@ kept as ``aten.<name>`` records, listed in the report's ``unknown_ops``; ``stric
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,41 +37,82 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
 MAX_DIM = 1 << 20
 
 
-def trace_ops(module: nn.Module, input_shape: tuple[int, ...], *, dtype: str = "float32",
-              strict: bool = False) -> list[Op]:
-    """The canonical op list of one inference forward of ``module`` on an input of ``input_shape``.
+def trace_ops(module: nn.Module, input_shape: tuple[int, ...] | None = None, *, inputs: Sequence[Any] | None = None,
+              dtype: str = "float32", strict: bool = False) -> list[Op]:
+    """The canonical op list of one inference forward of ``module`` on an input of ``input_shape``
+    (or on ``inputs``, see :func:`analyze_module`).
 
     ``module`` is never modified or run on real data: a structural copy with meta parameters is.
     Tensor ids name storages (views share their base's), numbered by first appearance, the
-    input being 1.
+    (first) input being 1.
     """
-    return _trace(module, input_shape, dtype, strict)[0]
+    return _trace(module, input_shape, inputs, dtype, strict).ops
 
 
-def analyze_module(module: nn.Module, input_shape: tuple[int, ...], *, dtype: str = "float32",
-                   strict: bool = False) -> CostReport:
-    """The cost report of an arbitrary module, from its trace and the same formulas as ``analyze``."""
-    ops, out_shape = _trace(module, input_shape, dtype, strict)
-    shape = tuple(input_shape)
-    return CostReport(type(module).__name__, shape[0], shape, out_shape, dtype, summarize(ops))
+def analyze_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, *,
+                   inputs: Sequence[Any] | None = None, dtype: str = "float32", strict: bool = False) -> CostReport:
+    """The cost report of an arbitrary module, from its trace and the same formulas as ``analyze``.
+
+    ``input_shape``: one floating input of that shape. ``inputs``: the forward's positional
+    arguments instead, for a module that takes several or integer ones (``nn.Transformer``'s
+    ``src, tgt``, token ids): each a tensor (only its shape and dtype are used; floating ones
+    take ``dtype``), a shape (a floating tensor), or a plain value passed as is.
+
+    ``params`` counts each parameter the forward read once (tied and shared ones once, a sliced
+    one whole); the module's parameters it never read are ``unused_params``. ``complete`` is False
+    when an op without a formula may carry MACs (``unknown_ops`` lists them); ``strict`` raises
+    :class:`UnknownOpError` for any op without a formula instead.
+    """
+    t = _trace(module, input_shape, inputs, dtype, strict)
+    shape = t.input_shape
+    report = CostReport(type(module).__name__, shape[0] if shape else 1, shape, t.output_shape, dtype,
+                        summarize(t.ops), unused_params=t.unused_params)
+    return report
 
 
-def _trace(module: nn.Module, input_shape: Any, dtype: str, strict: bool) -> tuple[list[Op], Shape]:
-    shape = _check(module, input_shape, dtype)
+@dataclass
+class _Traced:
+    ops: list[Op]
+    input_shape: Shape
+    output_shape: Shape
+    unused_params: int
+
+
+def _trace(module: nn.Module, input_shape: Any, inputs: Sequence[Any] | None, dtype: str, strict: bool) -> _Traced:
+    specs = _check(module, input_shape, inputs, dtype)
     torch_dtype = TORCH_DTYPES[dtype]
     rec = Recorder(HANDLERS, IGNORED, DECOMPOSED, FAST_KERNELS, strict)
     with meta_eval(module, torch_dtype) as model, torch.inference_mode():
         rec.mark_params(model)
-        x = torch.empty(shape, device="meta", dtype=torch_dtype)
-        rec.mark_input(x)
+        args = [_meta_input(v, torch_dtype) for v in specs]
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                rec.mark_input(a)
         try:
             with rec.module_hooks(model), torch.device("meta"), rec:  # tensors made in forward: meta too
-                out = model(x)
+                out = model(*args)
         except RuntimeError as exc:  # torch's shape/dtype complaints: the input does not fit
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SpecError([FieldError("input_shape", f"{type(module).__name__} cannot run on "
-                                                       f"{list(shape)}: {reason}")]) from exc
-    return rec.renumbered(), _output_shape(out)
+            field = "input_shape" if inputs is None else "inputs"
+            got = list(specs[0]) if inputs is None else [_describe(v) for v in specs]
+            raise SpecError([FieldError(field, f"{type(module).__name__} cannot run on {got}: {reason}")]) from exc
+    first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+    return _Traced(rec.renumbered(), tuple(first.shape) if first is not None else (), _output_shape(out),
+                   rec.unused()[0])
+
+
+def _meta_input(v: Any, dtype: torch.dtype) -> Any:
+    if isinstance(v, torch.Tensor):
+        return torch.empty(tuple(v.shape), device="meta", dtype=dtype if v.is_floating_point() else v.dtype)
+    if isinstance(v, tuple) and all(isinstance(d, int) for d in v):
+        return torch.empty(v, device="meta", dtype=dtype)
+    return v
+
+
+def _describe(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return f"tensor{list(v.shape)} {str(v.dtype).removeprefix('torch.')}"
+    return list(v) if isinstance(v, tuple) else v
 
 
 @contextmanager
@@ -102,23 +144,68 @@ def meta_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
         memo[id(p)] = nn.Parameter(meta, requires_grad=p.requires_grad)
     for b in module.buffers():
         memo[id(b)] = torch.empty_like(b, device="meta", dtype=dtype if b.is_floating_point() else b.dtype)
+    for m in module.modules():  # tensors kept as plain attributes: caches (LeViT's attention biases) ...
+        for key, value in vars(m).items():
+            if key not in ("_parameters", "_buffers", "_modules"):
+                _seed(value, memo, dtype)
     clone = copy.deepcopy(module, memo)
     return clone.eval()
 
 
-def _check(module: Any, input_shape: Any, dtype: str) -> Shape:
+def _seed(value: Any, memo: dict[int, Any], dtype: torch.dtype, depth: int = 0) -> None:
+    """Meta stand-ins for the tensors in ``value`` (through dicts, lists and tuples): a cache made
+    by a forward with autograd on is no leaf, and torch refuses to deep-copy it."""
+    if isinstance(value, torch.Tensor):
+        if id(value) not in memo:
+            memo[id(value)] = torch.empty_like(value, device="meta",
+                                               dtype=dtype if value.is_floating_point() else value.dtype)
+    elif depth < 4 and isinstance(value, dict):
+        for v in value.values():
+            _seed(v, memo, dtype, depth + 1)
+    elif depth < 4 and isinstance(value, (list, tuple)):
+        for v in value:
+            _seed(v, memo, dtype, depth + 1)
+
+
+def _check(module: Any, input_shape: Any, inputs: Any, dtype: str) -> list[Any]:
+    """The forward's arguments as given (shapes as tuples), or every bad field at once."""
     errors = []
     if not isinstance(module, nn.Module):
         errors.append(FieldError("module", f"must be a torch.nn.Module, got {type(module).__name__}"))
-    if (not isinstance(input_shape, (tuple, list)) or not input_shape
-            or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DIM for d in input_shape)):
-        errors.append(FieldError("input_shape", f"must be a non-empty sequence of integers in [1, {MAX_DIM}], "
-                                                f"got {input_shape!r}"))
+    specs: list[Any] = []
+    if (input_shape is None) == (inputs is None):
+        errors.append(FieldError("input_shape", "give input_shape or inputs, exactly one"))
+    elif inputs is None:
+        if not _is_shape(input_shape):
+            errors.append(FieldError("input_shape", f"must be a non-empty sequence of integers in [1, {MAX_DIM}], "
+                                                    f"got {input_shape!r}"))
+        else:
+            specs = [tuple(input_shape)]
+    elif not isinstance(inputs, (tuple, list)) or not inputs:
+        errors.append(FieldError("inputs", f"must be a non-empty sequence of the forward's arguments, got {inputs!r}"))
+    else:
+        for i, v in enumerate(inputs):
+            if isinstance(v, torch.Tensor):
+                if any(d > MAX_DIM for d in v.shape):
+                    errors.append(FieldError(f"inputs[{i}]", f"dimensions must be at most {MAX_DIM}"))
+                specs.append(v)
+            elif isinstance(v, (tuple, list)) and v and all(isinstance(d, int) for d in v):
+                if not _is_shape(v):
+                    errors.append(FieldError(f"inputs[{i}]",
+                                             f"a shape must hold integers in [1, {MAX_DIM}], got {v!r}"))
+                specs.append(tuple(v))
+            else:
+                specs.append(v)
     if dtype not in DTYPE_BYTES or dtype not in TORCH_DTYPES:
         errors.append(FieldError("dtype", f"must be one of {', '.join(TORCH_DTYPES)}; got {dtype!r}"))
     if errors:
         raise SpecError(errors)
-    return tuple(input_shape)
+    return specs
+
+
+def _is_shape(v: Any) -> bool:
+    return (isinstance(v, (tuple, list)) and bool(v)
+            and all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DIM for d in v))
 
 
 def _output_shape(out: Any) -> Shape:

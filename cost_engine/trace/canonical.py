@@ -11,7 +11,6 @@ is counted the same way.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -75,7 +74,7 @@ def _fast_conv2d(args: tuple, kwargs: dict) -> torch.Tensor | None:
 #: Python decomposition costing milliseconds) or lays its result out unlike eager (conv): they
 #: produce the shape, dtype and strides eager CPU does, which a test checks against real CPU
 #: kernels. ``None`` means "run the real meta kernel".
-FAST_KERNELS: dict[Any, Callable[[tuple, dict], torch.Tensor | None]] = {
+FAST_KERNELS: dict[Any, Callable[[tuple, dict], Any]] = {
     aten.batch_norm: _fast_batch_norm,
     aten.adaptive_avg_pool2d: _fast_adaptive_avg_pool2d,
     aten.conv2d: _fast_conv2d,
@@ -125,10 +124,10 @@ def first(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def param_shape(rec: Recorder, t: torch.Tensor) -> Shape:
-    """A learnable operand's shape: the original parameter's shape through any view of it."""
-    o = rec.origin(t)
-    return o[1] if o is not None else shape(t)
+def param_shape(rec: Recorder, t: torch.Tensor, used: Shape | None = None) -> Shape:
+    """A learnable operand's shape (:meth:`Recorder.weight_shape`: the original parameter's through
+    a view of all of it, the slice's for a slice), noted as read by the op being built."""
+    return rec.weight_shape(t, used)
 
 
 def _tensors(values: Sequence[Any]) -> list[torch.Tensor]:
@@ -140,22 +139,42 @@ def _wrapped_number(t: torch.Tensor) -> bool:
 
 
 # -- conv, linear, matmul -----------------------------------------------------------------
-@handles(aten.conv2d, aten.convolution, aten._convolution)
+def _spatial(v: Any, n: int) -> tuple[int, ...]:
+    """A conv's per-dimension setting (an int, or a list of 1 or ``n``) as ``n`` ints."""
+    if isinstance(v, int):
+        return (v,) * n
+    v = [int(e) for e in v]
+    return tuple(v) * n if len(v) == 1 else tuple(v)
+
+
+@handles(aten.conv1d, aten.conv2d, aten.conv3d, aten.convolution, aten._convolution, aten.conv_transpose1d,
+         aten.conv_transpose2d, aten.conv_transpose3d)
 def _conv(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """Any convolution: ``conv{1,2,3}d`` and ``conv_transpose{1,2,3}d`` (an unbatched input, one
+    dimension short, is counted as a batch of one)."""
     a = bind(func, args, kwargs)
     x, w, b = a["input"], a["weight"], a["bias"]
-    if a.get("transposed") or w.dim() != 4:
+    n = w.dim() - 2
+    transposed = bool(a.get("transposed")) or func.overloadpacket in (
+        aten.conv_transpose1d, aten.conv_transpose2d, aten.conv_transpose3d)
+    if n not in (1, 2, 3):
         rec.unknown(func, args, kwargs, out)
         return
-    stride, dilation = pair(a["stride"]), pair(a["dilation"])
-    if isinstance(a["padding"], str):  # conv2d.padding: "valid" or "same"
+    stride, dilation = _spatial(a["stride"], n), _spatial(a["dilation"], n)
+    if isinstance(a["padding"], str):  # conv{n}d.padding: "valid" or "same"
         same = a["padding"] == "same"
         padding = tuple(d * (k - 1) // 2 if same else 0 for d, k in zip(dilation, w.shape[2:], strict=True))
     else:
-        padding = pair(a["padding"])
+        padding = _spatial(a["padding"], n)
     weights = [param_shape(rec, w)] + ([param_shape(rec, b)] if b is not None else [])
-    attrs = make_attrs(stride=stride, padding=padding, dilation=dilation, groups=int(a["groups"]))
-    rec.emit("conv2d", [(x, shape(x))], [(out, shape(out))], weights, attrs=attrs)
+    settings: dict[str, Any] = {"stride": stride, "padding": padding, "dilation": dilation, "groups": int(a["groups"])}
+    if transposed:
+        settings["output_padding"] = _spatial(a.get("output_padding") or 0, n)
+    xs, ys = shape(x), shape(out)
+    if len(xs) == n + 1:  # unbatched
+        xs, ys = (1, *xs), (1, *ys)
+    kind = f"conv_transpose{n}d" if transposed else f"conv{n}d"
+    rec.emit(kind, [(x, xs)], [(out, ys)], weights, attrs=make_attrs(**settings))
 
 
 #: Composite ops recorded through their decomposition, because what they run depends on the
@@ -179,7 +198,8 @@ def _emit_linear(rec: Recorder, x: torch.Tensor, in_features: int, w: torch.Tens
     """``linear`` flattened to 2-D: rows = every output element but the feature dim."""
     out_features = out.shape[-1] if out.dim() else 1
     rows = out.numel() // out_features if out_features else 0
-    weights = [param_shape(rec, w)] + ([param_shape(rec, b)] if b is not None else [])
+    weights = ([param_shape(rec, w, (out_features, in_features))]
+               + ([param_shape(rec, b, (out_features,))] if b is not None else []))
     rec.emit("linear", [(x, (rows, in_features))], [(out, (rows, out_features))], weights)
 
 
@@ -192,7 +212,7 @@ def _product(rec: Recorder, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor,
     if oa is not None and ob is None and len(oa[1]) == 2 and b.dim() >= 2:  # W[m, k] @ x[..., k, n]
         m, k = a.shape[-2:]
         rows = out.numel() // m if m else 0
-        weights = [oa[1]] + ([param_shape(rec, bias)] if bias is not None else [])
+        weights = [param_shape(rec, a, (m, k))] + ([param_shape(rec, bias, (m,))] if bias is not None else [])
         rec.emit("linear", [(b, (rows, k))], [(out, (rows, m))], weights)
         return
     m, k = (1, a.shape[0]) if a.dim() == 1 else (a.shape[-2], a.shape[-1])
@@ -217,6 +237,19 @@ def _batch_norm(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -
 def _layer_norm(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
     a = bind(func, args, kwargs)
     _norm(rec, "layer_norm", a["input"], [a["weight"], a["bias"]], [], first(out))
+
+
+@handles(aten.group_norm, aten.native_group_norm)
+def _group_norm(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    a = bind(func, args, kwargs)
+    _norm(rec, "group_norm", a["input"], [a["weight"], a["bias"]], [], first(out))
+
+
+@handles(aten.instance_norm)
+def _instance_norm(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    a = bind(func, args, kwargs)
+    stats = [a["running_mean"], a["running_var"]] if not a["use_input_stats"] else []
+    _norm(rec, "instance_norm", a["input"], [a["weight"], a["bias"]], stats, first(out))
 
 
 def _norm(rec: Recorder, kind: str, x: torch.Tensor, affine: list[Any], stats: list[Any],
@@ -253,6 +286,54 @@ def _hardtanh(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> 
     rec.emit("relu6", [(x, shape(x))], [(out, shape(out))])
 
 
+def _packets(names: str, kind: str) -> dict[Any, str]:
+    """aten packets by name (with their in-place ``name_`` twins where torch has them) -> ``kind``."""
+    out = {}
+    for name in names.split():
+        for variant in (name, f"{name}_"):
+            packet = getattr(aten, variant, None)
+            if packet is not None:
+                out[packet] = kind
+    return out
+
+
+#: pointwise ops without their own handler -> their kind in ``POINTWISE_FLOPS``
+POINTWISE: dict[Any, str] = {
+    **{p: k for name in ("exp", "log", "sqrt", "rsqrt", "reciprocal", "pow", "sin", "cos", "abs", "neg", "erf",
+                         "sign", "floor", "round", "maximum", "minimum", "clamp_min", "clamp_max", "clamp", "where",
+                         "masked_fill", "addcmul", "addcdiv", "lerp", "leaky_relu", "elu", "softplus", "mish", "cumsum")
+       for p, k in _packets(name, name).items()},
+    **_packets("eq ne lt le gt ge", "compare"),
+    **_packets("logical_and logical_or logical_not logical_xor bitwise_not bitwise_and bitwise_or", "logical"),
+}
+
+
+@handles(*POINTWISE)
+def _pointwise(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    acts, weights, buffers = rec.split_operands(_tensors(list(args)))
+    y = first(out)
+    rec.emit(POINTWISE[func.overloadpacket], acts, [(y, shape(y))], weights, buffers)
+
+
+#: reductions without their own handler -> their kind in ``REDUCTION_FLOPS``
+REDUCTIONS: dict[Any, str] = {aten.sum: "sum", aten.amax: "amax", aten.amin: "amin", aten.max: "amax",
+                              aten.min: "amin", aten.linalg_vector_norm: "vector_norm", aten.norm: "vector_norm",
+                              aten.var: "var", aten.std: "var", aten.var_mean: "var", aten.std_mean: "var"}
+
+
+@handles(*REDUCTIONS)
+def _reduce(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    x = args[0]
+    if len(args) > 1 and isinstance(args[1], torch.Tensor):  # max(a, b), min(a, b): pointwise
+        acts, weights, buffers = rec.split_operands(_tensors(list(args[:2])))
+        rec.emit("maximum" if func.overloadpacket is aten.max else "minimum", acts, [(out, shape(out))],
+                 weights, buffers)
+        return
+    acts, weights, buffers = rec.split_operands([x])
+    outs = [t for t in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(t, torch.Tensor)]
+    rec.emit(REDUCTIONS[func.overloadpacket], acts, [(t, shape(t)) for t in outs], weights, buffers)
+
+
 BINARY: dict[Any, str] = {
     aten.add: "add", aten.add_: "add", aten.sub: "sub", aten.sub_: "sub", aten.rsub: "sub",
     aten.mul: "mul", aten.mul_: "mul", aten.div: "div", aten.div_: "div",
@@ -278,7 +359,7 @@ def _fold_bias(rec: Recorder, acts: list, weights: list[Shape], buffers: list[Sh
     if (last.kind != "linear" or len(last.weights) != 1 or (last.module, last.module_type) != rec.module
             or weights[0] != (last.outputs[0][1],) or rec.tid(acts[0][0]) != last.output_ids[0]):
         return False
-    rec.ops[-1] = dataclasses.replace(last, weights=(*last.weights, weights[0]))
+    rec.add_weights_to_last(weights)
     rec.alias(out, last.output_ids[0])
     return True
 
@@ -320,19 +401,165 @@ def _mean(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None
              attrs=make_attrs(dims=dims, keepdim=bool(a.get("keepdim") or False)))
 
 
-@handles(aten.softmax, aten._softmax)
+SOFTMAXES: dict[Any, str] = {
+    aten.softmax: "softmax", aten._softmax: "softmax", aten._safe_softmax: "softmax",
+    aten.log_softmax: "log_softmax", aten._log_softmax: "log_softmax",
+}
+
+
+@handles(*SOFTMAXES)
 def _softmax(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """Softmax and its variants (``_safe_softmax``, attention's masked-row-safe one)."""
     x = args[0]
-    rec.emit("softmax", [(x, shape(x))], [(out, shape(out))], attrs=make_attrs(dim=int(args[1]) % max(x.dim(), 1)))
+    rec.emit(SOFTMAXES[func.overloadpacket], [(x, shape(x))], [(out, shape(out))],
+             attrs=make_attrs(dim=int(args[1]) % max(x.dim(), 1)))
+
+
+# -- attention and recurrent layers: counted whole, not by the kernels that run them ------------
+@handles(aten.scaled_dot_product_attention, aten._scaled_dot_product_attention_math,
+         aten._scaled_dot_product_flash_attention, aten._scaled_dot_product_flash_attention_for_cpu,
+         aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_cudnn_attention)
+def _sdpa(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    a = bind(func, args, kwargs)
+    q, k, v = a["query"], a["key"], a["value"]
+    mask = a.get("attn_mask", a.get("attn_bias"))
+    operands = [q, k, v] + ([mask] if isinstance(mask, torch.Tensor) else [])
+    acts, weights, buffers = rec.split_operands(operands)
+    y = first(out)
+    rec.emit("attention", acts, [(y, shape(y))], weights, buffers,
+             attrs=make_attrs(causal=bool(a.get("is_causal") or False)))
+
+
+def _fast_sdpa(args: tuple, kwargs: dict) -> torch.Tensor:
+    q = args[0] if args else kwargs["query"]
+    v = args[2] if len(args) > 2 else kwargs["value"]
+    return torch.empty((*q.shape[:-1], v.shape[-1]), dtype=q.dtype, device=q.device)
+
+
+#: aten recurrent op -> its op kind
+RECURRENT: dict[Any, str] = {aten.lstm: "lstm", aten.gru: "gru", aten.rnn_tanh: "rnn_tanh", aten.rnn_relu: "rnn_relu"}
+
+
+def _rnn_args(func: Any, args: tuple, kwargs: dict) -> dict[str, Any] | None:
+    """The padded-sequence overload's arguments (``.input``), None for a packed sequence."""
+    if func._overloadname != "input":
+        return None
+    return bind(func, args, kwargs)
+
+
+def _fast_rnn(packet: Any) -> Callable[[tuple, dict], Any]:
+    """Shapes of ``(output, h_n[, c_n])`` without running the timesteps one by one on meta."""
+    def fast(args: tuple, kwargs: dict) -> Any:
+        if kwargs or len(args) != 9 or not isinstance(args[3], bool):
+            return None  # the packed-sequence overload (``.data``: its 4th argument is the params)
+        a = bind(packet.input, args, kwargs)
+        x, hx = a["input"], a["hx"]
+        h0 = hx[0] if isinstance(hx, (list, tuple)) else hx
+        dirs = 2 if a["bidirectional"] else 1
+        # (T, N, I), batch-first (N, T, I) or unbatched (T, I): only the feature dim changes
+        y = torch.empty((*x.shape[:-1], dirs * h0.shape[-1]), dtype=x.dtype, device=x.device)
+        states = [torch.empty_like(h) for h in (hx if isinstance(hx, (list, tuple)) else [hx])]
+        return (y, *states)
+
+    return fast
+
+
+@handles(*RECURRENT)
+def _rnn(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """A whole ``nn.LSTM``/``GRU``/``RNN`` stack over a padded sequence, as one op: its parameters
+    once, its MACs from its weight matrices (a packed sequence is traced step by step instead)."""
+    a = _rnn_args(func, args, kwargs)
+    if a is None:
+        rec.unknown(func, args, kwargs, out)
+        return
+    x, hx = a["input"], a["hx"]
+    h0 = hx[0] if isinstance(hx, (list, tuple)) else hx
+    kind = RECURRENT[func.overloadpacket]
+    acts, weights, buffers = rec.split_operands(list(a["params"]))
+    if x.dim() == 2:
+        steps, batch = x.shape[0], 1
+    else:
+        steps, batch = (x.shape[1], x.shape[0]) if a["batch_first"] else (x.shape[0], x.shape[1])
+    dirs = 2 if a["bidirectional"] else 1
+    gates = {"lstm": 4, "gru": 3}.get(kind, 1)
+    # the hidden size from the first input-to-hidden matrix (gates * H rows); h0 is the projection's
+    matrices = [w for w in weights if len(w) == 2]
+    hidden = matrices[0][0] // gates if matrices else h0.shape[-1]
+    outs = [t for t in out if isinstance(t, torch.Tensor)]
+    rec.emit(kind, [(x, shape(x)), *acts], [(t, shape(t)) for t in outs], weights, buffers,
+             attrs=make_attrs(steps=int(steps), batch=int(batch), hidden=int(hidden), layers=int(a["num_layers"]),
+                              directions=dirs))
+
+
+UPSAMPLES: dict[Any, str] = {
+    aten.upsample_nearest1d: "nearest", aten.upsample_nearest2d: "nearest", aten.upsample_nearest3d: "nearest",
+    aten._upsample_nearest_exact1d: "nearest_exact", aten._upsample_nearest_exact2d: "nearest_exact",
+    aten._upsample_nearest_exact3d: "nearest_exact", aten.upsample_linear1d: "linear",
+    aten.upsample_bilinear2d: "bilinear", aten._upsample_bilinear2d_aa: "bilinear",
+    aten.upsample_trilinear3d: "trilinear", aten.upsample_bicubic2d: "bicubic", aten._upsample_bicubic2d_aa: "bicubic",
+}
+
+
+@handles(*UPSAMPLES)
+def _upsample(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    x = args[0]
+    rec.emit("upsample", [(x, shape(x))], [(out, shape(out))],
+             attrs=make_attrs(mode=UPSAMPLES[func.overloadpacket]))
 
 
 # -- data movement --------------------------------------------------------------------------
-@handles(aten.cat)
+@handles(aten.cat, aten.stack)
 def _cat(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
     a = bind(func, args, kwargs)
     acts, weights, buffers = rec.split_operands(list(a["tensors"]))
     rec.emit("concat", acts, [(out, shape(out))], weights, buffers,
              attrs=make_attrs(dim=int(a["dim"]) % max(out.dim(), 1)))
+
+
+@handles(aten.index, aten.index_select, aten.gather, aten.take_along_dim)
+def _gather(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """Rows by index (``table[idx]``, Swin's relative-position bias): it reads what it writes."""
+    x = args[0]
+    o = rec.origin(x)
+    if o is None:
+        acts, weights, buffers = [(x, (out.numel(),))], [], []
+    else:  # a parameter table: charged whole, but only the rows gathered are read
+        rec.weight_shape(x)
+        acts, weights, buffers = [], ([(out.numel(),)] if o[0] == "weight" else []), (
+            [(out.numel(),)] if o[0] != "weight" else [])
+    rec.emit("gather", acts, [(out, shape(out))], weights, buffers)
+
+
+@handles(aten.embedding)
+def _embedding(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    w, idx = args[0], args[1]
+    rec.weight_shape(w)  # the table is charged whole; the rows looked up are what is read
+    rec.emit("embedding", [(idx, shape(idx))], [(out, shape(out))], [tuple(shape(out))])
+
+
+@handles(aten.constant_pad_nd, aten.reflection_pad1d, aten.reflection_pad2d, aten.reflection_pad3d,
+         aten.replication_pad1d, aten.replication_pad2d, aten.replication_pad3d)
+def _pad(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    x = args[0]
+    acts, weights, buffers = rec.split_operands([x])
+    rec.emit("pad", acts, [(out, shape(out))], weights, buffers)
+
+
+@handles(aten.fill_, aten.zero_)
+def _fill(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """An initializer on a tensor already in the data flow (the recorder ignores it otherwise):
+    it writes the tensor and reads nothing."""
+    x = args[0]
+    if rec.origin(x) is not None:  # a copy of a parameter (Swin V2's ``qkv.bias.clone()``): charged, not read
+        rec.weight_shape(x)
+    rec.emit("fill", [], [(x, shape(x))])
+
+
+@handles(aten.roll, aten.repeat, aten.flip, aten.tile)
+def _roll(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    x = args[0]
+    acts, weights, buffers = rec.split_operands([x])
+    rec.emit("copy", acts, [(out, shape(out))], weights, buffers)
 
 
 @handles(aten.split, aten.split_with_sizes, aten.chunk, aten.unsafe_split, aten.unsafe_split_with_sizes,
@@ -369,3 +596,9 @@ def _copy_into(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) ->
     """``dst.copy_(src)`` (``x[:, :c] = y``): writes into the destination's storage."""
     dst, src = args[0], args[1]
     rec.emit("copy", [(src, shape(src))], [(dst, shape(dst))])
+
+
+# registered here, after the functions they name are defined
+FAST_KERNELS[aten.scaled_dot_product_attention] = _fast_sdpa
+for _packet in RECURRENT:
+    FAST_KERNELS[_packet] = _fast_rnn(_packet)

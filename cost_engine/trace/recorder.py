@@ -17,8 +17,10 @@ record nothing; unhandled composite ops are decomposed; anything left is an ``at
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from math import prod
 from typing import Any
 
 import torch
@@ -55,17 +57,39 @@ class Recorder(TorchDispatchMode):
         self.strict = strict
         self.ops: list[Op] = []
         self._ids: dict[int, int] = {}
-        self._origin: dict[int, tuple[str, Shape]] = {}
+        #: storage -> (WEIGHT or BUFFER, the original tensor's shape, the original's storage)
+        self._origin: dict[int, tuple[str, Shape, int]] = {}
+        #: original storage -> its elements; charged once, at the first op that reads any of it
+        self._size: dict[int, int] = {}
+        self._charged: set[int] = set()
+        self._pending: list[int] = []  # originals read by the op being built (see :meth:`charge`)
         self._keep: list[torch.Tensor] = []
         self._stack: list[tuple[str, str]] = []
         self._composite: dict[Any, bool] = {}
 
     # -- setup ---------------------------------------------------------------------------
     def mark_params(self, module: nn.Module) -> None:
+        """Parameters and buffers, each once (``parameters()`` already folds tied ones)."""
         for p in module.parameters():
-            self._origin[storage_key(p)] = (WEIGHT, tuple(p.shape))
+            key = storage_key(p)
+            self._origin[key] = (WEIGHT, tuple(p.shape), key)
+            self._size[key] = self._size.get(key, 0) + p.numel()
         for b in module.buffers():
-            self._origin.setdefault(storage_key(b), (BUFFER, tuple(b.shape)))
+            key = storage_key(b)
+            if key not in self._origin:
+                self._origin[key] = (BUFFER, tuple(b.shape), key)
+                self._size[key] = b.numel()
+
+    def unused(self) -> tuple[int, int]:
+        """(parameter, buffer) elements the forward never read (an eval-mode aux head)."""
+        params = buffers = 0
+        for key, size in self._size.items():
+            if key not in self._charged:
+                if self._origin[key][0] == WEIGHT:
+                    params += size
+                else:
+                    buffers += size
+        return params, buffers
 
     def mark_input(self, x: torch.Tensor) -> None:
         self._keep.append(x)
@@ -107,9 +131,48 @@ class Recorder(TorchDispatchMode):
         """Give ``t``'s storage the existing id ``like`` (an op folded into the one before it)."""
         self._ids[storage_key(t)] = like
 
-    def origin(self, t: torch.Tensor) -> tuple[str, Shape] | None:
-        """(WEIGHT or BUFFER, original shape) for parameter/buffer-derived tensors, else None."""
+    def origin(self, t: torch.Tensor) -> tuple[str, Shape, int] | None:
+        """(WEIGHT or BUFFER, original shape, original storage) for parameter/buffer-derived
+        tensors, else None."""
         return self._origin.get(storage_key(t))
+
+    def weight_shape(self, t: torch.Tensor, used: Shape | None = None) -> Shape:
+        """A learnable operand's shape for the op's formula, and a note that the op reads it.
+
+        A view of the whole parameter (``w.t()``, ``w.expand``) has the parameter's own shape; a
+        slice of it (``in_proj_weight[:E]``, a dynamic conv's ``weight[:co, :ci]``) has the
+        slice's (``used``, when the handler knows it in canonical order, else the slice's own):
+        the formula counts what is computed, while :meth:`charge` charges the whole parameter,
+        once."""
+        o = self.origin(t)
+        if o is None:
+            return tuple(t.shape)
+        self._pending.append(o[2])
+        whole = o[1]
+        if t.numel() >= prod(whole):  # all of it, maybe broadcast (a class token expanded to the batch)
+            return whole
+        return tuple(used) if used is not None else tuple(t.shape)
+
+    def charge(self, weights: Sequence[Shape], buffers: Sequence[Shape]) -> Attrs:
+        """Charge the originals the op being emitted reads: each parameter or buffer counts once,
+        at the first op that reads any part of it. Returns the attrs to add when that differs
+        from what the op's weight and buffer shapes add up to (a reuse, a slice)."""
+        params = bufs = 0
+        for key in self._pending:
+            if key in self._charged:
+                continue
+            self._charged.add(key)
+            if self._origin[key][0] == WEIGHT:
+                params += self._size[key]
+            else:
+                bufs += self._size[key]
+        self._pending.clear()
+        extra: list[tuple[str, int]] = []
+        if params != sum(prod(w) for w in weights):
+            extra.append(("params", params))
+        if bufs != sum(prod(b) for b in buffers):
+            extra.append(("buffers", bufs))
+        return tuple(extra)
 
     def derive(self, out: torch.Tensor, source: torch.Tensor) -> bool:
         """A copy or cast of a parameter (``weight.to(dtype)``) is still that parameter: mark it so
@@ -117,7 +180,7 @@ class Recorder(TorchDispatchMode):
         o = self.origin(source)
         if o is None:
             return False
-        self._origin[storage_key(out)] = o
+        self._origin[storage_key(out)] = o  # still the original's storage for charging
         return True
 
     def seen(self, t: torch.Tensor) -> bool:
@@ -135,6 +198,13 @@ class Recorder(TorchDispatchMode):
         if self.strict and kind not in FORMULAS:
             where = f"module {path!r} ({module_type})" if module_type else "the top level"
             raise UnknownOpError(f"{kind} in {where} has no cost formula")
+        for t, _ in inputs:  # a parameter read as data (weight standardization, ``logit_scale.exp()``)
+            o = self._origin.get(storage_key(t))
+            if o is not None:
+                self._pending.append(o[2])
+        charged = self.charge(weights, buffers)
+        if charged:
+            attrs = tuple(sorted((*attrs, *charged)))
         op = Op(
             kind=kind,
             inputs=tuple(tuple(s) for _, s in inputs),
@@ -150,6 +220,19 @@ class Recorder(TorchDispatchMode):
         self.ops.append(op)
         return op
 
+    def add_weights_to_last(self, weights: Sequence[Shape]) -> None:
+        """Fold weights just looked up (a bias ``add``) into the last op, charged as there."""
+        last = self.ops[-1]
+        before = dict(last.attrs)
+        charged = dict(self.charge(weights, ()))
+        params = (before.get("params", sum(prod(w) for w in last.weights))
+                  + charged.get("params", sum(prod(w) for w in weights)))
+        merged = (*last.weights, *weights)
+        attrs = {k: v for k, v in before.items() if k != "params"}
+        if params != sum(prod(w) for w in merged):
+            attrs["params"] = params
+        self.ops[-1] = dataclasses.replace(last, weights=merged, attrs=tuple(sorted(attrs.items())))
+
     def split_operands(self, tensors: Sequence[torch.Tensor]) -> tuple[list[tuple[torch.Tensor, Shape]],
                                                                        list[Shape], list[Shape]]:
         """Activations (with their shapes), weights and buffers (original shapes), in order."""
@@ -161,9 +244,9 @@ class Recorder(TorchDispatchMode):
             if o is None:
                 acts.append((t, tuple(t.shape)))
             elif o[0] == WEIGHT:
-                weights.append(o[1])
+                weights.append(self.weight_shape(t))
             else:
-                buffers.append(o[1])
+                buffers.append(self.weight_shape(t))
         return acts, weights, buffers
 
     def unknown(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:

@@ -244,7 +244,7 @@ class Latency(_message.Message):
     def __init__(self, median_ms: _Optional[float] = ..., p10_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., cv: _Optional[float] = ..., runs: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., method: _Optional[str] = ..., uncertainty_ms: _Optional[float] = ..., fingerprint: _Optional[_Mapping[str, str]] = ..., protocol_version: _Optional[str] = ..., sessions: _Optional[int] = ..., spread_across_sessions: _Optional[float] = ..., session_medians_ms: _Optional[_Iterable[float]] = ..., device: _Optional[str] = ..., threads: _Optional[int] = ..., cached: _Optional[bool] = ..., key: _Optional[str] = ..., canary_drift: _Optional[float] = ..., page_faults_per_call: _Optional[float] = ..., noisy: _Optional[bool] = ..., ci_low_ms: _Optional[float] = ..., ci_high_ms: _Optional[float] = ..., noisy_rel_ci: _Optional[float] = ..., ratio: _Optional[float] = ..., reference: _Optional[str] = ..., anchor_ms: _Optional[float] = ..., anchor_sessions: _Optional[int] = ..., raw_median_ms: _Optional[float] = ..., raw_p10_ms: _Optional[float] = ..., raw_p90_ms: _Optional[float] = ..., raw_session_medians_ms: _Optional[_Iterable[float]] = ..., raw_spread_across_sessions: _Optional[float] = ..., remeasured: _Optional[int] = ..., interval_level: _Optional[float] = ..., measured_for_prediction: _Optional[int] = ...) -> None: ...
 
 class CostReport(_message.Message):
-    __slots__ = ("candidate", "batch_size", "input_shape", "output_shape", "dtype", "params", "buffers", "macs", "flops", "memory_access_elements", "memory_access_bytes", "memory_access_bytes_fused", "peak_activation_bytes", "activations", "arithmetic_intensity", "op_count", "unknown_ops", "by_op_type", "by_module", "views", "cost_model_version", "cache_hit", "cache_key", "sources", "latency", "detail")
+    __slots__ = ("candidate", "batch_size", "input_shape", "output_shape", "dtype", "params", "buffers", "macs", "flops", "memory_access_elements", "memory_access_bytes", "memory_access_bytes_fused", "peak_activation_bytes", "activations", "arithmetic_intensity", "op_count", "unknown_ops", "by_op_type", "by_module", "views", "cost_model_version", "cache_hit", "cache_key", "sources", "latency", "detail", "complete")
     class UnknownOpsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +299,7 @@ class CostReport(_message.Message):
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
     candidate: str
     batch_size: int
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -325,7 +326,8 @@ class CostReport(_message.Message):
     sources: _containers.ScalarMap[str, Source]
     latency: Latency
     detail: Detail
-    def __init__(self, candidate: _Optional[str] = ..., batch_size: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., output_shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., params: _Optional[int] = ..., buffers: _Optional[int] = ..., macs: _Optional[int] = ..., flops: _Optional[int] = ..., memory_access_elements: _Optional[int] = ..., memory_access_bytes: _Optional[int] = ..., memory_access_bytes_fused: _Optional[int] = ..., peak_activation_bytes: _Optional[int] = ..., activations: _Optional[int] = ..., arithmetic_intensity: _Optional[float] = ..., op_count: _Optional[int] = ..., unknown_ops: _Optional[_Mapping[str, int]] = ..., by_op_type: _Optional[_Mapping[str, Counts]] = ..., by_module: _Optional[_Iterable[_Union[ModuleCounts, _Mapping]]] = ..., views: _Optional[_Mapping[str, ToolView]] = ..., cost_model_version: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., cache_key: _Optional[str] = ..., sources: _Optional[_Mapping[str, Source]] = ..., latency: _Optional[_Union[Latency, _Mapping]] = ..., detail: _Optional[_Union[Detail, str]] = ...) -> None: ...
+    complete: bool
+    def __init__(self, candidate: _Optional[str] = ..., batch_size: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., output_shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., params: _Optional[int] = ..., buffers: _Optional[int] = ..., macs: _Optional[int] = ..., flops: _Optional[int] = ..., memory_access_elements: _Optional[int] = ..., memory_access_bytes: _Optional[int] = ..., memory_access_bytes_fused: _Optional[int] = ..., peak_activation_bytes: _Optional[int] = ..., activations: _Optional[int] = ..., arithmetic_intensity: _Optional[float] = ..., op_count: _Optional[int] = ..., unknown_ops: _Optional[_Mapping[str, int]] = ..., by_op_type: _Optional[_Mapping[str, Counts]] = ..., by_module: _Optional[_Iterable[_Union[ModuleCounts, _Mapping]]] = ..., views: _Optional[_Mapping[str, ToolView]] = ..., cost_model_version: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., cache_key: _Optional[str] = ..., sources: _Optional[_Mapping[str, Source]] = ..., latency: _Optional[_Union[Latency, _Mapping]] = ..., detail: _Optional[_Union[Detail, str]] = ..., complete: _Optional[bool] = ...) -> None: ...
 
 class CostResult(_message.Message):
     __slots__ = ("report", "error")
