@@ -200,6 +200,7 @@ def main() -> None:
     ok_params = ok_macs = faster = complete = 0
     views_ok: dict[str, int] = {}
     views_seen: dict[str, int] = {}
+    views_equal: dict[str, int] = {}
     rows = []
     for name in names:
         make, spec, reference = ZOO[name]
@@ -241,6 +242,7 @@ def main() -> None:
                 same = all(mine.get(k) == v for k, v in real.items())
                 marked = mine.get("exact", 1) == 0
                 views_ok[tool] = views_ok.get(tool, 0) + (same or marked)
+                views_equal[tool] = views_equal.get(tool, 0) + (same and not marked)
                 views_seen[tool] = views_seen.get(tool, 0) + 1
                 if not same:
                     line += (f"\n    {tool:18s} {'marked' if marked else 'SILENT'}: ours "
@@ -251,7 +253,8 @@ def main() -> None:
     print(f"\nparams exact {ok_params}/{n}, MACs exact {ok_macs}/{n}, complete {complete}/{n}"
           + ("" if args.no_time else f", tracer at or below fvcore's time {faster}/{n}"))
     for tool, seen in views_seen.items():
-        print(f"view {tool}: equal to the tool or marked inexact on {views_ok[tool]}/{seen}")
+        print(f"view {tool}: equal to the tool or marked inexact on {views_ok[tool]}/{seen} "
+              f"(exact and equal on {views_equal.get(tool, 0)}, silently different on {seen - views_ok[tool]})")
 
 
 if __name__ == "__main__":

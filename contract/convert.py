@@ -474,7 +474,11 @@ def report_to_proto(d: Mapping[str, Any], msg: pb.CostReport | None = None) -> p
         m.by_module.extend(pb.ModuleCounts(module=k, counts=_counts(c)) for k, c in d["by_module"].items())
     if "views" in d:
         for tool, counts in d["views"].items():
-            m.views[tool].counts.update({k: int(v) for k, v in counts.items()})
+            view = m.views[tool]
+            view.counts.update({k: int(v) for k, v in counts.items() if k not in ("exact", "reason")})
+            if "exact" in counts:
+                view.exact = bool(counts["exact"])
+                view.reason = str(counts.get("reason", ""))
     m.cache_hit = bool(d.get("cache_hit", False))
     m.cache_key = str(d.get("cache_key", ""))
     for k, v in (d.get("sources") or {}).items():
@@ -483,6 +487,13 @@ def report_to_proto(d: Mapping[str, Any], msg: pb.CostReport | None = None) -> p
         latency_to_proto(d["latency"], m.latency)
     m.detail = _DETAIL_ENUM.get(str(d.get("detail", "full")), pb.DETAIL_FULL)
     return m
+
+
+def _view_dict(v: pb.ToolView) -> dict[str, Any]:
+    out: dict[str, Any] = dict(v.counts)
+    if v.HasField("exact") and not v.exact:
+        out.update(exact=False, reason=v.reason)
+    return out
 
 
 def report_to_dict(m: pb.CostReport) -> dict[str, Any]:
@@ -508,7 +519,7 @@ def report_to_dict(m: pb.CostReport) -> dict[str, Any]:
     if detail == "full":
         out["by_module"] = {mc.module: {f: getattr(mc.counts, f) for f in _COUNTS} for mc in m.by_module}
     if detail != "scalars":
-        out["views"] = {tool: dict(v.counts) for tool, v in sorted(m.views.items())}
+        out["views"] = {tool: _view_dict(v) for tool, v in sorted(m.views.items())}
     out["cost_model_version"] = m.cost_model_version
     out["cache_hit"] = m.cache_hit
     out["cache_key"] = m.cache_key

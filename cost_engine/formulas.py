@@ -256,9 +256,18 @@ def _activation(op: Op) -> tuple[int, int]:
     return 0, ACTIVATION_FLOPS[op.kind] * numel(op.outputs[0])
 
 
-@formula("add", "sub", "mul", "div", "batch_norm", "softmax", "log_softmax")
+@formula("add", "sub", "mul", "div", "softmax", "log_softmax")
 def _elementwise(op: Op) -> tuple[int, int]:
     return 0, ELEMENTWISE_FLOPS[op.kind] * numel(op.outputs[0])
+
+
+@formula("batch_norm")
+def _batch_norm(op: Op) -> tuple[int, int]:
+    """Eval batch norm folds into a scale and a shift; one that computes its statistics from its
+    input (``training`` attr: weight standardization) costs what a layer norm does."""
+    if op.attrs and op.attr("training"):
+        return _stat_norm(op)
+    return 0, ELEMENTWISE_FLOPS["batch_norm"] * numel(op.outputs[0])
 
 
 @formula(*POINTWISE_FLOPS)
@@ -274,7 +283,7 @@ def _reduction(op: Op) -> tuple[int, int]:
 @formula(*STAT_NORMS)
 def _stat_norm(op: Op) -> tuple[int, int]:
     """Layer, group and instance norm: statistics over part of the input, then normalize."""
-    per_element = ELEMENTWISE_FLOPS["layer_norm"] + (2 if op.weights else 0)
+    per_element = ELEMENTWISE_FLOPS["layer_norm"] + (2 if op.weights or (op.attrs and op.attr("affine")) else 0)
     return 0, per_element * numel(op.outputs[0])
 
 

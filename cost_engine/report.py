@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cost_engine.ops import Shape
@@ -28,6 +28,9 @@ class CostReport:
     #: parameter elements of a traced module that its forward never read (an eval-mode aux head);
     #: not in ``params``. Always 0 for a spec.
     unused_params: int = 0
+    #: tool -> why its view of a traced module may differ from the tool's print (absent: exact;
+    #: always empty for a spec, whose views tests/test_views.py holds to the real tools)
+    view_caveats: dict[str, str] = field(default_factory=dict)
 
     @property
     def itemsize(self) -> int:
@@ -126,5 +129,12 @@ class CostReport:
     def breakdowns(self, by_module: bool = True) -> dict[str, Any]:
         """``by_module`` (unless told not to) and ``views``: what ``to_dict(breakdowns=False)`` leaves out."""
         out: dict[str, Any] = {"by_module": self.by_module()} if by_module else {}
-        out["views"] = {tool: dict(v) for tool, v in sorted(self.summary.views.items())}
+        views: dict[str, dict[str, Any]] = {tool: dict(v) for tool, v in sorted(self.summary.views.items())}
+        if self.unused_params:  # fvcore's parameter_count and ptflops count every parameter of the model
+            for tool in ("fvcore", "ptflops"):
+                if "params" in views.get(tool, {}):
+                    views[tool]["params"] += self.unused_params
+        for tool, reason in self.view_caveats.items():
+            views[tool].update(exact=False, reason=reason)
+        out["views"] = views
         return out

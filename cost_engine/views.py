@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from math import prod
 
-from cost_engine.formulas import FORMULAS, MAC_OPS, OpCost
+from cost_engine.formulas import CONV_TRANSPOSES, CONVS, FORMULAS, MAC_OPS, RNN_CELL_FLOPS, OpCost
 from cost_engine.ops import Op, numel
 
 #: rule(op, macs) -> the tool's count for the op; ``macs`` is the op's MAC count from the formula
@@ -131,7 +131,8 @@ def _out(op: Op) -> int:
 
 
 def _affine(op: Op) -> bool:
-    return bool(op.weights)
+    """A learnable affine, or one computed in the forward (the ``affine`` attr of a traced norm)."""
+    return bool(op.weights) or bool(op.attrs and op.attr("affine"))
 
 
 def _bias(op: Op) -> bool:
@@ -139,22 +140,35 @@ def _bias(op: Op) -> bool:
 
 
 # -- fvcore FlopCountAnalysis (jit trace; fvcore/nn/flop_count.py, jit_handles.py) ---------------
-@rule("fvcore", "conv2d", "linear", "matmul")
+@rule("fvcore", "linear", "matmul", *CONVS, *CONV_TRANSPOSES)
 def _fvcore_mac(op: Op, macs: int) -> int:
-    """``conv_flop_jit``, ``linear_flop_jit``, ``matmul_flop_jit``: one "flop" per MAC, bias ignored."""
+    """``conv_flop_jit`` (any ``aten::_convolution``, transposed ones by their input),
+    ``linear_flop_jit``, ``matmul_flop_jit``: one "flop" per MAC, bias ignored."""
     return macs
 
 
 @rule("fvcore", "batch_norm")
 def _fvcore_batch_norm(op: Op, macs: int) -> int:
-    """``batchnorm_flop_jit`` in eval mode: ``numel * (2 if affine else 1)``."""
+    """``batchnorm_flop_jit``: eval ``numel * (2 if affine else 1)``; with ``training=True``
+    (weight standardization) its ``norm_flop_counter`` rule, ``numel * (5 if affine else 4)``."""
+    if op.attrs and op.attr("training"):
+        return _in(op) * (5 if _affine(op) else 4)
     return _in(op) * (2 if _affine(op) else 1)
 
 
-@rule("fvcore", "layer_norm")
+@rule("fvcore", "layer_norm", "group_norm", "instance_norm")
 def _fvcore_layer_norm(op: Op, macs: int) -> int:
-    """``norm_flop_counter(2)``: ``numel * (5 if affine else 4)``."""
+    """``norm_flop_counter``: ``numel * (5 if affine else 4)``."""
     return _in(op) * (5 if _affine(op) else 4)
+
+
+@rule("fvcore", "upsample")
+def _fvcore_upsample(op: Op, macs: int) -> int:
+    """``upsample_nearest2d``: one per output element, ``upsample_bilinear2d``: four; fvcore has
+    no handle for the other modes and dimensions (0)."""
+    if len(op.outputs[0]) != 4:
+        return 0
+    return {"nearest": 1, "bilinear": 4}.get(op.attr("mode"), 0) * _out(op)
 
 
 @rule("fvcore", "adaptive_avg_pool2d")
@@ -164,9 +178,11 @@ def _fvcore_adaptive_avg_pool(op: Op, macs: int) -> int:
 
 
 # -- torch.utils.flop_counter.FlopCounterMode (aten dispatch) ------------------------------------
-@rule("flop_counter_mode", "conv2d", "linear", "matmul")
+@rule("flop_counter_mode", "linear", "matmul", *CONVS, *CONV_TRANSPOSES)
 def _fcm_mac(op: Op, macs: int) -> int:
-    """``conv_flop``, ``addmm_flop``/``mm_flop``, ``bmm_flop``: 2 per MAC, bias ignored; nothing else."""
+    """``conv_flop`` (transposed ones by their input), ``addmm_flop``/``mm_flop``, ``bmm_flop``:
+    2 per MAC, bias ignored; nothing else. On CPU: the CPU flash attention kernel that
+    ``scaled_dot_product_attention`` runs there has no formula in it (0)."""
     return 2 * macs
 
 
@@ -339,3 +355,95 @@ def _pt_pool(op: Op, macs: int) -> int:
 def _pt_softmax(op: Op, macs: int) -> int:
     """Only the patched ``F.softmax`` (input numel), which ``nn.Softmax`` calls; ``Tensor.softmax`` is not."""
     return _in(op) if _pt_patched(op) else 0
+
+
+# -- traced modules: which views can be trusted to the unit -----------------------------------------
+#: module classes whose CPU fast path (one fused aten op on real tensors, which the meta trace never
+#: takes) every tool counts differently from the ops it replaces
+FAST_PATH_TYPES: frozenset[str] = frozenset({"MultiheadAttention", "TransformerEncoderLayer"})
+#: torch.nn classes the module-hook views are validated on (the leaves above, and containers)
+_MODELLED_NN: frozenset[str] = _NN_LEAVES | {"Sequential", "ModuleList", "ModuleDict", "Identity", "Dropout",
+                                              "Flatten", "Module"}
+#: op kinds a block's own code may run through a callable ptflops patches or not (``F.relu`` or
+#: ``torch.relu``, ``torch.matmul`` or ``@``): the trace cannot tell which
+_PTFLOPS_AMBIGUOUS: frozenset[str] = PTFLOPS_PATCHED_FUNCTIONALS | {"matmul", "add", "mul", "softmax", "upsample",
+                                                                     "attention"}
+#: aten ops fvcore and FlopCounterMode have a handle for: one we have no formula for is counted by them
+_FVCORE_HANDLES: frozenset[str] = frozenset({"aten.grid_sampler", "aten.grid_sampler_2d"})
+_FCM_HANDLES: frozenset[str] = frozenset({"aten.baddbmm", "aten._scaled_mm"})
+
+
+def _class_kind(classes: set[type]) -> tuple[str, str | None]:
+    """("torch", name) for a torch.nn class, ("project", None) for the oracle's own builders,
+    ("user", the torch.nn base it derives from or None)."""
+    if len(classes) != 1:
+        return "user", None  # two classes share the name: which rule applies is per class
+    cls = next(iter(classes))
+    mod = cls.__module__
+    if mod.startswith("torch.nn."):
+        return "torch", cls.__name__
+    if mod.startswith("cost_engine."):
+        return "project", None
+    base = next((c.__name__ for c in cls.__mro__[1:] if c.__module__.startswith("torch.nn.modules")
+                 and c.__name__ not in ("Module",)), None)
+    return "user", base
+
+
+def view_caveats(ops: Sequence[Op], classes: dict[str, set[type]], decomposed: dict[str, int],
+                 unknown: dict[str, int], complete: bool, unused_params: int, shared_params: bool
+                 ) -> dict[str, str]:
+    """tool -> why its view of a *traced* module may differ from what the tool prints (tools whose
+    view is exact are absent). The views model the tools on modules built the way the oracle
+    builds them; an arbitrary module can reach a tool's rules through paths its op list does not
+    show (a subclass of a hooked class, a patched functional, a fused fast path), and where the
+    trace cannot rule that out the view says so instead of printing a number that silently differs."""
+    reasons: dict[str, list[str]] = {tool: [] for tool in COUNT_KEYS}
+
+    def note(tools: Sequence[str], why: str) -> None:
+        for t in tools:
+            if why not in reasons[t]:
+                reasons[t].append(why)
+
+    if not complete:
+        note(tuple(COUNT_KEYS), "an op without a formula may carry MACs (see unknown_ops)")
+    if any(k in _FVCORE_HANDLES for k in unknown):
+        handled = sorted(k for k in unknown if k in _FVCORE_HANDLES)
+        note(("fvcore",), f"fvcore counts {handled}, which has no formula here")
+    if any(k in _FCM_HANDLES for k in unknown):
+        note(("flop_counter_mode",), "FlopCounterMode counts an op that has no formula here")
+    if "aten.einsum" in decomposed:
+        note(("fvcore", "thop", "ptflops"), "einsum: the tool counts the call by its own rule, the trace its products")
+    if unused_params:
+        note(("thop",), "parameters the forward never reads: thop's module hooks may count them")
+    if shared_params:
+        note(("thop", "ptflops"), "a parameter shared by two modules: the tool's per-module sums count it twice")
+    kinds_by_type: dict[str, set[str]] = {}
+    for op in ops:
+        kinds_by_type.setdefault(op.module_type, set()).add(op.kind)
+    for name, kinds in kinds_by_type.items():
+        if name in FAST_PATH_TYPES:
+            note(tuple(COUNT_KEYS), f"nn.{name} may take its fused CPU fast path on real tensors, which the tools "
+                                    "count differently from its parts")
+        if kinds & set(RNN_CELL_FLOPS):
+            note(("thop", "ptflops", "flop_counter_mode"), "recurrent layers: the tool has its own rule (or counts "
+                                                            "what the CPU kernel dispatches)")
+        if "attention" in kinds:
+            note(("thop", "ptflops"), "scaled_dot_product_attention: the tool has its own rule for it")
+            note(("flop_counter_mode",), "scaled_dot_product_attention: FlopCounterMode counts it when the CPU "
+                                         "runs the math kernel, not the flash one; which runs depends on the call")
+        kind, base = _class_kind(classes.get(name, set())) if name else ("torch", "Module")
+        if kind == "project":
+            continue
+        if kind == "torch":
+            if base not in _MODELLED_NN:
+                note(("thop", "ptflops"), f"nn.{base}: the tool's rule for it is not modelled here")
+            continue
+        if base is not None:
+            note(("thop",), f"{name} derives from nn.{base}: thop counts it by that rule (through the MRO)")
+            note(("ptflops",), f"{name} derives from nn.{base}: ptflops hooks exact types only")
+        if name in PTFLOPS_LEAF_TYPES.values() or name in THOP_MODULE_RULES or name == "Attention":
+            note(("thop", "ptflops"), f"a class named {name} that is not torch's")
+        if kinds & _PTFLOPS_AMBIGUOUS:
+            note(("ptflops",), f"{name} runs {sorted(kinds & _PTFLOPS_AMBIGUOUS)} in its own forward: ptflops "
+                               "counts them only when called through the functionals it patches")
+    return {tool: "; ".join(why) for tool, why in reasons.items() if why}

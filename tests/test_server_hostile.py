@@ -463,7 +463,10 @@ def test_measuring_clients_do_not_starve_analytic_ones(tmp_path: Path) -> None:
 
 
 # -- item 8: memory admission before a measurement is queued --------------------------------------
-def test_a_measurement_the_device_cannot_hold_is_refused_before_it_is_queued(stub) -> None:
+def test_a_measurement_the_device_cannot_hold_is_refused_before_it_is_queued(stub, monkeypatch) -> None:
+    from cost_engine.latency.admission import AVAILABLE_ENV, session_bytes
+    from cost_engine.latency.settings import LatencySettings
+
     big = cands(1, 64)[0]
     big_ctx = pb.Context(resolution=4096, batch_size=64, latency=pb.LATENCY_MODE_MEASURE, threads=1)  # ~1.3 TB
     with pytest.raises(grpc.RpcError) as err:
@@ -472,11 +475,19 @@ def test_a_measurement_the_device_cannot_hold_is_refused_before_it_is_queued(stu
     assert "GiB is free" in err.value.details() and "needs about" in err.value.details()
     q = stub.GetCacheStats(pb.GetCacheStatsRequest(), timeout=10).queue
     assert q.pending == 0 and q.in_flight == 0
-    # in a batch, only the candidate that does not fit fails; the analytic answer of it stands
-    big_ctx.resolution = 2048
-    small = convert.candidate_to_proto(BlockCandidate(ConvSpec(out_channels=4, kernel_size=1), 1))
+    # in a batch, only the candidate that does not fit fails; the analytic answer of it stands. The
+    # free memory is pinned (the override), so the small one fits on any machine however busy
+    big_ctx.resolution, big_ctx.batch_size = 256, 8
+    small_spec, big_spec = ConvSpec(out_channels=4, kernel_size=1), ConvSpec(out_channels=64)
+    small_need = session_bytes(small_spec, LatencySettings(threads=1, resolution=256, batch_size=8, in_channels=1))
+    big_need = session_bytes(big_spec, LatencySettings(threads=1, resolution=256, batch_size=8, in_channels=8))
+    free = (small_need + big_need) // 2
+    assert small_need < free < big_need
+    monkeypatch.setenv(AVAILABLE_ENV, str(free))
+    small = convert.candidate_to_proto(BlockCandidate(small_spec, 1))
     resp = stub.GetCostBatch(pb.GetCostBatchRequest(candidates=[small, big], context=big_ctx), timeout=120)
-    assert resp.results[0].WhichOneof("result") == "report" and resp.results[0].report.latency.runs > 0
+    assert resp.results[0].WhichOneof("result") == "report", resp.results[0].error
+    assert resp.results[0].report.latency.runs > 0
     assert resp.results[1].WhichOneof("result") == "error"
     assert resp.results[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert "GiB is free" in resp.results[1].error.message

@@ -27,6 +27,7 @@ from cost_engine.spec.base import FieldError, SpecError
 from cost_engine.summary import summarize
 from cost_engine.trace.canonical import DECOMPOSED, FAST_KERNELS, HANDLERS, IGNORED
 from cost_engine.trace.recorder import Recorder
+from cost_engine.views import view_caveats
 
 __all__ = ["UnknownOpError", "analyze_module", "trace_ops"]
 
@@ -65,9 +66,11 @@ def analyze_module(module: nn.Module, input_shape: tuple[int, ...] | None = None
     """
     t = _trace(module, input_shape, inputs, dtype, strict)
     shape = t.input_shape
-    report = CostReport(type(module).__name__, shape[0] if shape else 1, shape, t.output_shape, dtype,
-                        summarize(t.ops), unused_params=t.unused_params)
-    return report
+    summary = summarize(t.ops)
+    caveats = view_caveats(t.ops, t.classes, t.decomposed, summary.unknown, not summary.lower_bound,
+                           t.unused_params, t.shared_params)
+    return CostReport(type(module).__name__, shape[0] if shape else 1, shape, t.output_shape, dtype, summary,
+                      unused_params=t.unused_params, view_caveats=caveats)
 
 
 @dataclass
@@ -76,6 +79,9 @@ class _Traced:
     input_shape: Shape
     output_shape: Shape
     unused_params: int
+    classes: dict[str, set[type]]
+    decomposed: dict[str, int]
+    shared_params: bool
 
 
 def _trace(module: nn.Module, input_shape: Any, inputs: Sequence[Any] | None, dtype: str, strict: bool) -> _Traced:
@@ -98,7 +104,7 @@ def _trace(module: nn.Module, input_shape: Any, inputs: Sequence[Any] | None, dt
             raise SpecError([FieldError(field, f"{type(module).__name__} cannot run on {got}: {reason}")]) from exc
     first = next((a for a in args if isinstance(a, torch.Tensor)), None)
     return _Traced(rec.renumbered(), tuple(first.shape) if first is not None else (), _output_shape(out),
-                   rec.unused()[0])
+                   rec.unused()[0], rec.classes, rec.decomposed_calls, rec.shared_params)
 
 
 def _meta_input(v: Any, dtype: torch.dtype) -> Any:

@@ -206,6 +206,9 @@ def _emit_linear(rec: Recorder, x: torch.Tensor, in_features: int, w: torch.Tens
 def _product(rec: Recorder, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, bias: torch.Tensor | None) -> None:
     """A matrix product: ``linear`` when one side is a 2-D parameter, else a 3-D batched ``matmul``."""
     oa, ob = rec.origin(a), rec.origin(b)
+    # a buffer input times a weight (Swin V2's coordinate table through its MLP) is still a linear
+    oa = None if oa is not None and oa[0] != "weight" and ob is not None and ob[0] == "weight" else oa
+    ob = None if ob is not None and ob[0] != "weight" and oa is not None and oa[0] == "weight" else ob
     if ob is not None and oa is None and len(ob[1]) == 2:  # x[..., k] @ W^T[k, n] (W^T maybe expanded)
         _emit_linear(rec, a, a.shape[-1], b, bias, out)
         return
@@ -228,9 +231,14 @@ def _product(rec: Recorder, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor,
 @handles(aten.batch_norm, aten.native_batch_norm, aten._native_batch_norm_legit,
          aten._native_batch_norm_legit_no_training, aten.cudnn_batch_norm)
 def _batch_norm(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """Batch norm; one that computes its statistics from the input (``training=True`` in an eval
+    model: weight standardization) is marked ``training``, a normalization over statistics."""
     a = bind(func, args, kwargs)
+    training = bool(a.get("training")) or (func.overloadpacket is aten._native_batch_norm_legit
+                                           and a.get("running_mean") is None)
     _norm(rec, "batch_norm", a["input"], [a["weight"], a["bias"]],
-          [a.get("running_mean"), a.get("running_var")], first(out))
+          [a.get("running_mean"), a.get("running_var")] if not training else [], first(out),
+          make_attrs(training=True) if training else ())
 
 
 @handles(aten.layer_norm, aten.native_layer_norm)
@@ -253,11 +261,15 @@ def _instance_norm(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any
 
 
 def _norm(rec: Recorder, kind: str, x: torch.Tensor, affine: list[Any], stats: list[Any],
-          y: torch.Tensor) -> None:
+          y: torch.Tensor, attrs: tuple = ()) -> None:
+    """An affine operand computed in the forward (NFNet's ``gain * scale``) is data, not a weight:
+    the op is marked ``affine`` so formulas and views still see the affine transform."""
     acts, weights, buffers = rec.split_operands(_tensors(affine))
+    if acts and not weights:
+        attrs = tuple(sorted((*attrs, ("affine", True))))
     stat_acts, stat_weights, stat_buffers = rec.split_operands(_tensors(stats))
     rec.emit(kind, [(x, shape(x)), *acts, *stat_acts], [(y, shape(y))], weights + stat_weights,
-             buffers + stat_buffers)
+             buffers + stat_buffers, attrs=attrs)
 
 
 # -- pointwise ------------------------------------------------------------------------------

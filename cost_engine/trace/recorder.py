@@ -66,10 +66,23 @@ class Recorder(TorchDispatchMode):
         self._keep: list[torch.Tensor] = []
         self._stack: list[tuple[str, str]] = []
         self._composite: dict[Any, bool] = {}
+        #: module class name -> the classes of that name that ran (the views check how tools see them)
+        self.classes: dict[str, set[type]] = {}
+        #: composite aten ops recorded through their decomposition (``aten.einsum`` -> calls)
+        self.decomposed_calls: dict[str, int] = {}
+        self.shared_params = False
 
     # -- setup ---------------------------------------------------------------------------
     def mark_params(self, module: nn.Module) -> None:
-        """Parameters and buffers, each once (``parameters()`` already folds tied ones)."""
+        """Parameters and buffers, each once (``parameters()`` already folds tied ones); notes
+        whether a parameter is registered in two modules (tied weights), which per-module tools
+        count twice."""
+        owners: dict[int, int] = {}
+        for m in module.modules():
+            for p in m._parameters.values():
+                if p is not None:
+                    owners[id(p)] = owners.get(id(p), 0) + 1
+        self.shared_params = any(n > 1 for n in owners.values())
         for p in module.parameters():
             key = storage_key(p)
             self._origin[key] = (WEIGHT, tuple(p.shape), key)
@@ -101,6 +114,7 @@ class Recorder(TorchDispatchMode):
         handles = []
         for path, mod in root.named_modules():
             entry = (path, type(mod).__name__)
+            self.classes.setdefault(entry[1], set()).add(type(mod))
             handles.append(mod.register_forward_pre_hook(self._enter(entry)))
             handles.append(mod.register_forward_hook(self._leave, always_call=True))
         try:
@@ -285,6 +299,8 @@ class Recorder(TorchDispatchMode):
         if not func._schema.is_mutable and _aliases_only(args, kwargs, out):
             return out  # a pure view (or no tensor result): nothing moves, ids follow storages
         if self.is_composite(func):
+            name = f"aten.{packet.__name__}"
+            self.decomposed_calls[name] = self.decomposed_calls.get(name, 0) + 1
             return self.decompose(func, args, kwargs)
         self.unknown(func, args, kwargs, out)
         return out

@@ -150,7 +150,7 @@ class ModuleCounts(_message.Message):
     def __init__(self, module: _Optional[str] = ..., counts: _Optional[_Union[Counts, _Mapping]] = ...) -> None: ...
 
 class ToolView(_message.Message):
-    __slots__ = ("counts",)
+    __slots__ = ("counts", "exact", "reason")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -159,8 +159,12 @@ class ToolView(_message.Message):
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     counts: _containers.ScalarMap[str, int]
-    def __init__(self, counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    exact: bool
+    reason: str
+    def __init__(self, counts: _Optional[_Mapping[str, int]] = ..., exact: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Latency(_message.Message):
     __slots__ = ("median_ms", "p10_ms", "p90_ms", "cv", "runs", "source", "method", "uncertainty_ms", "fingerprint", "protocol_version", "sessions", "spread_across_sessions", "session_medians_ms", "device", "threads", "cached", "key", "canary_drift", "page_faults_per_call", "noisy", "ci_low_ms", "ci_high_ms", "noisy_rel_ci", "ratio", "reference", "anchor_ms", "anchor_sessions", "raw_median_ms", "raw_p10_ms", "raw_p90_ms", "raw_session_medians_ms", "raw_spread_across_sessions", "remeasured", "interval_level", "measured_for_prediction")
