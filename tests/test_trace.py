@@ -423,6 +423,12 @@ def test_fast_kernels_lay_out_results_as_eager_cpu_does(layout: str) -> None:
             (aten.conv2d, (x, torch.ones(4, c, 3, 3, device=x.device), None, [2, 1], [1, 0], [1, 2], 1)),
             (aten.conv2d, (x, torch.ones(c, 1, 3, 3, device=x.device), None, [1, 1], [1, 1], [1, 1], c)),
             (aten.conv2d, (x, torch.ones(2 * c, 1, 1, 1, device=x.device), None, [1, 1], [0, 0], [1, 1], c)),
+            (aten.layer_norm, (x, [x.shape[-1]], None, None, 1e-5, True)),
+            (aten.layer_norm, (x.permute(0, 2, 3, 1), [c], w, w, 1e-5, True)),
+            (aten.mm, (torch.ones(5, 7, device=x.device), torch.ones(9, 7, device=x.device).t())),
+            (aten.addmm, (torch.ones(9, device=x.device), torch.ones(5, 7, device=x.device),
+                          torch.ones(7, 9, device=x.device))),
+            (aten.bmm, (torch.ones(2, 5, 7, device=x.device), torch.ones(2, 9, 7, device=x.device).transpose(1, 2))),
         ]
 
     with torch.inference_mode():

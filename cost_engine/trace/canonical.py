@@ -46,6 +46,22 @@ def _fast_batch_norm(args: tuple, kwargs: dict) -> torch.Tensor:
     return _like_input(x, x.shape)
 
 
+def _fast_layer_norm(args: tuple, kwargs: dict) -> torch.Tensor:
+    """Eager CPU layer norm writes a contiguous result whatever the input's layout."""
+    x = args[0] if args else kwargs["input"]
+    return torch.empty(tuple(x.shape), dtype=x.dtype, device=x.device)
+
+
+def _fast_product(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """``mm``/``bmm`` (and ``addmm``'s product): a contiguous ``[..., n, p]`` result."""
+    a, b = (args[1], args[2]) if len(args) >= 3 else (args[0], args[1])
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dim() != b.dim() or a.dim() not in (2, 3):
+        return None
+    if a.shape[-1] != b.shape[-2] or (a.dim() == 3 and a.shape[0] != b.shape[0]):
+        return None  # let the real kernel raise its error
+    return torch.empty((*a.shape[:-1], b.shape[-1]), dtype=a.dtype, device=a.device)
+
+
 def _fast_adaptive_avg_pool2d(args: tuple, kwargs: dict) -> torch.Tensor:
     x = args[0] if args else kwargs["input"]
     size = args[1] if len(args) > 1 else kwargs["output_size"]
@@ -70,12 +86,16 @@ def _fast_conv2d(args: tuple, kwargs: dict) -> torch.Tensor | None:
                        memory_format=torch.channels_last if last else torch.contiguous_format)
 
 
-#: Result-only stand-ins for kernels whose meta version is slow (a meta ``batch_norm`` is a
-#: Python decomposition costing milliseconds) or lays its result out unlike eager (conv): they
-#: produce the shape, dtype and strides eager CPU does, which a test checks against real CPU
-#: kernels. ``None`` means "run the real meta kernel".
+#: Result-only stand-ins for kernels whose meta version is slow (a meta ``batch_norm``,
+#: ``layer_norm`` or ``addmm`` is a Python decomposition costing up to milliseconds) or lays its
+#: result out unlike eager (conv): they produce the shape, dtype and strides eager CPU does, which
+#: a test checks against real CPU kernels. ``None`` means "run the real meta kernel".
 FAST_KERNELS: dict[Any, Callable[[tuple, dict], Any]] = {
     aten.batch_norm: _fast_batch_norm,
+    aten.layer_norm: _fast_layer_norm,
+    aten.mm: _fast_product,
+    aten.bmm: _fast_product,
+    aten.addmm: _fast_product,
     aten.adaptive_avg_pool2d: _fast_adaptive_avg_pool2d,
     aten.conv2d: _fast_conv2d,
 }
