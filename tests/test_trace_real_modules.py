@@ -368,3 +368,25 @@ def test_cli_module_errors_name_the_flag(tmp_path: Path, argv: tuple, message: s
     out = cli(tmp_path, *argv)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_softmax_variants_and_low_level_attention_kernels_are_counted() -> None:
+    class Low(nn.Module):
+        def forward(self, q: torch.Tensor) -> torch.Tensor:
+            p = torch.ops.aten._safe_softmax(q @ q.transpose(-1, -2), -1)
+            out = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, q, q)[0]
+            return torch.log_softmax(p, -1) + out.sum()
+
+    r = analyze_module(Low(), (2, 4, 6, 8))
+    kinds = r.by_op_type()
+    assert kinds["softmax"]["ops"] == 1 and kinds["log_softmax"]["ops"] == 1 and kinds["attention"]["ops"] == 1
+    assert r.macs == 2 * 4 * 6 * 6 * 8 + 2 * 4 * 6 * 6 * (8 + 8)
+    assert r.complete and not r.unknown_ops
+
+
+def test_an_lstm_is_traced_without_running_its_timesteps() -> None:
+    """Counted by formula at the layer: the op list is one op, however long the sequence."""
+    from cost_engine import trace_ops
+
+    ops = trace_ops(nn.LSTM(8, 16, num_layers=2), (500, 1, 8))
+    assert [op.kind for op in ops] == ["lstm"]
