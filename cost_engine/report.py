@@ -130,11 +130,9 @@ class CostReport:
         """``by_module`` (unless told not to) and ``views``: what ``to_dict(breakdowns=False)`` leaves out."""
         out: dict[str, Any] = {"by_module": self.by_module()} if by_module else {}
         views: dict[str, dict[str, Any]] = {tool: dict(v) for tool, v in sorted(self.summary.views.items())}
-        if self.unused_params:  # fvcore's parameter_count and ptflops count every parameter of the model
-            for tool in ("fvcore", "ptflops"):
-                if "params" in views.get(tool, {}):
-                    views[tool]["params"] += self.unused_params
-        for tool, reason in self.view_caveats.items():
-            views[tool].update(exact=False, reason=reason)
+        if self.unused_params or self.view_caveats:
+            from cost_engine.views import mark_traced_views
+
+            mark_traced_views(views, self.unused_params, self.view_caveats)
         out["views"] = views
         return out

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from math import prod
+from typing import Any
 
 from cost_engine.formulas import CONV_TRANSPOSES, CONVS, FORMULAS, MAC_OPS, RNN_CELL_FLOPS, OpCost
 from cost_engine.ops import Op, numel
@@ -58,6 +59,8 @@ COUNT_KEYS: dict[str, str] = {
 }
 #: tools that also report a parameter count (fvcore's ``parameter_count(model)[""]``)
 WITH_PARAMS: frozenset[str] = frozenset({"fvcore", "thop", "ptflops"})
+#: of those, the ones that count every parameter of the model, read by the forward or not
+COUNTS_UNUSED_PARAMS: frozenset[str] = frozenset({"fvcore", "ptflops"})
 RULES: dict[str, dict[str, Rule]] = {tool: {} for tool in COUNT_KEYS}
 _TOOLS = tuple(COUNT_KEYS)
 #: op kind -> ((tool index, rule), ...): the registry turned inside out for one pass over the ops
@@ -447,3 +450,13 @@ def view_caveats(ops: Sequence[Op], classes: dict[str, set[type]], decomposed: d
             note(("ptflops",), f"{name} runs {sorted(kinds & _PTFLOPS_AMBIGUOUS)} in its own forward: ptflops "
                                "counts them only when called through the functionals it patches")
     return {tool: "; ".join(why) for tool, why in reasons.items() if why}
+
+
+def mark_traced_views(views: dict[str, dict[str, Any]], unused_params: int, caveats: dict[str, str]) -> None:
+    """Finish a traced module's views in place: the tools that count every parameter add the
+    ones the forward never read; a view with a caveat says it is not exact, and why."""
+    for tool in COUNTS_UNUSED_PARAMS:
+        if unused_params and "params" in views.get(tool, {}):
+            views[tool]["params"] += unused_params
+    for tool, reason in caveats.items():
+        views[tool].update(exact=False, reason=reason)

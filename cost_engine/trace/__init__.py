@@ -104,7 +104,7 @@ def _trace(module: nn.Module, input_shape: Any, inputs: Sequence[Any] | None, dt
             raise SpecError([FieldError(field, f"{type(module).__name__} cannot run on {got}: {reason}")]) from exc
     first = next((a for a in args if isinstance(a, torch.Tensor)), None)
     return _Traced(rec.renumbered(), tuple(first.shape) if first is not None else (), _output_shape(out),
-                   rec.unused()[0], rec.classes, rec.decomposed_calls, rec.shared_params)
+                   rec.unused_params(), rec.classes, rec.decomposed_calls, rec.shared_params)
 
 
 def _meta_input(v: Any, dtype: torch.dtype) -> Any:

@@ -19,7 +19,7 @@ import torch
 from torch._prims_common import suggest_memory_format
 
 from cost_engine.ops import Shape, make_attrs
-from cost_engine.trace.recorder import Handler, Recorder, storage_key
+from cost_engine.trace.recorder import WEIGHT, Handler, Recorder, storage_key
 
 aten = torch.ops.aten
 
@@ -227,8 +227,8 @@ def _product(rec: Recorder, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor,
     """A matrix product: ``linear`` when one side is a 2-D parameter, else a 3-D batched ``matmul``."""
     oa, ob = rec.origin(a), rec.origin(b)
     # a buffer input times a weight (Swin V2's coordinate table through its MLP) is still a linear
-    oa = None if oa is not None and oa[0] != "weight" and ob is not None and ob[0] == "weight" else oa
-    ob = None if ob is not None and ob[0] != "weight" and oa is not None and oa[0] == "weight" else ob
+    if oa is not None and ob is not None and (oa[0] == WEIGHT) != (ob[0] == WEIGHT):
+        oa, ob = (oa, None) if oa[0] == WEIGHT else (None, ob)
     if ob is not None and oa is None and len(ob[1]) == 2:  # x[..., k] @ W^T[k, n] (W^T maybe expanded)
         _emit_linear(rec, a, a.shape[-1], b, bias, out)
         return
@@ -472,26 +472,26 @@ def _fast_sdpa(args: tuple, kwargs: dict) -> torch.Tensor:
 RECURRENT: dict[Any, str] = {aten.lstm: "lstm", aten.gru: "gru", aten.rnn_tanh: "rnn_tanh", aten.rnn_relu: "rnn_relu"}
 
 
-def _rnn_args(func: Any, args: tuple, kwargs: dict) -> dict[str, Any] | None:
-    """The padded-sequence overload's arguments (``.input``), None for a packed sequence."""
-    if func._overloadname != "input":
+def _padded_rnn(packet: Any, args: tuple, kwargs: dict) -> tuple[dict[str, Any], list[torch.Tensor]] | None:
+    """The arguments of the padded-sequence overload (``.input``) and its hidden states as a list;
+    None for the packed-sequence one (``.data``, whose 4th argument is the params, not a bool)."""
+    if kwargs or len(args) != 9 or not isinstance(args[3], bool):
         return None
-    return bind(func, args, kwargs)
+    a = bind(packet.input, args, kwargs)
+    return a, list(a["hx"]) if isinstance(a["hx"], (list, tuple)) else [a["hx"]]
 
 
 def _fast_rnn(packet: Any) -> Callable[[tuple, dict], Any]:
     """Shapes of ``(output, h_n[, c_n])`` without running the timesteps one by one on meta."""
     def fast(args: tuple, kwargs: dict) -> Any:
-        if kwargs or len(args) != 9 or not isinstance(args[3], bool):
-            return None  # the packed-sequence overload (``.data``: its 4th argument is the params)
-        a = bind(packet.input, args, kwargs)
-        x, hx = a["input"], a["hx"]
-        h0 = hx[0] if isinstance(hx, (list, tuple)) else hx
-        dirs = 2 if a["bidirectional"] else 1
+        padded = _padded_rnn(packet, args, kwargs)
+        if padded is None:
+            return None
+        a, states = padded
+        x, dirs = a["input"], 2 if a["bidirectional"] else 1
         # (T, N, I), batch-first (N, T, I) or unbatched (T, I): only the feature dim changes
-        y = torch.empty((*x.shape[:-1], dirs * h0.shape[-1]), dtype=x.dtype, device=x.device)
-        states = [torch.empty_like(h) for h in (hx if isinstance(hx, (list, tuple)) else [hx])]
-        return (y, *states)
+        y = torch.empty((*x.shape[:-1], dirs * states[0].shape[-1]), dtype=x.dtype, device=x.device)
+        return (y, *(torch.empty_like(h) for h in states))
 
     return fast
 
@@ -500,12 +500,12 @@ def _fast_rnn(packet: Any) -> Callable[[tuple, dict], Any]:
 def _rnn(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
     """A whole ``nn.LSTM``/``GRU``/``RNN`` stack over a padded sequence, as one op: its parameters
     once, its MACs from its weight matrices (a packed sequence is traced step by step instead)."""
-    a = _rnn_args(func, args, kwargs)
-    if a is None:
+    padded = _padded_rnn(func.overloadpacket, args, kwargs)
+    if padded is None:
         rec.unknown(func, args, kwargs, out)
         return
-    x, hx = a["input"], a["hx"]
-    h0 = hx[0] if isinstance(hx, (list, tuple)) else hx
+    a, states = padded
+    x, h0 = a["input"], states[0]
     kind = RECURRENT[func.overloadpacket]
     acts, weights, buffers = rec.split_operands(list(a["params"]))
     if x.dim() == 2:
@@ -553,13 +553,12 @@ def _gather(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> No
     """Rows by index (``table[idx]``, Swin's relative-position bias): it reads what it writes."""
     x = args[0]
     o = rec.origin(x)
+    read = (out.numel(),)  # only the rows gathered are read
     if o is None:
-        acts, weights, buffers = [(x, (out.numel(),))], [], []
-    else:  # a parameter table: charged whole, but only the rows gathered are read
-        rec.weight_shape(x)
-        acts, weights, buffers = [], ([(out.numel(),)] if o[0] == "weight" else []), (
-            [(out.numel(),)] if o[0] != "weight" else [])
-    rec.emit("gather", acts, [(out, shape(out))], weights, buffers)
+        rec.emit("gather", [(x, read)], [(out, shape(out))])
+        return
+    rec.weight_shape(x)  # a parameter or buffer table: charged whole
+    rec.emit("gather", [], [(out, shape(out))], [read] if o[0] == WEIGHT else [], [read] if o[0] != WEIGHT else [])
 
 
 @handles(aten.embedding)
@@ -582,8 +581,7 @@ def _fill(rec: Recorder, func: Any, args: tuple, kwargs: dict, out: Any) -> None
     """An initializer on a tensor already in the data flow (the recorder ignores it otherwise):
     it writes the tensor and reads nothing."""
     x = args[0]
-    if rec.origin(x) is not None:  # a copy of a parameter (Swin V2's ``qkv.bias.clone()``): charged, not read
-        rec.weight_shape(x)
+    rec.weight_shape(x)  # a copy of a parameter (Swin V2's ``qkv.bias.clone()``) is charged, not read
     rec.emit("fill", [], [(x, shape(x))])
 
 

@@ -93,16 +93,10 @@ class Recorder(TorchDispatchMode):
                 self._origin[key] = (BUFFER, tuple(b.shape), key)
                 self._size[key] = b.numel()
 
-    def unused(self) -> tuple[int, int]:
-        """(parameter, buffer) elements the forward never read (an eval-mode aux head)."""
-        params = buffers = 0
-        for key, size in self._size.items():
-            if key not in self._charged:
-                if self._origin[key][0] == WEIGHT:
-                    params += size
-                else:
-                    buffers += size
-        return params, buffers
+    def unused_params(self) -> int:
+        """Parameter elements the forward never read (an eval-mode aux head)."""
+        return sum(size for key, size in self._size.items()
+                   if key not in self._charged and self._origin[key][0] == WEIGHT)
 
     def mark_input(self, x: torch.Tensor) -> None:
         self._keep.append(x)
