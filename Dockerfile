@@ -15,10 +15,11 @@ COPY contract ./contract
 COPY server ./server
 COPY client ./client
 COPY costoracle ./costoracle
+COPY cost_oracle ./cost_oracle
 RUN pip install ".[postgres,metrics]"
 
 VOLUME ["/data"]
 EXPOSE 50051 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "client.healthcheck", "--target", "127.0.0.1:50051"]
+    CMD ["python", "-m", "cost_oracle.client.healthcheck", "--target", "127.0.0.1:50051"]
 ENTRYPOINT ["cost-oracle", "serve"]

@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.cache import CostCache, cache_key  # noqa: E402
+from cost_oracle.server.cache import CostCache, cache_key  # noqa: E402
 
 VERSION = "bench"
 

@@ -35,7 +35,7 @@ from cost_engine.spec import NetworkSpec
 
 
 def open_cache(db: str) -> Any:
-    from server.cache import CostCache
+    from cost_oracle.server.cache import CostCache
 
     return CostCache(db)
 

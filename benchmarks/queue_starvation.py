@@ -26,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
-from contract import convert
-from contract.types import BlockCandidate
 from cost_engine.latency.testing import FakeWorker
 from cost_engine.spec import ConvSpec
+from cost_oracle.contract import convert
+from cost_oracle.contract.types import BlockCandidate
+from cost_oracle.server.app import start
+from cost_oracle.server.config import ServerConfig
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from server.app import start
-from server.config import ServerConfig
 
 
 def timed(stub: oracle_pb2_grpc.CostOracleStub, request: pb.GetCostRequest, n: int) -> list[float]:

@@ -44,8 +44,8 @@ import grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from contract import convert  # noqa: E402
 from cost_engine.spec import ConvSpec, DepthwiseSeparableSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec  # noqa: E402
+from cost_oracle.contract import convert  # noqa: E402
 from costoracle.v1 import oracle_pb2 as pb  # noqa: E402
 from costoracle.v1 import oracle_pb2_grpc  # noqa: E402
 from costoracle.v1 import spec_pb2 as spb  # noqa: E402
@@ -103,8 +103,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def server(db: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     extra = [] if PROCESSES is None else ["--analyze-processes", str(PROCESSES)]
-    return start([sys.executable, "-m", "server.app", "--port", "0", "--db-url", db, "--workers", str(workers),
-                  "--no-request-log", "--max-message-bytes", str(256 << 20), *extra])
+    return start([sys.executable, "-m", "cost_oracle.server.app", "--port", "0", "--db-url", db,
+                  "--workers", str(workers), "--no-request-log", "--max-message-bytes", str(256 << 20), *extra])
 
 
 ECHO = textwrap.dedent("""

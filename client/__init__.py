@@ -1,6 +1,6 @@
 """Python client of the NAS cost oracle: remote (sync and asyncio) and in-process, one API.
 
-    from client import RemoteOracle, InProcessOracle, Budget
+    from cost_oracle.client import RemoteOracle, InProcessOracle, Budget
 
     with RemoteOracle("127.0.0.1:50051") as oracle:        # or InProcessOracle(db_url=...)
         r = oracle.cost("efficientnet_b0", resolution=192)
@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from client.errors import (
+from cost_oracle.client.errors import (
     Code,
     DeadlineExceeded,
     FailedPrecondition,
@@ -27,7 +27,7 @@ from client.errors import (
     Unauthenticated,
     Unavailable,
 )
-from client.types import (
+from cost_oracle.client.types import (
     Constraint,
     CostResult,
     FilterOutcome,
@@ -40,26 +40,26 @@ from client.types import (
 )
 
 if TYPE_CHECKING:
-    from client.aio import AsyncRemoteOracle
-    from client.base import Oracle
-    from client.frames import to_pandas
-    from client.inprocess import InProcessOracle
-    from client.remote import RemoteOracle
-    from contract.budget import Budget
-    from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
-    from contract.types import BlockCandidate
+    from cost_oracle.client.aio import AsyncRemoteOracle
+    from cost_oracle.client.base import Oracle
+    from cost_oracle.client.frames import to_pandas
+    from cost_oracle.client.inprocess import InProcessOracle
+    from cost_oracle.client.remote import RemoteOracle
+    from cost_oracle.contract.budget import Budget
+    from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
+    from cost_oracle.contract.types import BlockCandidate
 
 _LAZY = {
-    "to_pandas": "client.frames",
-    "RemoteOracle": "client.remote",
-    "AsyncRemoteOracle": "client.aio",
-    "InProcessOracle": "client.inprocess",
-    "Oracle": "client.base",
-    "Budget": "contract.budget",
-    "BlockCandidate": "contract.types",
-    "EfficientNetCompoundSpace": "contract.spaces",
-    "MultiplierSpace": "contract.spaces",
-    "FasterNetSpace": "contract.spaces",
+    "to_pandas": "cost_oracle.client.frames",
+    "RemoteOracle": "cost_oracle.client.remote",
+    "AsyncRemoteOracle": "cost_oracle.client.aio",
+    "InProcessOracle": "cost_oracle.client.inprocess",
+    "Oracle": "cost_oracle.client.base",
+    "Budget": "cost_oracle.contract.budget",
+    "BlockCandidate": "cost_oracle.contract.types",
+    "EfficientNetCompoundSpace": "cost_oracle.contract.spaces",
+    "MultiplierSpace": "cost_oracle.contract.spaces",
+    "FasterNetSpace": "cost_oracle.contract.spaces",
 }
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Building a request and reading a response is the same code for both transports; only how the
 call is made (and how a retry waits) differs. Conversion of specs, contexts, budgets, spaces and
-reports goes through ``contract.convert`` — the functions the server itself uses — so a field means
+reports goes through ``cost_oracle.contract.convert`` — the functions the server itself uses — so a field means
 the same thing on both ends. A candidate the client cannot even put on the wire (a bare block
 without ``in_channels``, something that is not a candidate) is answered locally with the same
 ``InvalidArgument`` and field path the in-process oracle gives.
@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from client.base import (
+from cost_engine.spec.base import Spec
+from cost_oracle.client.base import (
     Split,
     as_candidate,
     budget_or_default,
@@ -27,10 +28,10 @@ from client.base import (
     split_kwargs,
     sweep_point,
 )
-from client.base import filter_outcome as typed
-from client.errors import Code, FieldViolation, InvalidArgument, OracleError, error_for
-from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
-from contract.convert import (
+from cost_oracle.client.base import filter_outcome as typed
+from cost_oracle.client.errors import Code, FieldViolation, InvalidArgument, OracleError, error_for
+from cost_oracle.client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+from cost_oracle.contract.convert import (
     budget_to_proto,
     candidate_to_proto,
     context_to_proto,
@@ -41,8 +42,7 @@ from contract.convert import (
     space_to_proto,
     sweep_point_from_proto,
 )
-from contract.errors import from_status
-from cost_engine.spec.base import Spec
+from cost_oracle.contract.errors import from_status
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 

@@ -2,7 +2,7 @@
 
 Meant for controllers that keep many queries in flight from one event loop (``asyncio.gather``
 over a population). Requests and responses are built by the same code as the sync client's
-(:mod:`client._wire`); deadlines and the UNAVAILABLE-only retry policy are the same, with
+(:mod:`cost_oracle.client._wire`); deadlines and the UNAVAILABLE-only retry policy are the same, with
 ``asyncio.sleep`` between attempts. Create and use it inside one running event loop.
 """
 
@@ -13,9 +13,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
-from client import _wire as wire
-from client.errors import DeadlineExceeded, OracleError
-from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+from cost_oracle.client import _wire as wire
+from cost_oracle.client.errors import DeadlineExceeded, OracleError
+from cost_oracle.client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
 from costoracle.v1 import oracle_pb2 as pb
 
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from client.errors import FieldViolation, InvalidArgument, OracleError, error_for
-from client.types import (
+from cost_oracle.client.errors import FieldViolation, InvalidArgument, OracleError, error_for
+from cost_oracle.client.types import (
     PARETO_METRICS,
     CostResult,
     FilterOutcome,
@@ -62,7 +62,7 @@ class Oracle(Protocol):
 
 def make_context(**kw: Any) -> Any:
     """The core's ``Context`` from client keywords (``latency=True`` means measure)."""
-    from contract.types import Context
+    from cost_oracle.contract.types import Context
 
     unknown = sorted(set(kw) - set(CONTEXT_KEYS))
     if unknown:
@@ -99,15 +99,15 @@ def as_candidate(candidate: Any, in_channels: int | None = None, path: str = "ca
     parsed with the engine's ``from_dict``; a bad field raises :class:`InvalidArgument` with the
     same proto-style path the oracle core gives (``candidate.network.stages[0].blocks[1].mbconv.kernel_size``).
     """
-    from contract.types import BlockCandidate
     from cost_engine.spec.base import Spec
     from cost_engine.spec.network import NetworkSpec
+    from cost_oracle.contract.types import BlockCandidate
 
     if isinstance(candidate, Mapping):
         candidate, in_channels = _from_data(candidate, in_channels, path)
     if isinstance(candidate, Spec) and not isinstance(candidate, NetworkSpec) and in_channels is not None:
         if isinstance(in_channels, bool) or not isinstance(in_channels, int):
-            from contract.errors import join_path
+            from cost_oracle.contract.errors import join_path
 
             raise InvalidArgument("bad in_channels", [FieldViolation(join_path(path, "in_channels"),
                                                                      f"must be an integer, got {in_channels!r}")])
@@ -185,8 +185,8 @@ def merge_filter(parts: Split, outcome: FilterOutcome) -> FilterOutcome:
 
 
 def _from_data(data: Mapping[str, Any], in_channels: int | None, path: str) -> tuple[Any, int | None]:
-    from contract.errors import join_path, translate_path
     from cost_engine.spec.base import SPEC_KINDS, SpecError, from_dict
+    from cost_oracle.contract.errors import join_path, translate_path
 
     if "kind" not in data and set(data) <= {"name", "builtin"} and data:
         name = data.get("name", data.get("builtin"))
@@ -239,7 +239,7 @@ def pareto_names(pareto: Sequence[str] | str | None) -> tuple[str, ...]:
 
 
 def budget_or_default(budget: Any) -> Any:
-    from contract.budget import Budget
+    from cost_oracle.contract.budget import Budget
 
     if budget is None:
         return Budget()
@@ -267,7 +267,7 @@ def item_error(index: int, exc: Any) -> ItemError:
 
 
 def filter_result(item: Any) -> FilterResult:
-    from client.types import Constraint
+    from cost_oracle.client.types import Constraint
 
     return FilterResult(
         index=item.index, feasible=item.feasible,

@@ -1,6 +1,6 @@
 """``InProcessOracle``: the oracle without a server — same API, same cache, same answers.
 
-It wraps the transport-free core the gRPC server itself runs (``server.oracle.Oracle``), so the
+It wraps the transport-free core the gRPC server itself runs (``cost_oracle.server.oracle.Oracle``), so the
 validation, the cache keys, the error codes and field paths, and the report keys are identical
 to a remote call's by construction. Point it at the server's cache (``db_url`` or
 ``$COST_ORACLE_DB_URL``; by default the same SQLite file under the user cache directory) and a
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from client.base import (
+from cost_oracle.client.base import (
     as_candidate,
     budget_or_default,
     filter_outcome,
@@ -26,18 +26,18 @@ from client.base import (
     split_kwargs,
     sweep_outcome,
 )
-from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+from cost_oracle.client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
 
 
 class InProcessOracle:
     """The cost oracle in this process; ``db_url`` selects the cache (SQLite path/URL or PostgreSQL URL).
 
-    ``cache`` may be an existing ``server.cache.CostCache`` to share between oracles. Thread-safe.
+    ``cache`` may be an existing ``cost_oracle.server.cache.CostCache`` to share between oracles. Thread-safe.
     """
 
     def __init__(self, db_url: str | None = None, *, cache: Any = None, limits: Any = None):
-        from contract.errors import ServiceError
-        from server.oracle import Oracle
+        from cost_oracle.contract.errors import ServiceError
+        from cost_oracle.server.oracle import Oracle
 
         self._service_error = ServiceError
         try:
@@ -103,7 +103,7 @@ class InProcessOracle:
     def sweep(self, space: Any, budget: Any = None, pareto: Sequence[str] | str | None = None, *,
               include_reports: bool = False, include_specs: bool = False, progress: Any = None,
               **kw: Any) -> SweepOutcome:
-        """Every point of ``space`` (a ``contract.spaces`` space), costed under ``budget``."""
+        """Every point of ``space`` (a ``cost_oracle.contract.spaces`` space), costed under ``budget``."""
         ctx, detail, _ = split_kwargs(kw)
         out = self._call(self._core.sweep, space, budget_or_default(budget), make_context(**ctx),
                          pareto=pareto_names(pareto), include_reports=include_reports, include_specs=include_specs,
@@ -141,7 +141,7 @@ class InProcessOracle:
                 except self._service_error as exc:
                     bad.extend(exc.violations)
             if bad:
-                from contract.errors import InvalidArgument
+                from cost_oracle.contract.errors import InvalidArgument
 
                 raise InvalidArgument("invalid candidates", bad)
             return items

@@ -12,8 +12,8 @@ unpickled), so both take ``build(sample) -> candidate``: the spec of the network
 chooses, as the Optuna adapter's ``build(trial)`` does::
 
     from nni.nas.strategy import RandomOneShot
-    from client import Budget, RemoteOracle
-    from client.nni_search import OracleBudgetFilter, OracleProfiler
+    from cost_oracle.client import Budget, RemoteOracle
+    from cost_oracle.client.nni_search import OracleBudgetFilter, OracleProfiler
 
     oracle = RemoteOracle("localhost:50051")
     guard = OracleBudgetFilter(oracle, Budget(max_macs=300_000_000, max_latency_ms=20), build=my_spec,
@@ -41,10 +41,10 @@ try:
         from nni.nas.oneshot.pytorch.profiler import ProfilerFilter
         from nni.nas.profiler import Profiler
 except ImportError as exc:  # pragma: no cover - only without the extra
-    raise ImportError("client.nni_search needs NNI 3.0 and pytorch-lightning: pip install 'cost-oracle[nni]' "
-                      f"({exc})") from exc
+    raise ImportError("cost_oracle.client.nni_search needs NNI 3.0 and pytorch-lightning: "
+                      f"pip install 'cost-oracle[nni]' ({exc})") from exc
 
-from client.figures import FIGURES, report_figures
+from cost_oracle.client.figures import FIGURES, report_figures
 
 __all__ = ["FIGURES", "OracleBudgetFilter", "OracleProfiler"]
 

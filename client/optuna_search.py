@@ -5,8 +5,8 @@ The oracle's constraint values already follow Optuna's convention (``actual - li
 feasible), so the adapter only has to ask once per trial and remember the answer on the trial:
 
     import optuna
-    from client import Budget, InProcessOracle
-    from client.optuna_search import OracleBudget
+    from cost_oracle.client import Budget, InProcessOracle
+    from cost_oracle.client.optuna_search import OracleBudget
 
     with InProcessOracle() as oracle:
         guard = OracleBudget(oracle, Budget(max_macs=400_000_000), build=my_network, resolution=160)
@@ -32,8 +32,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from client.figures import FIGURES as OBJECTIVES
-from client.figures import report_figures
+from cost_oracle.client.figures import FIGURES as OBJECTIVES
+from cost_oracle.client.figures import report_figures
 
 __all__ = ["OBJECTIVES", "OracleBudget"]
 

@@ -61,7 +61,7 @@ def budget_text(budget: Mapping[str, Any] | None) -> str:
 
 def pareto_2d(xy: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats in both coordinates (both minimized)."""
-    from contract.budget import pareto_front
+    from cost_oracle.contract.budget import pareto_front
 
     return pareto_front([list(p) for p in xy])
 

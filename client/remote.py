@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from client import _wire as wire
-from client.errors import DeadlineExceeded, OracleError
-from client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+from cost_oracle.client import _wire as wire
+from cost_oracle.client.errors import DeadlineExceeded, OracleError
+from cost_oracle.client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
 from costoracle.v1 import oracle_pb2 as pb
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from client.errors import FieldViolation
+from cost_oracle.client.errors import FieldViolation
 
 #: What a caller may pass as a candidate: a cost_engine spec or a built-in model name.
 Candidate = Union[Any, str]  # noqa: UP007 - cost_engine.spec.Spec, kept Any so the types import without it
@@ -265,7 +265,7 @@ class FilterOutcome:
 
     def to_pandas(self) -> Any:
         """One row per candidate: verdict, figures (with include_reports), ``constraint[...]`` columns."""
-        from client.frames import frame, verdict_row
+        from cost_oracle.client.frames import frame, verdict_row
 
         front = set(self.pareto_front)
         return frame({**verdict_row(r), "pareto": r.index in front} for r in self.results)
@@ -334,7 +334,7 @@ class SweepOutcome:
 
     def to_pandas(self) -> Any:
         """One row per point: its label, coordinates (``point[...]``), duplicate_of, verdict and figures."""
-        from client.frames import frame, verdict_row
+        from cost_oracle.client.frames import frame, verdict_row
 
         front = set(self.pareto_front)
         return frame({"index": p.index, "label": p.label, **{f"point[{k}]": v for k, v in p.params.items()},

@@ -23,15 +23,15 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from contract import wire as _wire
-from contract.budget import Budget
-from contract.errors import InvalidArgument, ServiceError, from_status, invalid, join_path, translate_path
-from contract.results import FilterItem, SweepPoint
-from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
-from contract.types import BlockCandidate, Context, Limits
 from cost_engine.keys import spec_json
 from cost_engine.spec.base import Spec, SpecError, from_dict, to_dict, validate
 from cost_engine.spec.network import NetworkSpec
+from cost_oracle.contract import wire as _wire
+from cost_oracle.contract.budget import Budget
+from cost_oracle.contract.errors import InvalidArgument, ServiceError, from_status, invalid, join_path, translate_path
+from cost_oracle.contract.results import FilterItem, SweepPoint
+from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
+from cost_oracle.contract.types import BlockCandidate, Context, Limits
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import spec_pb2 as spb
 
@@ -188,7 +188,7 @@ def _shell_ok(scalars: tuple[tuple[str, Any], ...]) -> bool:
 def network_from_wire(raw: bytes) -> tuple[NetworkSpec, str] | None:
     """A serialized ``Candidate``'s network and its canonical JSON without message objects (blocks
     seen before are looked up by their bytes, a new one is converted on its own; see
-    ``contract.wire``); None means: take :func:`candidate_from_proto`."""
+    ``cost_oracle.contract.wire``); None means: take :func:`candidate_from_proto`."""
     return _wire.network_from_wire(raw, _BLOCKS._data, _shell_ok)
 
 
@@ -556,7 +556,7 @@ def filter_item_to_proto(item: FilterItem, msg: pb.FilterResult | None = None) -
 
 
 def filter_item_from_proto(m: pb.FilterResult) -> FilterItem:
-    from contract.budget import Constraint
+    from cost_oracle.contract.budget import Constraint
 
     item = FilterItem(index=m.index, feasible=m.feasible,
                       constraints=[Constraint(c.name, c.value, c.actual, c.limit, c.ratio) for c in m.constraints],

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract.budget import Constraint
-from contract.errors import ServiceError
 from cost_engine.spec.network import NetworkSpec
+from cost_oracle.contract.budget import Constraint
+from cost_oracle.contract.errors import ServiceError
 
 __all__ = ["FilterItem", "FilterOutcome", "SweepChunk", "SweepOutcome", "SweepPoint"]
 

@@ -54,7 +54,7 @@ _SCALARS = {_tag(spb.NetworkSpec, "in_channels", _VARINT): "in_channels",
 _STAGE_BLOCKS = _tag(spb.Stage, "blocks", _LEN)
 _MAX_SCALAR = 1 << 31  # anything larger (or a negative int64) goes the full way
 if max(_CAND_NETWORK, _STEM, _STAGES, _HEAD, _STAGE_BLOCKS, *_SCALARS) >= 0x80:  # read as one byte below
-    raise RuntimeError("contract.wire reads tags as one byte; a field number grew past 15")
+    raise RuntimeError("cost_oracle.contract.wire reads tags as one byte; a field number grew past 15")
 
 
 class _Unusual(ValueError):

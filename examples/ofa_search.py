@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
     from tqdm import tqdm
 
-    from client import Budget, InProcessOracle, RemoteOracle
-    from client.optuna_search import CACHE_HIT, DECIDED_BY, OracleBudget
+    from cost_oracle.client import Budget, InProcessOracle, RemoteOracle
+    from cost_oracle.client.optuna_search import CACHE_HIT, DECIDED_BY, OracleBudget
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=60, help="feasible candidates to evaluate")

@@ -15,15 +15,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from contract.errors import ServiceError
-from contract.types import BlockCandidate, Context
 from cost_engine.families import resolve
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec.base import Spec
-from server.cache import CacheRow
-from server.cache.store import encode_rows
-from server.candidates import Prepared
-from server.reports import FIGURES, analyze_item, serve_report
+from cost_oracle.contract.errors import ServiceError
+from cost_oracle.contract.types import BlockCandidate, Context
+from cost_oracle.server.cache import CacheRow
+from cost_oracle.server.cache.store import encode_rows
+from cost_oracle.server.candidates import Prepared
+from cost_oracle.server.reports import FIGURES, analyze_item, serve_report
 
 
 def pool_init(parent: int | None = None) -> None:
@@ -54,7 +54,7 @@ def pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[s
     """Analyze and encode: (key, "ok", serialized report, scalars) or (key, "error", error state,
     None) per job, and the rows encoded for ``CostCache.put_encoded``. The server stores the rows
     before it answers anything, so a served report is always a stored one."""
-    from contract.convert import report_to_proto
+    from cost_oracle.contract.convert import report_to_proto
 
     out: list[tuple[str, str, Any, Any]] = []
     rows: list[CacheRow] = []
@@ -80,7 +80,7 @@ def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
     """The job's candidate: wire bytes (converted here, with this process's block memo), a
     built-in name, or a spec. The server validated it already; a failure here is an engine error."""
     if isinstance(what, bytes):
-        from contract.convert import candidate_from_proto, network_from_wire  # convert imports this module
+        from cost_oracle.contract.convert import candidate_from_proto, network_from_wire  # convert imports this module
         from costoracle.v1.spec_pb2 import Candidate
 
         fast = network_from_wire(what)
@@ -93,6 +93,6 @@ def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
 
 
 def rebuild_error(state: tuple[Any, ...]) -> ServiceError:
-    from contract.errors import rebuild_error_of
+    from cost_oracle.contract.errors import rebuild_error_of
 
     return rebuild_error_of(*state)

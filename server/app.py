@@ -1,4 +1,4 @@
-"""The gRPC server process: ``serve(config)`` and ``python -m server.app [flags]``.
+"""The gRPC server process: ``serve(config)`` and ``python -m cost_oracle.server.app [flags]``.
 
 Start-up prints exactly one machine-readable line on stdout, ``cost-oracle listening on HOST:PORT``
 (with the real port when 0 was asked for), so scripts and tests can start it on a free port and
@@ -26,12 +26,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.exc import SQLAlchemyError
 
-from contract.types import Limits
+from cost_oracle.contract.types import Limits
+from cost_oracle.server.config import ServerConfig, add_arguments
+from cost_oracle.server.gate import RequestGate
+from cost_oracle.server.oracle import Oracle
+from cost_oracle.server.servicer import SERVICE_NAME, CostOracleServicer, generic_handler
 from costoracle.v1 import oracle_pb2
-from server.config import ServerConfig, add_arguments
-from server.gate import RequestGate
-from server.oracle import Oracle
-from server.servicer import SERVICE_NAME, CostOracleServicer, generic_handler
 
 __all__ = ["Server", "main", "serve", "start"]
 
@@ -153,7 +153,7 @@ class Server:
         self.metrics_port: int | None = None
         self._metrics_http: Any = None
         if config.metrics_port is not None:
-            from server.metrics import start_metrics
+            from cost_oracle.server.metrics import start_metrics
 
             try:
                 metrics, self._metrics_http, self.metrics_port = start_metrics(self.oracle, config.host,
@@ -316,7 +316,8 @@ def serve(config: ServerConfig | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.app", description="Run the NAS cost oracle gRPC server.")
+    parser = argparse.ArgumentParser(prog="python -m cost_oracle.server.app",
+                                     description="Run the NAS cost oracle gRPC server.")
     add_arguments(parser)
     ns = parser.parse_args(argv)
     try:

@@ -5,7 +5,8 @@ passes) but cannot stop a thread that is counting: a sweep of 20,000 points or a
 10,000 networks would run on for seconds after the client gave up, holding a request thread
 and the CPU. The servicer :func:`watch`\\ es each request; the loops that do work per item
 (preparing candidates, analyzing, expanding a sweep) call :func:`checkpoint`, which raises
-:class:`~contract.errors.DeadlineExceeded` or :class:`~contract.errors.Cancelled` once the call is
+:class:`~cost_oracle.contract.errors.DeadlineExceeded` or
+:class:`~cost_oracle.contract.errors.Cancelled` once the call is
 over. A thread-local, so the engine's and the oracle's signatures stay free of it; outside a
 watched request (in-process use) a checkpoint costs one attribute read.
 
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from contract.errors import Cancelled, DeadlineExceeded
+from cost_oracle.contract.errors import Cancelled, DeadlineExceeded
 
 __all__ = ["EVERY", "checkpoint", "ended_reason", "note_stopped", "stopped", "watch"]
 

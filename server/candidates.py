@@ -5,7 +5,7 @@ A :class:`Prepared` candidate memoizes its canonical spec and cache keys; the sp
 JSON comes from ``cost_engine.keys.spec_json`` (assembled from each block's memoized text,
 because the candidates of a search space share most of their blocks and hashing a new one
 should cost only its own few fields). What a request asks about (the context, a standalone
-block) is the contract's (``contract.types``).
+block) is the contract's (``cost_oracle.contract.types``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from contract.errors import join_path, translate_path
-from contract.types import BlockCandidate, Context
 from cost_engine.keys import cache_key_of_json, spec_dict, spec_json
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec.base import Spec
 from cost_engine.spec.network import NetworkSpec
+from cost_oracle.contract.errors import join_path, translate_path
+from cost_oracle.contract.types import BlockCandidate, Context
 
 __all__ = ["LRU", "Prepared", "approx_bytes", "memo_key", "prepared_bytes"]
 

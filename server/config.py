@@ -1,6 +1,6 @@
 """Server settings from flags, environment variables and defaults (in that order of precedence).
 
-One dataclass so ``python -m server.app`` and ``cost-oracle serve`` (the client's CLI) share the
+One dataclass so ``python -m cost_oracle.server.app`` and ``cost-oracle serve`` (the client's CLI) share the
 same flags, names and defaults: the CLI calls :func:`add_arguments` on its own sub-parser and
 :meth:`ServerConfig.from_args` on the result.
 """

@@ -23,7 +23,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from contract.errors import ResourceExhausted
+from cost_oracle.contract.errors import ResourceExhausted
 
 __all__ = ["RequestGate"]
 

@@ -42,7 +42,7 @@ from cost_engine.latency.measure import DEFAULT_SESSIONS, DEFAULT_TIME_CAP_S, ca
 from cost_engine.latency.predict import REQUESTABLE, predict, resolve_method
 from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
-from server.latency_groups import settings_id
+from cost_oracle.server.latency_groups import settings_id
 
 __all__ = ["FitProgress", "MeasurementDropped", "MeasurementQueue", "NeedsMeasurement", "QueueFull",
            "TooLargeForDevice"]

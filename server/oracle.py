@@ -16,9 +16,9 @@ the analytic figures depend on (batch size, effective resolution, dtype, and a s
 input channels); latency settings select a measurement, which the latency layer caches under
 its own key with the device fingerprint.
 
-The pieces it is built from live beside it, one job each: ``server.candidates`` (candidate
-preparation and the bounded memos), ``server.reports`` (what a caller is served), ``server.analysis_pool``
-(what the analysis processes run), ``server.oracle_latency`` and ``server.oracle_search`` (the
+The pieces it is built from live beside it, one job each: ``candidates`` (candidate preparation
+and the bounded memos), ``reports`` (what a caller is served), ``analysis_pool`` (what the analysis
+processes run), ``oracle_latency`` and ``oracle_search`` (the
 latency and the filter/sweep methods of :class:`Oracle`); what requests and answers are, as plain
 types, is the contract's (``contract/``).
 """
@@ -34,25 +34,32 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from contract.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, invalid, join_path
-from contract.spaces import SWEEP_FAMILIES
-from contract.types import BlockCandidate, Candidate, Context, Limits
-from contract.types import is_int as _is_int
 from cost_engine.families import BUILTINS, resolve
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec.base import ACTIVATION_ALIASES, ACTIVATIONS, MAX_CHANNELS, SPEC_KINDS, Spec, SpecError, validate
 from cost_engine.spec.network import NetworkSpec
-from server import cancel
-from server.analysis_pool import pool_init, pool_job, rebuild_error
-from server.cache import CacheRow, CostCache
-from server.cancel import checkpoint
-from server.candidates import LRU as _LRU
-from server.candidates import Prepared, approx_bytes, prepared_bytes
-from server.candidates import memo_key as _memo_key
-from server.gate import RequestGate
-from server.oracle_latency import LatencyMixin
-from server.oracle_search import SearchMixin
-from server.reports import DETAILS, analyze_item, serve_report
+from cost_oracle.contract.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    ServiceError,
+    invalid,
+    join_path,
+)
+from cost_oracle.contract.spaces import SWEEP_FAMILIES
+from cost_oracle.contract.types import BlockCandidate, Candidate, Context, Limits
+from cost_oracle.contract.types import is_int as _is_int
+from cost_oracle.server import cancel
+from cost_oracle.server.analysis_pool import pool_init, pool_job, rebuild_error
+from cost_oracle.server.cache import CacheRow, CostCache
+from cost_oracle.server.cancel import checkpoint
+from cost_oracle.server.candidates import LRU as _LRU
+from cost_oracle.server.candidates import Prepared, approx_bytes, prepared_bytes
+from cost_oracle.server.candidates import memo_key as _memo_key
+from cost_oracle.server.gate import RequestGate
+from cost_oracle.server.oracle_latency import LatencyMixin
+from cost_oracle.server.oracle_search import SearchMixin
+from cost_oracle.server.reports import DETAILS, analyze_item, serve_report
 
 __all__ = ["SERVER_VERSION", "Oracle"]
 
@@ -67,7 +74,7 @@ class Oracle(LatencyMixin, SearchMixin):
 
     ``db_url``: a database URL or SQLite file path (None: ``$COST_ORACLE_DB_URL``, else the default
     file under the user's cache directory); ``cache``: an existing :class:`CostCache` instead.
-    ``latency_queue``: a ``server.latency_queue.MeasurementQueue`` (created on first use if None).
+    ``latency_queue``: a ``cost_oracle.server.latency_queue.MeasurementQueue`` (created on first use if None).
     """
 
     def __init__(self, db_url: str | None = None, *, cache: CostCache | None = None, limits: Limits | None = None,

@@ -5,7 +5,7 @@ is imported only when a request asks for it) and because its failures come from 
 different place: the measurement queue, the device and the deadline, each mapped here to the
 status a caller can act on (FAILED_PRECONDITION for a missing device, RESOURCE_EXHAUSTED for a
 full queue, DEADLINE_EXCEEDED, ...). :class:`LatencyMixin` is part of
-:class:`server.oracle.Oracle`; it uses the oracle's ``cache``, ``limits`` and measurement queue.
+:class:`cost_oracle.server.oracle.Oracle`; it uses the oracle's ``cache``, ``limits`` and measurement queue.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from contract.errors import (
+from cost_engine.spec.base import SpecError
+from cost_oracle.contract.errors import (
     Cancelled,
     DeadlineExceeded,
     FailedPrecondition,
@@ -29,12 +30,11 @@ from contract.errors import (
     invalid,
     join_path,
 )
-from contract.types import Context, Limits
-from contract.types import is_int as _is_int
-from cost_engine.spec.base import SpecError
-from server.cache import CostCache
-from server.candidates import Prepared
-from server.gate import RequestGate
+from cost_oracle.contract.types import Context, Limits
+from cost_oracle.contract.types import is_int as _is_int
+from cost_oracle.server.cache import CostCache
+from cost_oracle.server.candidates import Prepared
+from cost_oracle.server.gate import RequestGate
 
 __all__ = ["LatencyMixin", "latency_dict"]
 
@@ -43,7 +43,7 @@ log = logging.getLogger("cost_oracle.oracle")
 
 
 class LatencyMixin:
-    """The latency methods of :class:`server.oracle.Oracle` (which sets the attributes below)."""
+    """The latency methods of :class:`cost_oracle.server.oracle.Oracle` (which sets the attributes below)."""
 
     cache: CostCache
     limits: Limits
@@ -72,7 +72,7 @@ class LatencyMixin:
         with self._queue_lock:
             if self._queue is None:
                 try:
-                    from server.latency_queue import MeasurementQueue
+                    from cost_oracle.server.latency_queue import MeasurementQueue
                 except ImportError as exc:
                     raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
                 self._queue = MeasurementQueue(self.cache, max_pending=self.limits.max_pending_measurements)

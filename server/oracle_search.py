@@ -3,7 +3,7 @@
 Built on the cost path rather than inside it: a filter or a sweep costs its candidates exactly
 as ``cost_batch`` does (same cache keys, same errors) and then decides — the analytic limits for
 every candidate first, latency only for the survivors, grouped by their settings so one queue
-times them together. :class:`SearchMixin` is part of :class:`server.oracle.Oracle`; it uses the
+times them together. :class:`SearchMixin` is part of :class:`cost_oracle.server.oracle.Oracle`; it uses the
 oracle's request checks (``check_context``, ``check_detail``, ``check_batch_size``,
 ``check_device``), its cost path (``prepare``, ``_prepare_all``, ``full_reports``, ``serve``) and
 its latency methods.
@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contract.budget import (
+from cost_engine.spec.base import FieldError, SpecError, validate
+from cost_engine.spec.network import NetworkSpec
+from cost_oracle.contract.budget import (
     LATENCY_LIMIT,
     PARETO_FIELDS,
     Budget,
@@ -24,17 +26,22 @@ from contract.budget import (
     latency_constraint,
     pareto_front,
 )
-from contract.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, invalid, join_path
-from contract.results import FilterItem, FilterOutcome, SweepChunk, SweepOutcome, SweepPoint
-from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
-from contract.types import Candidate, Context, Limits
-from cost_engine.spec.base import FieldError, SpecError, validate
-from cost_engine.spec.network import NetworkSpec
-from server.cache import CostCache
-from server.cancel import checkpoint
-from server.candidates import Prepared
-from server.latency_groups import settings_id
-from server.oracle_latency import latency_dict, latency_error
+from cost_oracle.contract.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    ServiceError,
+    invalid,
+    join_path,
+)
+from cost_oracle.contract.results import FilterItem, FilterOutcome, SweepChunk, SweepOutcome, SweepPoint
+from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
+from cost_oracle.contract.types import Candidate, Context, Limits
+from cost_oracle.server.cache import CostCache
+from cost_oracle.server.cancel import checkpoint
+from cost_oracle.server.candidates import Prepared
+from cost_oracle.server.latency_groups import settings_id
+from cost_oracle.server.oracle_latency import latency_dict, latency_error
 
 __all__ = ["SearchMixin"]
 
@@ -71,7 +78,7 @@ def expand_space(space: Space) -> Iterator[GeneratedPoint]:
 
 
 class SearchMixin:
-    """The filter and sweep methods of :class:`server.oracle.Oracle` (which sets the attributes below)."""
+    """The filter and sweep methods of :class:`cost_oracle.server.oracle.Oracle` (which sets the attributes below)."""
 
     cache: CostCache
     limits: Limits

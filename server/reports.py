@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from contract.errors import Internal, InvalidArgument, invalid
-from contract.types import Context
 from cost_engine.analyze import analyze
 from cost_engine.report import CostReport
 from cost_engine.spec.base import SpecError
-from server.candidates import Prepared
+from cost_oracle.contract.errors import Internal, InvalidArgument, invalid
+from cost_oracle.contract.types import Context
+from cost_oracle.server.candidates import Prepared
 
 __all__ = ["DETAILS", "FIGURES", "serve_report"]
 

@@ -1,6 +1,6 @@
 """The gRPC handlers of ``costoracle.v1.CostOracle``: thin on purpose.
 
-Each handler converts the request (``contract.convert``), calls the oracle core, converts the
+Each handler converts the request (``cost_oracle.contract.convert``), calls the oracle core, converts the
 answer, and turns a :class:`ServiceError` into a canonical status with ``google.rpc.Status``
 details. The only logic of its own is speed on the hot path, which must not change an answer:
 
@@ -27,17 +27,17 @@ from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from contract import convert
-from contract.errors import Internal, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
-from contract.results import SweepChunk
-from contract.types import Context
-from contract.wire import LEN, VARINT, len_field, split_field, tag_bytes, varint
+from cost_oracle.contract import convert
+from cost_oracle.contract.errors import Internal, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
+from cost_oracle.contract.results import SweepChunk
+from cost_oracle.contract.types import Context
+from cost_oracle.contract.wire import LEN, VARINT, len_field, split_field, tag_bytes, varint
+from cost_oracle.server.cancel import checkpoint, ended_reason, note_stopped, watch
+from cost_oracle.server.candidates import LRU, Prepared
+from cost_oracle.server.oracle import Oracle
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 from costoracle.v1 import spec_pb2 as spb
-from server.cancel import checkpoint, ended_reason, note_stopped, watch
-from server.candidates import LRU, Prepared
-from server.oracle import Oracle
 
 #: a remaining time above this (~30 years) is gRPC's way of saying the call has no deadline
 _NO_DEADLINE_S = 1e9
@@ -47,7 +47,7 @@ __all__ = ["SERVICE_NAME", "CostOracleServicer", "generic_handler"]
 SERVICE_NAME = "costoracle.v1.CostOracle"
 log = logging.getLogger("cost_oracle.requests")
 
-# the response bytes the hot path writes itself, every tag from the descriptors (contract.wire)
+# the response bytes the hot path writes itself, every tag from the descriptors (cost_oracle.contract.wire)
 _RESULT_REPORT = tag_bytes(pb.CostResult, "report", LEN)
 _REPORT_CANDIDATE = tag_bytes(pb.CostReport, "candidate", LEN)
 _CACHE_HIT = {hit: tag_bytes(pb.CostReport, "cache_hit", VARINT) + varint(int(hit)) for hit in (True, False)}

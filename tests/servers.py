@@ -9,9 +9,9 @@ from typing import Any
 
 import grpc
 
+from cost_oracle.server.app import Server, start
+from cost_oracle.server.config import ServerConfig
 from costoracle.v1 import oracle_pb2_grpc
-from server.app import Server, start
-from server.config import ServerConfig
 
 
 @contextmanager

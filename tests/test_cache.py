@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from sqlalchemy import text, update
 
 from cost_engine.spec import MBConvSpec, NetworkSpec, from_dict
-from server.cache import CacheRow, CostCache, cache_key
-from server.cache.schema import cache_table
-from server.cache.store import DB_URL_ENV, resolve_url
+from cost_oracle.server.cache import CacheRow, CostCache, cache_key
+from cost_oracle.server.cache.schema import cache_table
+from cost_oracle.server.cache.store import DB_URL_ENV, resolve_url
 
 VERSION = "1"
 
@@ -255,7 +255,7 @@ def test_rows_encoded_in_another_process_are_stored_as_put_many_would(db_url: st
     the stored rows are byte for byte those put_many writes, and pass their checksums."""
     import pickle
 
-    from server.cache.store import encode_rows
+    from cost_oracle.server.cache.store import encode_rows
 
     rows = [(key_of(i), "cost", payload_of(i), VERSION) for i in range(40)]
     encoded = pickle.loads(pickle.dumps(encode_rows(rows + rows[:3])))  # as shipped between processes

@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from server.cache import CostCache, cache_key, canonical_json
-from server.cache.schema import cache_table
+from cost_oracle.server.cache import CostCache, cache_key, canonical_json
+from cost_oracle.server.cache.schema import cache_table
 
 VERSION = "1"
 ROUND_STRIDE = 10_000_000

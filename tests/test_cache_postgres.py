@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from server.cache import CostCache, cache_key
-from server.cache.schema import cache_table
+from cost_oracle.server.cache import CostCache, cache_key
+from cost_oracle.server.cache.schema import cache_table
 
 pytestmark = pytest.mark.postgres
 

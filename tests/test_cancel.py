@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from contract.errors import Cancelled, DeadlineExceeded
-from server import cancel
-from server.gate import RequestGate
-from server.servicer import CostOracleServicer
+from cost_oracle.contract.errors import Cancelled, DeadlineExceeded
+from cost_oracle.server import cancel
+from cost_oracle.server.gate import RequestGate
+from cost_oracle.server.servicer import CostOracleServicer
 
 
 class _Context:
@@ -63,7 +63,7 @@ def test_a_stream_closed_between_messages_counts_why(close_at: float | None, rea
         time.sleep(max(0.0, ctx.deadline + close_at - time.time()))
     ctx.active = False
 
-    import server.servicer as servicer_mod
+    import cost_oracle.server.servicer as servicer_mod
 
     def note_and_look(why: str) -> None:
         seen.append(gate.working_now)

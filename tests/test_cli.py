@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 import cost_engine
-from client.cli._common import UsageError
-from client.cli.spaces import parse_axis, parse_depths
 from cost_engine.families.fasternet import fasternet
 from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec, to_dict
+from cost_oracle.client.cli._common import UsageError
+from cost_oracle.client.cli.spaces import parse_axis, parse_depths
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "reference_models.json"
@@ -32,12 +32,12 @@ ORACLE_KEYS = {"cache_hit", "cache_key", "cost_model_version"}
 
 
 def cli_command() -> list[str]:
-    """The installed console script when the venv has it (what users run), else ``python -m client.cli``."""
+    """The installed console script when the venv has it (what users run), else ``python -m cost_oracle.client.cli``."""
     script = Path(sys.executable).with_name("cost-oracle")
     if script.exists():
         return [str(script)]
     found = shutil.which("cost-oracle")
-    return [found] if found else [sys.executable, "-m", "client.cli"]
+    return [found] if found else [sys.executable, "-m", "cost_oracle.client.cli"]
 
 
 def run_cli(*args: str, db: Path | None = None, stdin: str | None = None, timeout: float = 180,

@@ -21,7 +21,8 @@ import pytest
 from test_cli import ROOT, assert_clean_failure, cli_command, ok_json, run_cli, small_network
 
 import cost_engine
-from client import (
+from cost_engine.spec import to_dict
+from cost_oracle.client import (
     AsyncRemoteOracle,
     Budget,
     CostResult,
@@ -32,7 +33,6 @@ from client import (
     RemoteOracle,
     Unauthenticated,
 )
-from cost_engine.spec import to_dict
 
 TOKEN = "test-token-7f3a"
 START_TIMEOUT_S = 120.0

@@ -19,7 +19,8 @@ import pytest
 from grpc_status import rpc_status
 
 import cost_engine
-from client import (
+from cost_engine.spec import ConvSpec
+from cost_oracle.client import (
     AsyncRemoteOracle,
     CostResult,
     DeadlineExceeded,
@@ -32,11 +33,10 @@ from client import (
     Unauthenticated,
     Unavailable,
 )
-from client.errors import Code, Internal
-from client.types import LatencyResult
-from contract import errors as server_errors
-from contract.convert import report_to_proto
-from cost_engine.spec import ConvSpec
+from cost_oracle.client.errors import Code, Internal
+from cost_oracle.client.types import LatencyResult
+from cost_oracle.contract import errors as server_errors
+from cost_oracle.contract.convert import report_to_proto
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 

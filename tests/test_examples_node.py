@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import cost_engine
-from server.app import start
-from server.config import ServerConfig
+from cost_oracle.server.app import start
+from cost_oracle.server.config import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "node"

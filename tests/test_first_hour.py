@@ -14,16 +14,16 @@ from servers import stub_of
 from test_cli import ROOT, assert_clean_failure, ok_json, run_cli
 
 import cost_engine
-from client import InProcessOracle, InvalidArgument
-from contract import convert
-from contract.types import BlockCandidate
 from cost_engine.families import BUILTINS, resolve
 from cost_engine.spec import ConvSpec, MBConvSpec, SpecError, from_dict, to_dict
 from cost_engine.spec.schema import json_schema
+from cost_oracle.client import InProcessOracle, InvalidArgument
+from cost_oracle.contract import convert
+from cost_oracle.contract.types import BlockCandidate
+from cost_oracle.server.app import start
+from cost_oracle.server.config import ServerConfig
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from server.app import start
-from server.config import ServerConfig
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_the_three_clients_have_the_same_methods(tmp_path: Path) -> None:
     import asyncio
     import inspect
 
-    from client import AsyncRemoteOracle, RemoteOracle
+    from cost_oracle.client import AsyncRemoteOracle, RemoteOracle
 
     def public(cls: type) -> set[str]:
         return {n for n, v in vars(cls).items() if not n.startswith("_") and callable(v)} | {
@@ -279,7 +279,7 @@ def test_an_error_names_its_field_in_one_style(stub, db: Path, tmp_path: Path) -
 def test_plot_writes_a_csv_of_its_points_and_names_the_budget(db: Path, tmp_path: Path) -> None:
     import csv
 
-    from client.plot import si
+    from cost_oracle.client.plot import si
 
     assert (si(2.5e9), si(340e6), si(12_000), si(7)) == ("2.5G", "340M", "12k", "7")
     sweep = tmp_path / "s.json"

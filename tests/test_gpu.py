@@ -86,12 +86,12 @@ def test_calibration_has_tensor_core_peaks_for_half_precision() -> None:
 
 
 def test_measure_on_the_gpu_through_grpc(tmp_path: Path) -> None:
-    from contract import convert
-    from contract.types import BlockCandidate
+    from cost_oracle.contract import convert
+    from cost_oracle.contract.types import BlockCandidate
+    from cost_oracle.server.app import start
+    from cost_oracle.server.config import ServerConfig
     from costoracle.v1 import oracle_pb2 as pb
     from costoracle.v1 import oracle_pb2_grpc
-    from server.app import start
-    from server.config import ServerConfig
 
     srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path / 'c.sqlite'}", port=0))
     channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 import cost_engine
-from client import (
+from cost_engine.families.fasternet import fasternet
+from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec, to_dict
+from cost_oracle.client import (
     BlockCandidate,
     Budget,
     CostResult,
@@ -25,8 +27,6 @@ from client import (
     Oracle,
     OracleError,
 )
-from cost_engine.families.fasternet import fasternet
-from cost_engine.spec import ConvSpec, LinearSpec, MBConvSpec, NetworkSpec, PoolSpec, to_dict
 
 FIGURES = ("params", "buffers", "macs", "flops", "memory_access_bytes", "memory_access_bytes_fused",
            "peak_activation_bytes", "activations", "op_count")

@@ -13,21 +13,21 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client.cli import main as cli_main
-from client.cli.latency import space_candidates
-from client.errors import OracleError
-from client.inprocess import InProcessOracle
-from client.remote import RemoteOracle
-from contract import convert
 from cost_engine.families.sampled import sample_space
 from cost_engine.latency import LatencySettings, MemoryCache
 from cost_engine.latency.kernel_predict import fit_kernel_predictor
 from cost_engine.latency.testing import FakeWorker
 from cost_engine.spec import to_dict
+from cost_oracle.client.cli import main as cli_main
+from cost_oracle.client.cli.latency import space_candidates
+from cost_oracle.client.errors import OracleError
+from cost_oracle.client.inprocess import InProcessOracle
+from cost_oracle.client.remote import RemoteOracle
+from cost_oracle.contract import convert
+from cost_oracle.server.app import start
+from cost_oracle.server.config import ServerConfig
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from server.app import start
-from server.config import ServerConfig
 
 pytest.importorskip("lightgbm")
 
@@ -131,8 +131,8 @@ def test_a_fit_needs_networks(served) -> None:
     with pytest.raises(grpc.RpcError) as err:
         list(stub.FitLatencyModel(pb.FitLatencyModelRequest(context=pb.Context(threads=1)), timeout=60))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "candidates" in err.value.details()
-    from contract.types import BlockCandidate
     from cost_engine.spec import ConvSpec
+    from cost_oracle.contract.types import BlockCandidate
 
     block = convert.candidate_to_proto(BlockCandidate(ConvSpec(out_channels=8), 8))
     with pytest.raises(grpc.RpcError) as err:
@@ -214,7 +214,7 @@ def test_a_time_budget_stops_the_fit_after_a_chunk() -> None:
 def test_the_cli_ticks_while_a_latency_call_runs(capsys: pytest.CaptureFixture) -> None:
     import time
 
-    from client.cli._common import Ticker
+    from cost_oracle.client.cli._common import Ticker
 
     with Ticker("measuring latency on cpu", enabled=True, every_s=0.05):
         time.sleep(0.3)

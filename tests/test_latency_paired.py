@@ -146,8 +146,8 @@ def test_median_always_lies_within_p10_p90_for_any_session_mix(seed, sessions):
 
 
 def test_inprocess_client_reports_paired_fields_and_noisy(tmp_path, monkeypatch):
-    from client.inprocess import InProcessOracle
     from cost_engine.latency import result as result_module
+    from cost_oracle.client.inprocess import InProcessOracle
 
     # a bound no simulated measurement with 90% jitter per call meets (it converges to ~1%)
     monkeypatch.setattr(result_module, "NOISY_REL_CI", 1e-4)
@@ -165,7 +165,7 @@ def test_inprocess_client_reports_paired_fields_and_noisy(tmp_path, monkeypatch)
 
 
 def test_cli_warns_beside_a_noisy_figure(capsys):
-    from client.cli.cost import noisy_warning, print_summary
+    from cost_oracle.client.cli.cost import noisy_warning, print_summary
 
     lat = {"median_ms": 10.0, "p10_ms": 8.0, "p90_ms": 12.0, "cv": 0.2, "runs": 40, "source": "measured",
            "method": "paired", "noisy": True, "ci_low_ms": 9.0, "ci_high_ms": 11.0, "noisy_rel_ci": 0.05,

@@ -20,7 +20,7 @@ from cost_engine.latency import (
 )
 from cost_engine.latency.testing import FakeWorker
 from cost_engine.spec import ConvSpec, NetworkSpec, PoolSpec, SpecError
-from server.latency_queue import MeasurementDropped, MeasurementQueue, QueueFull
+from cost_oracle.server.latency_queue import MeasurementDropped, MeasurementQueue, QueueFull
 
 TINY = ConvSpec(out_channels=8)
 S = LatencySettings(threads=1, in_channels=8, resolution=16)

@@ -19,19 +19,26 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("cost_engine", "costoracle", "contract", "server", "client")
+#: repository folder -> the import name it is installed under (pyproject's package-dir)
+PACKAGES = {"cost_engine": "cost_engine", "costoracle": "costoracle", "contract": "cost_oracle.contract",
+            "server": "cost_oracle.server", "client": "cost_oracle.client"}
 LAYER = {"cost_engine": 0, "costoracle": 0, "contract": 1, "server": 2, "client": 2}
 #: client modules allowed to import the server: they run it in this process
-CLIENT_RUNS_SERVER = {"client.inprocess", "client.cli.serve", "client.cli.cache"}
+CLIENT_RUNS_SERVER = {"cost_oracle.client.inprocess", "cost_oracle.client.cli.serve", "cost_oracle.client.cli.cache"}
 
 
 def modules() -> dict[str, Path]:
     out = {}
-    for pkg in PACKAGES:
-        for path in (ROOT / pkg).rglob("*.py"):
-            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-            out[name.removesuffix(".__init__")] = path
+    for folder, import_name in PACKAGES.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            out[".".join((import_name, *parts)).removesuffix(".__init__")] = path
     return out
+
+
+def package_of(module: str) -> str:
+    """The layer a module belongs to: its repository folder."""
+    return module.removeprefix("cost_oracle.").split(".")[0]
 
 
 MODULES = modules()
@@ -111,9 +118,9 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 def test_no_import_climbs_a_layer() -> None:
     upward = []
     for name, path in MODULES.items():
-        pkg = name.split(".")[0]
+        pkg = package_of(name)
         for target in imports_of(path, top_level_only=False):
-            tpkg = target.split(".")[0]
+            tpkg = package_of(target)
             if tpkg == pkg:
                 continue
             allowed = LAYER[tpkg] < LAYER[pkg] or (pkg == "client" and tpkg == "server" and name in CLIENT_RUNS_SERVER)
@@ -125,9 +132,9 @@ def test_no_import_climbs_a_layer() -> None:
 def test_the_contract_imports_only_protobuf_stubs_and_engine_data() -> None:
     """The contract stands on protobuf, the stubs and the engine's data modules (specs, keys, the
     context check); the sweep spaces call the families to generate points, on the server only."""
-    allowed = ("contract", "costoracle", "cost_engine.spec", "cost_engine.keys", "cost_engine.context",
+    allowed = ("cost_oracle.contract", "costoracle", "cost_engine.spec", "cost_engine.keys", "cost_engine.context",
                "cost_engine.families")
-    bad = [f"{name} -> {t}" for name, path in MODULES.items() if name.startswith("contract")
+    bad = [f"{name} -> {t}" for name, path in MODULES.items() if name.startswith("cost_oracle.contract")
            for t in imports_of(path, top_level_only=False) if not t.startswith(allowed)]
     assert bad == []
 
@@ -135,17 +142,17 @@ def test_the_contract_imports_only_protobuf_stubs_and_engine_data() -> None:
 def test_server_core_never_imports_the_generated_messages() -> None:
     """Only the servicer, the app that serves it, and the analysis processes (which are handed
     candidates as bytes) speak protobuf; the oracle core works on plain data."""
-    speaks_proto = {"server.servicer", "server.app", "server.analysis_pool", "server.metrics"}
+    speaks_proto = {f"cost_oracle.server.{m}" for m in ("servicer", "app", "analysis_pool", "metrics")}
     bad = [f"{name} -> {t}" for name, path in MODULES.items()
-           if name.startswith("server") and name not in speaks_proto
+           if name.startswith("cost_oracle.server") and name not in speaks_proto
            for t in imports_of(path, top_level_only=False)
-           if t.startswith("costoracle") or t in ("contract.convert", "contract.wire")]
+           if t.startswith("costoracle") or t in ("cost_oracle.contract.convert", "cost_oracle.contract.wire")]
     assert bad == []
 
 
 REMOTE_CLIENT = r"""
 import json, sys
-from client import Budget, RemoteOracle
+from cost_oracle.client import Budget, RemoteOracle
 from cost_engine.spec import ConvSpec, NetworkSpec, PoolSpec, LinearSpec
 net = NetworkSpec(stem=(ConvSpec(8, stride=2),), stages=((ConvSpec(16),),),
                   head=(PoolSpec(mode="global_avg", flatten=True), LinearSpec(10)), resolution=32)
@@ -154,14 +161,15 @@ with RemoteOracle(sys.argv[1]) as o:
     many = o.cost_many([net, "mobilenet_v2"], detail="scalars")
     f = o.filter([net, "mobilenet_v2"], Budget(max_macs=10**9), pareto=["macs", "params"])
     info = o.info()
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "torch", "server", "psycopg"))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "torch", "psycopg")
+                or m.startswith("cost_oracle.server"))
 print(json.dumps({"macs": r.macs, "n": len(many), "feasible": f.feasible, "loaded": loaded}))
 """
 
 
 def test_a_remote_client_process_loads_neither_sqlalchemy_nor_torch(tmp_path: Path) -> None:
-    from server.app import start
-    from server.config import ServerConfig
+    from cost_oracle.server.app import start
+    from cost_oracle.server.config import ServerConfig
 
     srv = start(ServerConfig(db_url=f"sqlite:///{tmp_path / 'c.sqlite'}", port=0))
     try:
@@ -185,7 +193,7 @@ def test_one_activation_vocabulary() -> None:
     from cost_engine.spec.base import ACTIVATION_ALIASES, ACTIVATIONS
     from cost_engine.summary import _FUSABLE_ACTS
     from cost_engine.trace.canonical import HANDLERS  # noqa: F401 - the aten map is built at import
-    from server.oracle import Oracle
+    from cost_oracle.server.oracle import Oracle
 
     acts = set(ACTIVATIONS) - {"none"}
     assert acts == set(ACTIVATION_FLOPS) == set(ACT_MODULES) - {"none"} == set(_FUSABLE_ACTS)

@@ -25,10 +25,10 @@ with warnings.catch_warnings():  # NNI 3.0 warns about torch classes it does not
 
 from servers import in_process_server
 
-from client import Budget, InProcessOracle, RemoteOracle
-from client.nni_search import OracleBudgetFilter, OracleProfiler
 from cost_engine import analyze_module
 from cost_engine.spec import ConvSpec, MBConvSpec, NetworkSpec
+from cost_oracle.client import Budget, InProcessOracle, RemoteOracle
+from cost_oracle.client.nni_search import OracleBudgetFilter, OracleProfiler
 
 STAGES = ((24, 2), (40, 2))  # (width, stride of the first block)
 DEPTHS, KERNELS, EXPANDS = (1, 2, 3), (3, 5, 7), (3, 4, 6)

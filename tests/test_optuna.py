@@ -15,9 +15,9 @@ optuna = pytest.importorskip("optuna")
 
 from servers import in_process_server  # noqa: E402
 
-from client import AsyncRemoteOracle, Budget, InProcessOracle, RemoteOracle  # noqa: E402
-from client.optuna_search import CONSTRAINTS, OracleBudget  # noqa: E402
 from cost_engine.spec import NetworkSpec  # noqa: E402
+from cost_oracle.client import AsyncRemoteOracle, Budget, InProcessOracle, RemoteOracle  # noqa: E402
+from cost_oracle.client.optuna_search import CONSTRAINTS, OracleBudget  # noqa: E402
 
 BUDGET = Budget(max_macs=32_000_000, max_params=700_000)  # about half of the space is within it
 
@@ -123,9 +123,9 @@ def test_an_unchecked_trial_is_never_read_as_feasible() -> None:
 # -- the data-frame view of batch, filter and sweep results ---------------------------------------------
 def test_results_as_data_frames(tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
-    import client
-    from client import EfficientNetCompoundSpace
     from cost_engine import analyze
+    from cost_oracle import client
+    from cost_oracle.client import EfficientNetCompoundSpace
 
     names = ["mobilenet_v2", "resnet18", "no_such_model"]
     with InProcessOracle(f"sqlite:///{tmp_path / 'c.sqlite'}") as oracle:

@@ -14,11 +14,6 @@ from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract import convert
-from contract.budget import Budget, pareto_front
-from contract.errors import InvalidArgument, ResourceExhausted, ServiceError, from_status, translate_path
-from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
-from contract.types import BlockCandidate, Context, Limits
 from cost_engine import analyze, resolve
 from cost_engine.families.efficientnet import efficientnet, efficientnet_compound
 from cost_engine.families.fasternet import fasternet
@@ -26,9 +21,14 @@ from cost_engine.families.mobilenet import mobilenet_v2
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec import ConvSpec, MBConvSpec, NetworkSpec, to_dict
 from cost_engine.spec.base import MAX_BLOCKS
+from cost_oracle.contract import convert
+from cost_oracle.contract.budget import Budget, pareto_front
+from cost_oracle.contract.errors import InvalidArgument, ResourceExhausted, ServiceError, from_status, translate_path
+from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
+from cost_oracle.contract.types import BlockCandidate, Context, Limits
+from cost_oracle.server.cache import cache_key, canonical_json
+from cost_oracle.server.oracle import Oracle
 from costoracle.v1 import oracle_pb2, spec_pb2
-from server.cache import cache_key, canonical_json
-from server.oracle import Oracle
 
 
 @pytest.fixture
@@ -182,8 +182,8 @@ def test_assembled_spec_json_and_key_equal_the_canonical_ones() -> None:
     key) must be exactly those of canonical_json(to_dict(spec)), or one candidate gets two keys."""
     from cost_engine.families import BUILTINS
     from cost_engine.keys import spec_json
-    from server.cache import canonical_json
-    from server.candidates import Prepared
+    from cost_oracle.server.cache import canonical_json
+    from cost_oracle.server.candidates import Prepared
 
     rng = random.Random(7)
     specs = [resolve(n) for n in sorted(BUILTINS)]
@@ -366,7 +366,7 @@ def test_sweep_limits_and_validation(tmp_path: Path) -> None:
 
 
 def test_wire_fast_path_agrees_with_the_full_conversion() -> None:
-    """contract.wire reads a candidate network off the wire when all its blocks were converted
+    """cost_oracle.contract.wire reads a candidate network off the wire when all its blocks were converted
     before; it must give exactly the full path's spec (and that spec's canonical JSON, byte for
     byte), and decline (None) anything unusual."""
     from cost_engine.families import BUILTINS
@@ -448,8 +448,8 @@ def test_split_field_finds_the_candidates_as_protobuf_does(blocks: list[int], ba
                                                            cut: int) -> None:
     """The servicer splits a batch request into its candidates' bytes without parsing them; the
     split must agree with protobuf for candidates of every size (one- to three-byte lengths)."""
-    from contract.wire import split_field
-    from server.servicer import _parser, _Undecodable
+    from cost_oracle.contract.wire import split_field
+    from cost_oracle.server.servicer import _parser, _Undecodable
 
     block = spec_pb2.Block(conv=spec_pb2.ConvSpec(out_channels=8, kernel_size=3))
     cands = [spec_pb2.Candidate(network=spec_pb2.NetworkSpec(stem=[block] * (n * n * 3))) for n in blocks]

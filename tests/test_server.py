@@ -23,10 +23,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from test_server_harness import ServerProcess, health_status
 
-from contract import convert
 from cost_engine import analyze
 from cost_engine.families.efficientnet import efficientnet
 from cost_engine.families.fasternet import fasternet
+from cost_oracle.contract import convert
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import spec_pb2 as spb
 

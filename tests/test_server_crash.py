@@ -12,13 +12,13 @@ from pathlib import Path
 import grpc
 from test_server_harness import ServerProcess
 
-from contract import convert
 from cost_engine import analyze
 from cost_engine.families.fasternet import fasternet
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec import to_dict
+from cost_oracle.contract import convert
+from cost_oracle.server.cache import CostCache, cache_key
 from costoracle.v1 import oracle_pb2 as pb
-from server.cache import CostCache, cache_key
 
 N_DIV, MLP, DIMS, DEPTHS = (1, 2, 4, 8), (1.0, 1.5, 2.0, 3.0), (16, 24, 32, 40), ((1, 1, 2, 1), (1, 2, 4, 1))
 

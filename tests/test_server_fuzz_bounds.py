@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers import stub_of
 
-from contract import convert
-from contract.types import BlockCandidate
 from cost_engine.spec import ConvSpec
 from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, SPEC_KINDS
+from cost_oracle.contract import convert
+from cost_oracle.contract.types import BlockCandidate
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 

@@ -29,7 +29,7 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_se
 
 
 class ServerProcess:
-    """``python -m server.app --port 0 --db-url URL [args]`` as a subprocess, with its address parsed
+    """``python -m cost_oracle.server.app --port 0 --db-url URL [args]`` as a subprocess, with its address parsed
     from the ``cost-oracle listening on HOST:PORT`` line."""
 
     def __init__(self, db_url: str, *args: str, log_dir: Path | None = None, env: dict[str, str] | None = None):
@@ -43,7 +43,7 @@ class ServerProcess:
         self._channels: list[grpc.Channel] = []
 
     def start(self) -> ServerProcess:
-        cmd = [sys.executable, "-m", "server.app", "--port", "0", "--db-url", self.db_url, *self.args]
+        cmd = [sys.executable, "-m", "cost_oracle.server.app", "--port", "0", "--db-url", self.db_url, *self.args]
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, env=self.env)
         self.address = self._read_address()
@@ -141,19 +141,19 @@ def test_port_in_use_and_bad_config_fail_cleanly(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "server.app", "--port", str(port), "--db-url",
+        proc = subprocess.run([sys.executable, "-m", "cost_oracle.server.app", "--port", str(port), "--db-url",
                                f"sqlite:///{tmp_path / 'c.sqlite'}"], cwd=ROOT, capture_output=True, text=True,
                               timeout=120)
     assert proc.returncode == 2 and "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "server.app", "--port", "0", "--workers", "0", "--tls-cert", "x"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "cost_oracle.server.app", "--port", "0", "--workers", "0",
+                           "--tls-cert", "x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "workers" in proc.stderr and "tls_cert/tls_key" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_environment_configures_the_server(tmp_path: Path) -> None:
     env = {"COST_ORACLE_MAX_BATCH": "7", "COST_ORACLE_DB_URL": f"sqlite:///{tmp_path / 'env.sqlite'}"}
-    cmd = [sys.executable, "-m", "server.app", "--port", "0"]
+    cmd = [sys.executable, "-m", "cost_oracle.server.app", "--port", "0"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env={**os.environ, **env})
     try:

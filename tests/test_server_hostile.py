@@ -13,16 +13,16 @@ from unittest import mock
 import grpc
 import pytest
 
-from contract import convert
-from contract.types import BlockCandidate
 from cost_engine.latency.testing import FakeWorker
 from cost_engine.spec import ConvSpec, MBConvSpec
+from cost_oracle.contract import convert
+from cost_oracle.contract.types import BlockCandidate
+from cost_oracle.server.app import start
+from cost_oracle.server.config import ServerConfig
+from cost_oracle.server.latency_queue import MeasurementQueue
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 from costoracle.v1 import spec_pb2 as spb
-from server.app import start
-from server.config import ServerConfig
-from server.latency_queue import MeasurementQueue
 
 CTX = pb.Context(resolution=16, latency=pb.LATENCY_MODE_MEASURE, threads=1)
 
@@ -173,7 +173,7 @@ def test_a_huge_bad_value_comes_back_as_a_short_field_violation(stub) -> None:
 
 
 def test_many_violations_are_clipped_to_a_budget_and_counted() -> None:
-    from contract.errors import InvalidArgument
+    from cost_oracle.contract.errors import InvalidArgument
 
     status = InvalidArgument("bad", [(f"candidates[{i}].x", "y" * 5000) for i in range(500)]).to_status()
     assert status.ByteSize() < 5000 and len(status.message) <= 1500
@@ -203,8 +203,8 @@ def test_start_up_failures_are_one_line_naming_the_cause(tmp_path: Path, case: s
         (tmp_path / "c.pem").write_text("junk")
         args += ["--tls-cert", str(tmp_path / "c.pem"), "--tls-key", str(tmp_path / "k.pem")]
         want = "cannot use the TLS certificate"
-    proc = subprocess.run([sys.executable, "-m", "server.app", *args], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-m", "cost_oracle.server.app", *args], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(lines) == 1 and want in lines[0], proc.stderr
@@ -323,7 +323,7 @@ def _front_brute(points: list[tuple[int, ...]]) -> list[int]:
 def test_pareto_front_equals_the_definition_with_duplicates(dims: int) -> None:
     import random
 
-    from contract.budget import pareto_front
+    from cost_oracle.contract.budget import pareto_front
 
     rng = random.Random(dims)
     for _ in range(300):
@@ -370,8 +370,8 @@ def test_oversize_unary_answer_is_refused_early(tmp_path: Path) -> None:
 # -- item 9 (part): the candidate memo is bounded by bytes ----------------------------------------------
 def test_candidate_memo_is_bounded_by_bytes(tmp_path: Path) -> None:
     from cost_engine.spec import MBConvSpec, NetworkSpec
-    from server.oracle import Oracle
-    from server.servicer import CostOracleServicer
+    from cost_oracle.server.oracle import Oracle
+    from cost_oracle.server.servicer import CostOracleServicer
 
     def net(i: int) -> bytes:
         blocks = tuple(MBConvSpec(out_channels=16 + (i + j) % 64) for j in range(256))
@@ -563,8 +563,8 @@ def test_a_cancelled_sweep_stops_working(stub) -> None:
 # -- item 9 (rest): every memo is bounded by bytes ---------------------------------------------------
 def test_the_oracle_memos_are_bounded_by_bytes_through_grpc(tmp_path: Path) -> None:
     from cost_engine.spec import NetworkSpec
-    from server.app import Server
-    from server.oracle import Oracle
+    from cost_oracle.server.app import Server
+    from cost_oracle.server.oracle import Oracle
 
     def net(i: int) -> pb.Candidate:
         blocks = tuple(MBConvSpec(out_channels=16 + (i + j) % 64) for j in range(512))

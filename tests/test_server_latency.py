@@ -10,9 +10,9 @@ import grpc
 import pytest
 from test_server_harness import ServerProcess
 
-from contract import convert
-from contract.types import BlockCandidate
 from cost_engine.spec import ConvSpec
+from cost_oracle.contract import convert
+from cost_oracle.contract.types import BlockCandidate
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import spec_pb2 as spb
 

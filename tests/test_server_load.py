@@ -15,10 +15,10 @@ from pathlib import Path
 import grpc
 from test_server_harness import ServerProcess
 
-from contract import convert
 from cost_engine import analyze
 from cost_engine.families.efficientnet import efficientnet
 from cost_engine.families.fasternet import fasternet
+from cost_oracle.contract import convert
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
 

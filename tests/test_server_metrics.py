@@ -14,11 +14,11 @@ pytest.importorskip("prometheus_client")
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from contract import convert
+from cost_oracle.contract import convert
+from cost_oracle.server.app import start
+from cost_oracle.server.config import ServerConfig
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc
-from server.app import start
-from server.config import ServerConfig
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

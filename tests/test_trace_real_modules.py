@@ -17,10 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from client.types import CostResult
-from contract import convert
 from cost_engine import analyze_module
 from cost_engine.formulas import UnknownOpError
+from cost_oracle.client.types import CostResult
+from cost_oracle.contract import convert
 
 
 def n_params(m: nn.Module) -> int:
@@ -318,7 +318,7 @@ MODELS = textwrap.dedent('''
 
 
 def cli(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "client.cli", "cost", *argv], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cost_oracle.client.cli", "cost", *argv], cwd=cwd, capture_output=True,
                           text=True, timeout=120, env={**__import__("os").environ,
                                                        "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
 

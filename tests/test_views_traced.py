@@ -17,8 +17,8 @@ from test_trace_real_modules import Aux, RelPos, StdConv, Twice
 from test_views import tool_numbers
 from torch import nn
 
-from contract import convert
 from cost_engine import analyze_module
+from cost_oracle.contract import convert
 
 
 class BNAct(nn.BatchNorm2d):

@@ -14,8 +14,21 @@ import os
 import sys
 from collections.abc import Sequence
 
-from client.cli import batch, cache, calibrate, cost, filtering, info, latency, listing, plot, serve, specs, sweep
-from client.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, UsageError
+from cost_oracle.client.cli import (
+    batch,
+    cache,
+    calibrate,
+    cost,
+    filtering,
+    info,
+    latency,
+    listing,
+    plot,
+    serve,
+    specs,
+    sweep,
+)
+from cost_oracle.client.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, UsageError
 
 _COMMANDS = (cost, batch, filtering, sweep, plot, listing, specs, info, cache, calibrate, latency, serve)
 DEBUG_ENV = "COST_ORACLE_DEBUG"
@@ -41,8 +54,8 @@ def _error(lines: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code (the script wrapper passes it to ``sys.exit``)."""
-    from client.errors import Code, OracleError
     from cost_engine.spec import SpecError
+    from cost_oracle.client.errors import Code, OracleError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
-"""``python -m client.cli`` is ``cost-oracle``."""
+"""``python -m cost_oracle.client.cli`` is ``cost-oracle``."""
 
 import sys
 
-from client.cli import main
+from cost_oracle.client.cli import main
 
 sys.exit(main())

@@ -123,7 +123,7 @@ def _count(text: str) -> int:
 def open_oracle(args: argparse.Namespace) -> Any:
     """The remote oracle for ``--server``, else the in-process one (same API, same results)."""
     if getattr(args, "server", None):
-        from client.remote import RemoteOracle
+        from cost_oracle.client.remote import RemoteOracle
 
         tls: Any = False
         if getattr(args, "tls_ca", None):
@@ -138,7 +138,7 @@ def open_oracle(args: argparse.Namespace) -> Any:
         if getattr(args, "timeout", None) is not None:
             kwargs["timeout"] = args.timeout
         return RemoteOracle(args.server, **kwargs)
-    from client.inprocess import InProcessOracle
+    from cost_oracle.client.inprocess import InProcessOracle
 
     return InProcessOracle(db_url=getattr(args, "db_url", None))
 
@@ -157,7 +157,7 @@ def context_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def budget_from_args(args: argparse.Namespace) -> Any:
-    from contract.budget import Budget
+    from cost_oracle.contract.budget import Budget
 
     return Budget(max_macs=args.max_macs, max_flops=args.max_flops, max_params=args.max_params,
                   max_memory_access_bytes=args.max_memory_access,
@@ -166,7 +166,7 @@ def budget_from_args(args: argparse.Namespace) -> Any:
 
 
 def pareto_from_args(args: argparse.Namespace) -> tuple[str, ...]:
-    from client.types import PARETO_METRICS
+    from cost_oracle.client.types import PARETO_METRICS
 
     if not getattr(args, "pareto", None):
         return ()
@@ -218,8 +218,8 @@ def _from_proto_json(data: dict[str, Any], flag: str) -> Any:
     turned into the spec format (``{"kind": "network", "stages": [[{"kind": "mbconv", ...}]]}``)."""
     from google.protobuf import json_format
 
-    from contract.convert import candidate_from_proto
-    from contract.errors import ServiceError
+    from cost_oracle.contract.convert import candidate_from_proto
+    from cost_oracle.contract.errors import ServiceError
     from costoracle.v1 import spec_pb2
 
     if not data.keys() <= _PROTO_CANDIDATE:

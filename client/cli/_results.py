@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from client.types import FilterResult
+from cost_oracle.client.types import FilterResult
 
 FIGURES = ("macs", "flops", "params", "memory_access_bytes", "peak_activation_bytes")
 
@@ -69,7 +69,7 @@ def param_names(points: Sequence[Any]) -> list[str]:
 
 def _over(c: Any) -> str:
     """``max_macs +15.04M (+4.8%)``: which limit, by how much."""
-    from client.cli._common import human
+    from cost_oracle.client.cli._common import human
 
     amount = human(int(c.value)) if c.name != "max_latency_ms" else f"{c.value:.3g}ms"
     pct = f" (+{100 * (c.ratio - 1):.1f}%)" if c.ratio and c.limit else ""

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from client.cli._common import (
+from cost_oracle.client.cli._common import (
     EXIT_FAILED,
     Progress,
     add_context_args,
@@ -27,7 +27,7 @@ from client.cli._common import (
     table,
     write_csv,
 )
-from client.types import CostResult, ItemError
+from cost_oracle.client.types import CostResult, ItemError
 
 SCALARS = ("candidate", "batch_size", "dtype", "macs", "flops", "params", "memory_access_bytes",
            "memory_access_bytes_fused", "peak_activation_bytes", "activations", "arithmetic_intensity", "cache_hit")

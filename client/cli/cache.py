@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-from client.cli._common import UsageError, add_target_args, emit_json, human, open_oracle, table
+from cost_oracle.client.cli._common import UsageError, add_target_args, emit_json, human, open_oracle, table
 
 
 def register(sub: Any) -> None:
@@ -67,7 +67,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from server.cache import CostCache
+    from cost_oracle.server.cache import CostCache
 
     if args.older_than is not None and not args.older_than >= 0:
         raise UsageError("--older-than", f"must be a number of days >= 0, got {args.older_than}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from client.cli._common import add_target_args, emit_json, human, open_oracle, table
+from cost_oracle.client.cli._common import add_target_args, emit_json, human, open_oracle, table
 
 
 def register(sub: Any) -> None:

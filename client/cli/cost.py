@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from client.cli._common import (
+from cost_oracle.client.cli._common import (
     Ticker,
     UsageError,
     add_context_args,
@@ -55,7 +55,7 @@ def candidate_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     if args.module:
-        from client.cli.module_cost import run_module
+        from cost_oracle.client.cli.module_cost import run_module
 
         return run_module(args, print_summary)
     if args.input_shape or args.strict:

@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from client.cli._common import (
+from cost_oracle.client.cli._common import (
     EXIT_FAILED,
     Progress,
     add_budget_args,
@@ -32,7 +32,7 @@ from client.cli._common import (
     table,
     write_csv,
 )
-from client.cli._results import front_summary, report_item_errors, verdict_header, verdict_row
+from cost_oracle.client.cli._results import front_summary, report_item_errors, verdict_header, verdict_row
 
 
 def register(sub: Any) -> None:

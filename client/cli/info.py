@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from client.cli._common import add_target_args, emit_json, open_oracle
+from cost_oracle.client.cli._common import add_target_args, emit_json, open_oracle
 
 
 def register(sub: Any) -> None:

@@ -17,7 +17,7 @@ import argparse
 import sys
 from typing import Any
 
-from client.cli._common import (
+from cost_oracle.client.cli._common import (
     Progress,
     UsageError,
     add_progress_args,

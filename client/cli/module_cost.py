@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from client.cli._common import UsageError, emit_json
+from cost_oracle.client.cli._common import UsageError, emit_json
 
 __all__ = ["INT_DTYPES", "load_module", "parse_inputs", "run_module"]
 

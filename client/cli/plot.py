@@ -16,9 +16,9 @@ import json
 import sys
 from typing import Any
 
-from client.cli._common import UsageError, parse_json, read_text
-from client.cli.spaces import add_space_args, space_to_dict
-from client.cli.sweep import add_sweep_options, run_sweep
+from cost_oracle.client.cli._common import UsageError, parse_json, read_text
+from cost_oracle.client.cli.spaces import add_space_args, space_to_dict
+from cost_oracle.client.cli.sweep import add_sweep_options, run_sweep
 
 
 def register(sub: Any) -> None:
@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from client.plot import axis_name, plot_sweep
+    from cost_oracle.client.plot import axis_name, plot_sweep
 
     try:  # before any sweep runs: a missing optional dependency is said first, with its fix
         import matplotlib  # noqa: F401

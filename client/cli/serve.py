@@ -14,7 +14,7 @@ from typing import Any
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the gRPC oracle", description=__doc__)
     try:
-        from server.config import add_arguments
+        from cost_oracle.server.config import add_arguments
     except ImportError as exc:  # the server part is not installed / importable
         p.set_defaults(func=_unavailable, reason=str(exc))
         return
@@ -23,13 +23,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.app import serve
-    from server.config import ServerConfig
+    from cost_oracle.server.app import serve
+    from cost_oracle.server.config import ServerConfig
 
     return int(serve(ServerConfig.from_args(args)) or 0)
 
 
 def _unavailable(args: argparse.Namespace) -> int:
-    from client.errors import FailedPrecondition
+    from cost_oracle.client.errors import FailedPrecondition
 
     raise FailedPrecondition(f"the server is not available in this installation: {args.reason}")

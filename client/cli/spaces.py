@@ -12,7 +12,7 @@ import argparse
 import math
 from typing import Any
 
-from client.cli._common import UsageError
+from cost_oracle.client.cli._common import UsageError
 
 FAMILIES = ("efficientnet", "mobilenet_v2", "fasternet")
 _ALIASES = {"mobilenet": "mobilenet_v2", "mobilenetv2": "mobilenet_v2", "efficientnet_compound": "efficientnet"}
@@ -112,7 +112,7 @@ def _flag(name: str) -> str:
 
 def space_from_args(args: argparse.Namespace) -> Any:
     """The sweep space the flags describe (server.sweeps dataclasses; validated by the oracle)."""
-    from contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
+    from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
 
     family = _ALIASES.get(args.family, args.family)
     if family not in FAMILIES:

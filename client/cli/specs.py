@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from client.cli._common import UsageError, emit_json
+from cost_oracle.client.cli._common import UsageError, emit_json
 
 
 def register(sub: Any) -> None:

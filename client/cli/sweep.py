@@ -17,7 +17,7 @@ import argparse
 import sys
 from typing import Any
 
-from client.cli._common import (
+from cost_oracle.client.cli._common import (
     EXIT_FAILED,
     Progress,
     add_budget_args,
@@ -32,8 +32,8 @@ from client.cli._common import (
     table,
     write_csv,
 )
-from client.cli._results import front_summary, param_names, report_item_errors, verdict_header, verdict_row
-from client.cli.spaces import add_space_args, space_from_args, space_to_dict
+from cost_oracle.client.cli._results import front_summary, param_names, report_item_errors, verdict_header, verdict_row
+from cost_oracle.client.cli.spaces import add_space_args, space_from_args, space_to_dict
 
 
 def register(sub: Any) -> None:

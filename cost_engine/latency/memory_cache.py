@@ -1,6 +1,6 @@
 """A dict with the cache's interface, for use without a database (tests, one-off predictions).
 
-Same contract as ``server.cache.CostCache``: rows are immutable (the first writer of a key wins)
+Same contract as ``cost_oracle.server.cache.CostCache``: rows are immutable (the first writer of a key wins)
 and every read returns a fresh copy, so callers may mutate what they get.
 """
 

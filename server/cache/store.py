@@ -59,12 +59,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from server.cache.payload import dumps as dump_payload
-from server.cache.schema import CACHE_TABLE, SCHEMA_VERSION, cache_table
+from cost_oracle.server.cache.payload import dumps as dump_payload
+from cost_oracle.server.cache.schema import CACHE_TABLE, SCHEMA_VERSION, cache_table
 
 __all__ = ["DB_URL_ENV", "CacheRow", "CostCache", "default_sqlite_path", "encode_rows", "resolve_url", "row_checksum"]
 
-log = logging.getLogger("server.cache")
+log = logging.getLogger("cost_oracle.server.cache")
 
 #: Environment variable naming the cache database (an SQLAlchemy URL or a file path).
 DB_URL_ENV = "COST_ORACLE_DB_URL"
