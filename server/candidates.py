@@ -1,5 +1,5 @@
-"""Candidate preparation: a validated candidate with its memoized canonical form and cache keys,
-and the bounded memos the oracle keeps them in.
+"""Candidate preparation: a validated candidate with its memoized canonical form and cache keys
+(kept in the oracle's bounded memos, ``memo.py``).
 
 A :class:`Prepared` candidate memoizes its canonical spec and cache keys; the spec's canonical
 JSON comes from ``cost_engine.keys.spec_json`` (assembled from each block's memoized text,
@@ -10,9 +10,6 @@ block) is the contract's (``cost_oracle.contract.types``).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 from cost_engine.keys import cache_key_of_json, spec_dict, spec_json
@@ -22,7 +19,7 @@ from cost_engine.spec.network import NetworkSpec
 from cost_oracle.contract.errors import join_path, translate_path
 from cost_oracle.contract.types import BlockCandidate, Context
 
-__all__ = ["LRU", "Prepared", "approx_bytes", "memo_key", "prepared_bytes"]
+__all__ = ["Prepared", "memo_key", "prepared_bytes"]
 
 
 
@@ -103,74 +100,6 @@ class Prepared:
         if self.is_block:
             return join_path(f"block.{self.spec.kind}", engine_path)
         return join_path("network", translate_path(engine_path, self.spec_dict))
-
-
-class LRU:
-    """The server's one bounded memo: thread-safe, bounded by entry count and by the bytes of its
-    values (``max_bytes``; a value's size is given to ``put`` or estimated by ``size_of``): one
-    entry can be a 2,048-block network or its per-module breakdown, so a count alone bounds
-    nothing. (The cache store's row LRU is its own: its entries grow when first decoded.)"""
-
-    def __init__(self, capacity: int, max_bytes: int | None = None,
-                 size_of: Callable[[Any], int] | None = None, *, recency_on_get: bool = True):
-        self.capacity = capacity
-        self.max_bytes = max_bytes
-        self.size_of = size_of
-        #: False: a read is a plain dict lookup (no lock; recency refreshed by ``put`` only), for
-        #: the servicer's per-candidate memo on the hot path of a cached batch
-        self.recency_on_get = recency_on_get
-        self.bytes = 0
-        self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        if not self.recency_on_get:
-            v = self._data.get(key)  # atomic under the GIL
-            return None if v is None else v[0]
-        with self._lock:
-            v = self._data.get(key)
-            if v is None:
-                return None
-            self._data.move_to_end(key)
-            return v[0]
-
-    def put(self, key: Any, value: Any, size: int | None = None) -> None:
-        """Keep ``value`` (``size``: its bytes when the caller knows them, else ``size_of``'s
-        estimate); a value larger than the byte bound is not kept."""
-        if self.capacity <= 0:
-            return
-        if size is None:
-            size = self.size_of(value) if self.size_of is not None else 0
-        if self.max_bytes is not None and size > self.max_bytes:
-            return
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self.bytes -= old[1]
-            self._data[key] = (value, size)
-            self.bytes += size
-            while len(self._data) > self.capacity or (self.max_bytes is not None and self.bytes > self.max_bytes):
-                _, (_, s) = self._data.popitem(last=False)
-                self.bytes -= s
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-def approx_bytes(value: Any, _depth: int = 0) -> int:
-    """A cheap estimate of what a plain value (report dicts, lists, strings, numbers) holds in
-    memory: CPython sizes of the containers and leaves, without shared-object detection (an
-    over-estimate for interned keys, which is the safe side for a bound)."""
-    if isinstance(value, dict):
-        return 64 + 40 * len(value) + sum(approx_bytes(k, _depth + 1) + approx_bytes(v, _depth + 1)
-                                          for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return 56 + 8 * len(value) + sum(approx_bytes(v, _depth + 1) for v in value)
-    if isinstance(value, str):
-        return 49 + len(value)
-    if isinstance(value, bytes):
-        return 33 + len(value)
-    return 32
 
 
 def prepared_bytes(p: Prepared) -> int:

@@ -53,10 +53,10 @@ from cost_oracle.server import cancel
 from cost_oracle.server.analysis_pool import pool_init, pool_job, rebuild_error
 from cost_oracle.server.cache import CacheRow, CostCache
 from cost_oracle.server.cancel import checkpoint
-from cost_oracle.server.candidates import LRU as _LRU
-from cost_oracle.server.candidates import Prepared, approx_bytes, prepared_bytes
+from cost_oracle.server.candidates import Prepared, prepared_bytes
 from cost_oracle.server.candidates import memo_key as _memo_key
 from cost_oracle.server.gate import RequestGate
+from cost_oracle.server.memo import LRU, approx_bytes
 from cost_oracle.server.oracle_latency import LatencyMixin
 from cost_oracle.server.oracle_search import SearchMixin
 from cost_oracle.server.reports import DETAILS, analyze_item, serve_report
@@ -91,9 +91,9 @@ class Oracle(LatencyMixin, SearchMixin):
         #: Prometheus metrics when a server exports them (``server/metrics.py``)
         self.metrics: Any = None
         # memos bounded by entries and by estimated bytes (a value can be a 2,048-block network)
-        self._reports = _LRU(report_memory, report_memo_bytes, approx_bytes)  # key -> stored report dict
-        self._breakdowns = _LRU(256, report_memo_bytes, approx_bytes)  # (key, with by_module) -> re-derived views
-        self._prepared = _LRU(16384, prepared_memo_bytes, prepared_bytes)  # spec / name -> Prepared
+        self._reports = LRU(report_memory, report_memo_bytes, approx_bytes)  # key -> stored report dict
+        self._breakdowns = LRU(256, report_memo_bytes, approx_bytes)  # (key, with by_module) -> re-derived views
+        self._prepared = LRU(16384, prepared_memo_bytes, prepared_bytes)  # spec / name -> Prepared
         self._stats_lock = threading.Lock()
         self._stats = {"hits": 0, "misses": 0, "writes": 0, "errors": 0}
         self._closed = False

@@ -33,7 +33,8 @@ from cost_oracle.contract.results import SweepChunk
 from cost_oracle.contract.types import Context
 from cost_oracle.contract.wire import LEN, VARINT, len_field, split_field, tag_bytes, varint
 from cost_oracle.server.cancel import checkpoint, ended_reason, note_stopped, watch
-from cost_oracle.server.candidates import LRU, Prepared
+from cost_oracle.server.candidates import Prepared
+from cost_oracle.server.memo import LRU
 from cost_oracle.server.oracle import Oracle
 from costoracle.v1 import oracle_pb2 as pb
 from costoracle.v1 import oracle_pb2_grpc

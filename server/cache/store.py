@@ -39,7 +39,6 @@ row instead, for hot paths that only read it.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import json
@@ -61,6 +60,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from cost_oracle.server.cache.payload import dumps as dump_payload
 from cost_oracle.server.cache.schema import CACHE_TABLE, SCHEMA_VERSION, cache_table
+from cost_oracle.server.memo import LRU
 
 __all__ = ["DB_URL_ENV", "CacheRow", "CostCache", "default_sqlite_path", "encode_rows", "resolve_url", "row_checksum"]
 
@@ -180,84 +180,18 @@ def _as_row(item: CacheRow | tuple | Mapping[str, Any]) -> CacheRow:
 
 
 class _Entry:
-    """A cached row: its JSON text, and the decoded dict once someone asked for a shared one."""
+    """A cached row in the memory LRU: its JSON text, and the decoded dict once someone asked for
+    a shared one (the LRU's bound then counts an estimate of the dict as well)."""
 
-    __slots__ = ("parsed", "size", "text")
+    __slots__ = ("parsed", "text")
 
     def __init__(self, text: str):
         self.text = text
         self.parsed: dict[str, Any] | None = None
-        self.size = len(text)
 
 
 #: Rough memory of a decoded JSON payload relative to its text (dicts, floats and strings).
 _DECODED_FACTOR = 4
-
-
-class _LRU:
-    """A byte-bounded LRU of immutable rows; safe for many threads (one short lock per call).
-
-    The bound counts the JSON text, plus an estimate for the decoded dict where one is kept.
-    """
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._data: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> _Entry | None:
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is not None:
-                self._data.move_to_end(key)
-            return entry
-
-    def put(self, key: str, text: str) -> _Entry | None:
-        """Remember a row; returns its entry, or None when it does not fit (or the LRU is off)."""
-        entry = _Entry(text)
-        if entry.size > self.max_bytes:
-            return None
-        with self._lock:
-            old = self._data.get(key)
-            if old is not None:  # rows are immutable: keep the entry that may hold a decoded dict
-                self._data.move_to_end(key)
-                return old
-            self._data[key] = entry
-            self.bytes += entry.size
-            self._shrink()
-        return entry
-
-    def shared(self, entry: _Entry) -> dict[str, Any]:
-        """The decoded dict of ``entry``, decoded once and then shared by every caller."""
-        parsed = entry.parsed
-        if parsed is None:
-            parsed = json.loads(entry.text)
-            with self._lock:
-                if entry.parsed is None:
-                    entry.parsed = parsed
-                    extra = len(entry.text) * _DECODED_FACTOR
-                    entry.size += extra
-                    self.bytes += extra
-                    self._shrink()
-                parsed = entry.parsed
-        return parsed
-
-    def _shrink(self) -> None:
-        while self.bytes > self.max_bytes and self._data:
-            _, dropped = self._data.popitem(last=False)
-            self.bytes -= dropped.size
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def after_fork(self) -> None:
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self.bytes = 0
 
 
 #: Per-process counters reported by stats().
@@ -295,7 +229,8 @@ class CostCache:
         self.engine: Engine = self._make_engine(pool_size, max_overflow)
         # one connection shared by all threads (in-memory SQLite only) needs serializing
         self._serial: Any = threading.RLock() if self._memory_db else contextlib.nullcontext()
-        self._lru = _LRU(memory_bytes)
+        self._lru = LRU(None, memory_bytes)  # key -> _Entry, bounded by the rows' text (+ decoded dicts)
+        self._decode_lock = threading.Lock()
         self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)  # see stats()
         self._count_lock = threading.Lock()
         self._closed = False
@@ -366,6 +301,7 @@ class CostCache:
     def _after_fork(self) -> None:
         self.engine.dispose(close=False)
         self._lru.after_fork()
+        self._decode_lock = threading.Lock()
         self._count_lock = threading.Lock()
         if self._memory_db:
             self._serial = threading.RLock()
@@ -423,7 +359,7 @@ class CostCache:
                 counts = self._counts
                 counts["hits"] += 1
                 counts["memory_hits"] += 1
-            return json.loads(entry.text) if copy else self._lru.shared(entry)
+            return json.loads(entry.text) if copy else self._shared(key, entry)
         row = self._read_one(key)
         if row is None:
             self._count(misses=1)
@@ -436,10 +372,27 @@ class CostCache:
         return self._remember(key, payload, copy)
 
     def _remember(self, key: str, payload: str, copy: bool) -> dict[str, Any]:
-        entry = self._lru.put(key, payload)
+        entry = self._keep(key, payload)
         if copy or entry is None:
             return json.loads(payload)
-        return self._lru.shared(entry)
+        return self._shared(key, entry)
+
+    def _keep(self, key: str, text: str) -> _Entry | None:
+        """Remember a row (rows are immutable: an entry already kept, which may hold a decoded
+        dict, stays); None when it does not fit or the memory LRU is off."""
+        return self._lru.keep(key, _Entry(text), len(text))
+
+    def _shared(self, key: str, entry: _Entry) -> dict[str, Any]:
+        """The decoded dict of a kept row, decoded once and then shared by every caller."""
+        parsed = entry.parsed
+        if parsed is None:
+            decoded = json.loads(entry.text)
+            with self._decode_lock:
+                if entry.parsed is None:
+                    entry.parsed = decoded
+                    self._lru.resize(key, entry, len(entry.text) * (1 + _DECODED_FACTOR))
+                parsed = entry.parsed
+        return parsed
 
     def _read_one(self, key: str) -> Any:
         """One row by key on a pooled DBAPI connection with the statement compiled once.
@@ -488,7 +441,7 @@ class CostCache:
         for key in dict.fromkeys(keys):
             entry = self._lru.get(key)
             if entry is not None:
-                out[key] = json.loads(entry.text) if copy else self._lru.shared(entry)
+                out[key] = json.loads(entry.text) if copy else self._shared(key, entry)
                 memory_hits += 1
             else:
                 todo.append(key)
@@ -545,14 +498,14 @@ class CostCache:
                 # which ones is unknown here, and the next read takes the stored rows (the truth)
                 if count == len(chunk):
                     for p in chunk:
-                        self._lru.put(p["key"], p["payload"])
+                        self._keep(p["key"], p["payload"])
                 written += count
                 continue
             inserted = self._write_tx(lambda conn, chunk=chunk: {r[0] for r in conn.execute(self._insert, chunk)})
             for p in chunk:
                 if p["key"] in inserted:
                     # only rows this call wrote: after a lost race the stored row is the truth
-                    self._lru.put(p["key"], p["payload"])
+                    self._keep(p["key"], p["payload"])
             written += len(inserted)
         self._count(written=written, duplicate=len(ordered) - written)
         return written
