@@ -117,7 +117,7 @@ def rpc_error(exc: Any) -> OracleError:
             except Exception:
                 break
             err = from_status(status)
-            return error_for(code, err.message or details, [FieldViolation(p, r) for p, r in err.violations])
+            return error_for(code, err.message or details, err.violations, err.quota)
     return error_for(code, details)
 
 
@@ -252,7 +252,7 @@ merge = merge_costs
 def batch_item(result_msg: Any, index: int) -> CostResult | ItemError:
     if result_msg.WhichOneof("result") == "error":
         err = from_status(result_msg.error)
-        return ItemError(index, err.code, err.message, tuple(FieldViolation(p, r) for p, r in err.violations))
+        return ItemError(index, err.code.value, err.message, err.violations)
     return cost_result(result_msg.report)
 
 

@@ -249,29 +249,20 @@ def budget_or_default(budget: Any) -> Any:
 
 
 # -- converters from the oracle core's results ---------------------------------------------
-def oracle_error(exc: Any) -> OracleError:
-    """A ``contract.errors.ServiceError`` as the client's typed error."""
-    return error_for(getattr(exc, "code", "UNKNOWN"), _message(exc),
-                     [FieldViolation(p, r) for p, r in getattr(exc, "violations", ())])
+def oracle_error(exc: OracleError) -> OracleError:
+    """The core's error as a remote caller receives it: the same class, with the status's message
+    (the violations, when there are any)."""
+    return error_for(exc.code, exc.text(), exc.violations, exc.quota)
 
 
-def _message(exc: Any) -> str:
-    """The message a status carries for this error (what a remote caller receives), so both modes agree."""
-    text = getattr(exc, "text", None)
-    return text() if callable(text) else getattr(exc, "message", str(exc))
-
-
-def item_error(index: int, exc: Any) -> ItemError:
-    return ItemError(index=index, code=str(getattr(exc, "code", "UNKNOWN")), message=_message(exc),
-                     violations=tuple(FieldViolation(p, r) for p, r in getattr(exc, "violations", ())))
+def item_error(index: int, exc: OracleError) -> ItemError:
+    return ItemError(index=index, code=exc.code.value, message=exc.text(), violations=exc.violations)
 
 
 def filter_result(item: Any) -> FilterResult:
-    from cost_oracle.client.types import Constraint
-
     return FilterResult(
         index=item.index, feasible=item.feasible,
-        constraints=tuple(Constraint(c.name, c.value, c.actual, c.limit, c.ratio) for c in item.constraints),
+        constraints=tuple(item.constraints),
         violated=tuple(item.violated),
         error=item_error(item.index, item.error) if item.error is not None else None,
         report=CostResult.from_dict(item.report) if item.report is not None else None,

@@ -26,6 +26,7 @@ from cost_oracle.client.base import (
     split_kwargs,
     sweep_outcome,
 )
+from cost_oracle.client.errors import InvalidArgument, OracleError
 from cost_oracle.client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
 
 
@@ -36,19 +37,17 @@ class InProcessOracle:
     """
 
     def __init__(self, db_url: str | None = None, *, cache: Any = None, limits: Any = None):
-        from cost_oracle.contract.errors import ServiceError
-        from cost_oracle.server.oracle import Oracle
+        from cost_oracle.server.oracle import Oracle  # the server loads only when this mode is used
 
-        self._service_error = ServiceError
         try:
             self._core = Oracle(db_url, cache=cache, limits=limits)
-        except ServiceError as exc:
+        except OracleError as exc:
             raise oracle_error(exc) from None
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except self._service_error as exc:
+        except OracleError as exc:
             raise oracle_error(exc) from None
 
     # -- costs -------------------------------------------------------------------------------
@@ -70,7 +69,7 @@ class InProcessOracle:
         for start in range(0, len(parts.valid), step):
             got = self._call(self._core.cost_batch, parts.valid[start:start + step], context,
                              detail=detail or "full")
-            answered.extend(item_error(i, r) if isinstance(r, self._service_error) else CostResult.from_dict(r)
+            answered.extend(item_error(i, r) if isinstance(r, OracleError) else CostResult.from_dict(r)
                             for i, r in enumerate(got, start))
             if progress is not None:
                 progress(len(answered) + len(parts.errors), parts.total)
@@ -138,11 +137,9 @@ class InProcessOracle:
             for i, c in enumerate(candidates):
                 try:
                     items.append(self._core.prepare(as_candidate(c, None), f"candidates[{i}]"))
-                except self._service_error as exc:
+                except OracleError as exc:
                     bad.extend(exc.violations)
             if bad:
-                from cost_oracle.contract.errors import InvalidArgument
-
                 raise InvalidArgument("invalid candidates", bad)
             return items
 

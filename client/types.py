@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from cost_oracle.client.errors import FieldViolation
+from cost_oracle.contract.budget import Constraint
 
 #: What a caller may pass as a candidate: a cost_engine spec or a built-in model name.
 Candidate = Union[Any, str]  # noqa: UP007 - cost_engine.spec.Spec, kept Any so the types import without it
@@ -195,26 +196,6 @@ class ItemError:
                    message=str(err.get("message", "")),
                    violations=tuple(FieldViolation(str(v.get("field", "")), str(v.get("reason", "")))
                                     for v in err.get("violations", ())))
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """One limit checked on one candidate, Optuna-style: ``value = actual - limit <= 0`` is satisfied."""
-
-    name: str
-    value: float
-    actual: float
-    limit: float
-    ratio: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "actual": self.actual, "limit": self.limit,
-                "ratio": self.ratio}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Constraint:
-        return cls(name=str(data["name"]), value=float(data["value"]), actual=float(data["actual"]),
-                   limit=float(data["limit"]), ratio=float(data.get("ratio", 0.0)))
 
 
 @dataclass(frozen=True)

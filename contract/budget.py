@@ -72,17 +72,23 @@ class Budget:
 
 @dataclass(frozen=True)
 class Constraint:
-    """One limit for one candidate: ``value = actual - limit`` (<= 0 satisfied)."""
+    """One limit checked on one candidate, Optuna-style: ``value = actual - limit <= 0`` is
+    satisfied; ``ratio`` is actual / limit (0 when both are 0; inf when only the limit is 0)."""
 
     name: str
     value: float
     actual: float
     limit: float
-    ratio: float  # actual / limit (0 when the limit is 0 and actual is 0; inf when only the limit is 0)
+    ratio: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value, "actual": self.actual, "limit": self.limit,
                 "ratio": self.ratio}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Constraint:
+        return cls(name=str(data["name"]), value=float(data["value"]), actual=float(data["actual"]),
+                   limit=float(data["limit"]), ratio=float(data.get("ratio", 0.0)))
 
 
 def constraint(name: str, actual: float, limit: float) -> Constraint:

@@ -28,7 +28,7 @@ from cost_engine.spec.base import Spec, SpecError, from_dict, to_dict, validate
 from cost_engine.spec.network import NetworkSpec
 from cost_oracle.contract import wire as _wire
 from cost_oracle.contract.budget import Budget
-from cost_oracle.contract.errors import InvalidArgument, ServiceError, from_status, invalid, join_path, translate_path
+from cost_oracle.contract.errors import InvalidArgument, OracleError, from_status, invalid, join_path, translate_path
 from cost_oracle.contract.results import FilterItem, SweepPoint
 from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
 from cost_oracle.contract.types import BlockCandidate, Context, Limits
@@ -111,7 +111,7 @@ class _BlockTable(dict):  # type: ignore[type-arg]
     def __missing__(self, key: bytes) -> tuple[Spec, str]:
         try:
             spec = block_from_proto(spb.Block.FromString(key), "block")
-        except (DecodeError, RuntimeError, ValueError, ServiceError):
+        except (DecodeError, RuntimeError, ValueError, OracleError):
             raise KeyError("block") from None
         return _BLOCKS.put(key, spec)
 
@@ -208,7 +208,7 @@ def network_from_proto(msg: spb.NetworkSpec, path: str) -> NetworkSpec:
             else:
                 try:
                     spec = block_from_proto(b, f"{base}[{i}]")
-                except ServiceError as exc:
+                except OracleError as exc:
                     errors.extend(exc.violations)
                     continue
             out.append(spec)
@@ -256,7 +256,7 @@ def candidate_from_proto(msg: spb.Candidate, path: str = "candidate") -> Spec | 
         spec: Spec | None = None
         try:
             spec = block_from_proto(msg.block, f"{path}.block")
-        except ServiceError as exc:
+        except OracleError as exc:
             errors.extend(exc.violations)
         if not has_in:
             errors.append((f"{path}.in_channels", "a block candidate needs in_channels"))
@@ -530,7 +530,7 @@ def report_to_dict(m: pb.CostReport) -> dict[str, Any]:
     return out
 
 
-def status_to_error(status: Any) -> ServiceError:
+def status_to_error(status: Any) -> OracleError:
     return from_status(status)
 
 

@@ -1,17 +1,24 @@
-"""Errors of the oracle, one class per canonical gRPC code, with field violations.
+"""The oracle's one error type: a canonical gRPC code, a message and the bad fields, raised by the
+server core, sent as a ``google.rpc.Status`` and raised again by every client.
 
-The oracle core raises these whether it runs behind gRPC or in-process, so a caller sees the same
-code and the same field paths either way. ``code`` is the canonical code *name*; grpc itself is
-imported only when a status is actually sent. ``to_status`` builds the ``google.rpc.Status`` that
-travels in ``grpc-status-details-bin`` (and inside batch results): a ``BadRequest`` with one
-``FieldViolation`` per bad field, or a ``QuotaFailure`` naming the limit that was exceeded.
+A NAS loop must be able to tell "this candidate is invalid" (skip it) from "the server is
+restarting" (retry) from "over the limits" (split the batch) without parsing messages, so every
+failure is an :class:`OracleError` subclass, one per code, carrying the field violations (path +
+reason, paths in proto terms). The core raises these whether it runs behind gRPC or in-process,
+and the remote clients rebuild the same classes from the status, so code written against one
+mode works against the other and a bare ``grpc.RpcError`` never reaches a caller. ``code`` is the
+canonical code *name*; grpc itself is imported only when a status is actually sent.
+``to_status`` builds the ``google.rpc.Status`` that travels in ``grpc-status-details-bin`` (and
+inside batch results): a ``BadRequest`` with one ``FieldViolation`` per bad field, or a
+``QuotaFailure`` naming the limit that was exceeded.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -20,16 +27,20 @@ from cost_engine.spec.base import clip, join_path
 
 __all__ = [
     "Cancelled",
+    "Code",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "FieldViolation",
     "Internal",
     "InvalidArgument",
     "NotFound",
+    "OracleError",
+    "PermissionDenied",
     "ResourceExhausted",
-    "ServiceError",
     "Unauthenticated",
     "Unavailable",
-    "error_for_code",
+    "Unimplemented",
+    "error_for",
     "from_status",
     "invalid",
     "join_path",
@@ -37,32 +48,80 @@ __all__ = [
 ]
 
 
-class ServiceError(Exception):
-    """A failed request (or one failed item of a batch): canonical code name, message, bad fields.
+class Code(str, enum.Enum):  # noqa: UP042 (StrEnum would change what str() of a member prints)
+    """The canonical gRPC status codes by name (a ``str``: ``Code.INTERNAL == "INTERNAL"``), kept
+    free of ``grpc`` so the in-process path needs none."""
 
-    ``violations`` are ``(field path, reason)`` pairs, paths in proto terms
-    (``candidates[3].network.stages[0].blocks[1].mbconv.kernel_size``). ``quota`` names a limit
-    (``max_batch_size``) for RESOURCE_EXHAUSTED.
-    """
-
-    code = "UNKNOWN"
-
-    def __init__(self, message: str, violations: Iterable[tuple[str, str]] = (), *, quota: str | None = None):
-        self.message = message
-        self.violations: tuple[tuple[str, str], ...] = tuple((str(p), str(r)) for p, r in violations)
-        self.quota = quota
-        super().__init__(self.text())
-
-    def text(self) -> str:
-        if self.violations:
-            return "; ".join(f"{p}: {r}" if p else r for p, r in self.violations)
-        return self.message
+    OK = "OK"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    INTERNAL = "INTERNAL"
+    UNAVAILABLE = "UNAVAILABLE"
+    DATA_LOSS = "DATA_LOSS"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
 
     @property
     def grpc_code(self) -> Any:
-        import grpc
+        """The matching ``grpc.StatusCode`` (imports grpc)."""
+        import grpc  # only a process that sends or receives over gRPC needs it
 
-        return grpc.StatusCode[self.code]
+        return grpc.StatusCode[self.value]
+
+
+class FieldViolation(NamedTuple):
+    """One bad field: ``candidates[3].network.stages[0].blocks[1].mbconv.kernel_size`` and why.
+    A tuple, so ``(path, reason)`` pairs and violations compare equal."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+
+class OracleError(Exception):
+    """A failed request (or one failed item of a batch): canonical code, message, bad fields.
+
+    ``violations`` are :class:`FieldViolation` (``(path, reason)`` pairs), paths in proto terms.
+    ``quota`` names a limit (``max_batch_size``) for RESOURCE_EXHAUSTED.
+    """
+
+    code: Code = Code.UNKNOWN
+
+    def __init__(self, message: str, violations: Iterable[tuple[str, str]] = (), *, quota: str | None = None,
+                 code: Code | str | None = None):
+        if code is not None:
+            self.code = _code(code)
+        self.message = message
+        self.violations: tuple[FieldViolation, ...] = tuple(FieldViolation(str(p), str(r)) for p, r in violations)
+        self.quota = quota
+        super().__init__(f"{self.code.value}: {self.text()}")
+
+    def text(self) -> str:
+        """What the status's message says: the violations, or the message."""
+        if self.violations:
+            return _listing(self.violations)
+        return self.message
+
+    def lines(self) -> list[str]:
+        """One human line per bad field (or the message), as the CLI prints them."""
+        if self.violations:
+            return [str(v) for v in self.violations]
+        return [f"{self.code.value.lower().replace('_', ' ')}: {self.message}"]
+
+    @property
+    def grpc_code(self) -> Any:
+        return self.code.grpc_code
 
     def to_status(self) -> status_pb2.Status:
         """The rich status: numeric code, the message, and typed details, clipped to fit gRPC's
@@ -70,9 +129,8 @@ class ServiceError(Exception):
         an 8,000-character bad value must come back as its field violation, quoted short, not as
         "metadata exceeds hard limit"."""
         violations = _fitting(self.violations)
-        message = clip("; ".join(f"{p}: {r}" if p else r for p, r in violations) if violations else self.message,
-                        _MAX_MESSAGE)
-        status = status_pb2.Status(code=code_pb2.Code.Value(self.code), message=message)
+        message = clip(_listing(violations) if violations else self.message, _MAX_MESSAGE)
+        status = status_pb2.Status(code=code_pb2.Code.Value(self.code.value), message=message)
         if violations:
             bad = error_details_pb2.BadRequest(field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(field=p, description=r) for p, r in violations])
@@ -88,7 +146,7 @@ class ServiceError(Exception):
             status.details.append(detail)
         return status
 
-    def prefixed(self, prefix: str) -> ServiceError:
+    def prefixed(self, prefix: str) -> OracleError:
         """The same error with every field path under ``prefix`` (a batch item's position).
 
         Paths that name the request's context (``context.resolution``) are request fields, not
@@ -98,10 +156,17 @@ class ServiceError(Exception):
         paths = paths or [(prefix, self.message)]
         # a message that lists the violations lists them with the same prefix
         message = _listing(paths) if self.violations and self.message == _listing(self.violations) else self.message
-        return type(self)(message, paths, quota=self.quota)
+        return error_for(self.code, message, paths, self.quota)
 
-    def __reduce__(self) -> Any:  # picklable, for process pools in the client / tests
-        return (rebuild_error_of, (type(self).__name__, self.message, self.violations, self.quota))
+    def __reduce__(self) -> Any:  # picklable, for the analysis processes and process pools
+        return (error_for, (self.code.value, self.message, tuple(map(tuple, self.violations)), self.quota))
+
+
+def _code(code: Code | str) -> Code:
+    try:
+        return Code(code.value if isinstance(code, Code) else str(code))
+    except ValueError:
+        return Code.UNKNOWN
 
 
 #: clipping of what a status carries (characters): a field path, a reason, the message, and the
@@ -112,7 +177,7 @@ _MAX_MESSAGE = 1500
 _VIOLATIONS_BUDGET = 2500
 
 
-def _fitting(violations: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+def _fitting(violations: tuple[FieldViolation, ...]) -> list[tuple[str, str]]:
     """As many violations as fit the budget, each clipped; a last one says how many were left out."""
     out: list[tuple[str, str]] = []
     used = 0
@@ -166,8 +231,8 @@ def translate_path(engine_path: str, node: Any) -> str:
     return out
 
 
-class InvalidArgument(ServiceError):
-    code = "INVALID_ARGUMENT"
+class InvalidArgument(OracleError):
+    code = Code.INVALID_ARGUMENT
 
 
 def _listing(violations: Iterable[tuple[str, str]]) -> str:
@@ -181,61 +246,63 @@ def invalid(violations: Iterable[tuple[str, str]]) -> InvalidArgument:
     return InvalidArgument(_listing(v) or "invalid argument", v)
 
 
-class ResourceExhausted(ServiceError):
-    code = "RESOURCE_EXHAUSTED"
+class ResourceExhausted(OracleError):
+    code = Code.RESOURCE_EXHAUSTED
 
 
-class FailedPrecondition(ServiceError):
-    code = "FAILED_PRECONDITION"
+class FailedPrecondition(OracleError):
+    code = Code.FAILED_PRECONDITION
 
 
-class Unavailable(ServiceError):
-    code = "UNAVAILABLE"
+class Unavailable(OracleError):
+    code = Code.UNAVAILABLE
 
 
-class Unauthenticated(ServiceError):
-    code = "UNAUTHENTICATED"
+class Unauthenticated(OracleError):
+    code = Code.UNAUTHENTICATED
 
 
-class DeadlineExceeded(ServiceError):
-    code = "DEADLINE_EXCEEDED"
+class PermissionDenied(OracleError):
+    code = Code.PERMISSION_DENIED
 
 
-class Cancelled(ServiceError):
-    code = "CANCELLED"
+class DeadlineExceeded(OracleError):
+    code = Code.DEADLINE_EXCEEDED
 
 
-class Internal(ServiceError):
-    code = "INTERNAL"
+class Cancelled(OracleError):
+    code = Code.CANCELLED
 
 
-class NotFound(ServiceError):
-    code = "NOT_FOUND"
+class Internal(OracleError):
+    code = Code.INTERNAL
 
 
-_CLASSES: dict[str, type[ServiceError]] = {
+class NotFound(OracleError):
+    code = Code.NOT_FOUND
+
+
+class Unimplemented(OracleError):
+    code = Code.UNIMPLEMENTED
+
+
+_CLASSES: dict[Code, type[OracleError]] = {
     c.code: c for c in (InvalidArgument, ResourceExhausted, FailedPrecondition, Unavailable, Unauthenticated,
-                        DeadlineExceeded, Cancelled, Internal, NotFound)
+                        PermissionDenied, DeadlineExceeded, Cancelled, Internal, NotFound, Unimplemented)
 }
 
 
-def rebuild_error_of(name: str, message: str, violations: tuple[tuple[str, str], ...],
-                     quota: str | None) -> ServiceError:
-    cls = next((c for c in _CLASSES.values() if c.__name__ == name), ServiceError)
-    return cls(message, violations, quota=quota)
-
-
-def error_for_code(code: str, message: str, violations: Iterable[tuple[str, str]] = (),
-                   quota: str | None = None) -> ServiceError:
-    cls = _CLASSES.get(code)
+def error_for(code: Code | str, message: str, violations: Iterable[tuple[str, str]] = (),
+              quota: str | None = None) -> OracleError:
+    """The most specific :class:`OracleError` subclass for a code (an unknown name is UNKNOWN)."""
+    c = _code(code)
+    cls = _CLASSES.get(c)
     if cls is None:
-        err = ServiceError(message, violations, quota=quota)
-        err.code = code if code in code_pb2.Code.keys() else "UNKNOWN"  # noqa: SIM118
-        return err
+        return OracleError(message, violations, quota=quota, code=c)
     return cls(message, violations, quota=quota)
 
 
-def from_status(status: status_pb2.Status) -> ServiceError:
+def from_status(status: status_pb2.Status) -> OracleError:
     """The error a ``google.rpc.Status`` (a batch item's or a call's) describes."""
     try:
         code = code_pb2.Code.Name(status.code)
@@ -253,4 +320,4 @@ def from_status(status: status_pb2.Status) -> ServiceError:
             detail.Unpack(qf)
             if qf.violations:
                 quota = qf.violations[0].subject
-    return error_for_code(code, status.message, violations, quota)
+    return error_for(code, status.message, violations, quota)

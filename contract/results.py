@@ -8,7 +8,7 @@ from typing import Any
 
 from cost_engine.spec.network import NetworkSpec
 from cost_oracle.contract.budget import Constraint
-from cost_oracle.contract.errors import ServiceError
+from cost_oracle.contract.errors import OracleError
 
 __all__ = ["FilterItem", "FilterOutcome", "SweepChunk", "SweepOutcome", "SweepPoint"]
 
@@ -19,7 +19,7 @@ class FilterItem:
     feasible: bool
     constraints: list[Constraint] = field(default_factory=list)
     violated: list[str] = field(default_factory=list)
-    error: ServiceError | None = None
+    error: OracleError | None = None
     report: dict[str, Any] | None = None
     pareto: bool = False
     decided_by: str = "analytic"

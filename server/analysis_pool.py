@@ -18,7 +18,7 @@ from typing import Any
 from cost_engine.families import resolve
 from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec.base import Spec
-from cost_oracle.contract.errors import ServiceError
+from cost_oracle.contract.errors import OracleError, error_for
 from cost_oracle.contract.types import BlockCandidate, Context
 from cost_oracle.server.cache import CacheRow
 from cost_oracle.server.cache.store import encode_rows
@@ -63,8 +63,8 @@ def pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[s
         try:
             item = _worker_item(what, in_channels)
             engine_report = analyze_item(item, ctx)
-        except ServiceError as exc:
-            out.append((key, "error", (type(exc).__name__, exc.message, exc.violations, exc.quota), None))
+        except OracleError as exc:
+            out.append((key, "error", (exc.code.value, exc.message, exc.violations, exc.quota), None))
             continue
         report = engine_report.to_dict(breakdowns=False)
         rows.append(CacheRow(key, "cost", report, COST_MODEL_VERSION))
@@ -92,7 +92,6 @@ def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
     return Prepared(what, what.kind, None, in_channels)
 
 
-def rebuild_error(state: tuple[Any, ...]) -> ServiceError:
-    from cost_oracle.contract.errors import rebuild_error_of
-
-    return rebuild_error_of(*state)
+def rebuild_error(state: tuple[Any, ...]) -> OracleError:
+    """The error a job's ``(code, message, violations, quota)`` state describes."""
+    return error_for(*state)

@@ -41,8 +41,8 @@ from cost_engine.spec.network import NetworkSpec
 from cost_oracle.contract.errors import (
     FailedPrecondition,
     InvalidArgument,
+    OracleError,
     ResourceExhausted,
-    ServiceError,
     invalid,
     join_path,
 )
@@ -160,13 +160,13 @@ class Oracle(LatencyMixin, SearchMixin):
         raise InvalidArgument("not a candidate", [(path, "must be a network spec, a built-in model name or a block "
                                                          f"candidate, got {type(candidate).__name__}")])
 
-    def _prepare_all(self, candidates: Sequence[Candidate], path: str) -> list[Prepared | ServiceError]:
-        out: list[Prepared | ServiceError] = []
+    def _prepare_all(self, candidates: Sequence[Candidate], path: str) -> list[Prepared | OracleError]:
+        out: list[Prepared | OracleError] = []
         for i, c in enumerate(candidates):
             checkpoint()
             try:
                 out.append(self.prepare(c, f"{path}[{i}]"))
-            except ServiceError as exc:
+            except OracleError as exc:
                 out.append(exc)
         return out
 
@@ -207,18 +207,18 @@ class Oracle(LatencyMixin, SearchMixin):
 
     # -- costs ----------------------------------------------------------------------------
     def cost(self, candidate: Candidate, context: Context | None = None, *, detail: str = "full") -> dict[str, Any]:
-        """The report of one candidate; raises :class:`ServiceError` (paths under ``candidate``)."""
+        """The report of one candidate; raises :class:`OracleError` (paths under ``candidate``)."""
         ctx = context or Context()
         self.check_context(ctx)
         self.check_detail(detail)
         result = self.cost_prepared([self.prepare(candidate, "candidate")], ctx, detail, paths=["candidate"])[0]
-        if isinstance(result, ServiceError):
+        if isinstance(result, OracleError):
             raise result
         return result
 
     def cost_batch(self, candidates: Sequence[Candidate], context: Context | None = None, *,
-                   detail: str = "full") -> list[dict[str, Any] | ServiceError]:
-        """Reports in request order; a bad candidate is its own :class:`ServiceError` item."""
+                   detail: str = "full") -> list[dict[str, Any] | OracleError]:
+        """Reports in request order; a bad candidate is its own :class:`OracleError` item."""
         ctx = context or Context()
         self.check_context(ctx)
         self.check_detail(detail)
@@ -227,14 +227,14 @@ class Oracle(LatencyMixin, SearchMixin):
         items = self._prepare_all(candidates, "candidates")
         return self.cost_prepared(items, ctx, detail)
 
-    def cost_prepared(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str = "full",
+    def cost_prepared(self, items: Sequence[Prepared | OracleError], ctx: Context, detail: str = "full",
                       paths: Sequence[str] | None = None, *, deadline: float | None = None,
-                      is_active: Callable[[], bool] | None = None) -> list[dict[str, Any] | ServiceError]:
+                      is_active: Callable[[], bool] | None = None) -> list[dict[str, Any] | OracleError]:
         """The core batch path (the servicer calls it with candidates it converted itself)."""
         full = self.full_reports(items, ctx, paths)
-        out: list[dict[str, Any] | ServiceError] = []
+        out: list[dict[str, Any] | OracleError] = []
         for item, got in zip(items, full, strict=True):
-            if isinstance(got, ServiceError):
+            if isinstance(got, OracleError):
                 out.append(got)
                 continue
             report, key, hit = got
@@ -244,8 +244,8 @@ class Oracle(LatencyMixin, SearchMixin):
             self.attach_latency(items, out, ctx, paths, deadline=deadline, is_active=is_active)
         return out
 
-    def full_reports(self, items: Sequence[Prepared | ServiceError], ctx: Context,
-                     paths: Sequence[str] | None = None) -> list[tuple[dict[str, Any], str, bool] | ServiceError]:
+    def full_reports(self, items: Sequence[Prepared | OracleError], ctx: Context,
+                     paths: Sequence[str] | None = None) -> list[tuple[dict[str, Any], str, bool] | OracleError]:
         """(full report dict, cache key, cache hit) per item, or the item's error. Never mutate the dicts."""
         paths = paths or [f"candidates[{i}]" for i in range(len(items))]
         keys = [item.key(ctx) if isinstance(item, Prepared) else None for item in items]
@@ -253,9 +253,9 @@ class Oracle(LatencyMixin, SearchMixin):
         computed = self._compute_local(items, keys, missing, ctx)
         return self._assemble(items, keys, found, computed, paths)
 
-    def begin_report_blobs(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
+    def begin_report_blobs(self, items: Sequence[Prepared | OracleError], ctx: Context, detail: str,
                            paths: Sequence[str], encode: Callable[[dict[str, Any]], bytes],
-                           ) -> Callable[[], list[tuple[bytes, str, bool] | ServiceError]]:
+                           ) -> Callable[[], list[tuple[bytes, str, bool] | OracleError]]:
         """(encoded report at ``detail`` with an empty label and cache_hit set, key, hit) per item,
         or its error — the servicer's path — in two steps: look up and hand the cold candidates to
         the analysis processes now, collect (store, then answer) when the returned function is
@@ -274,12 +274,12 @@ class Oracle(LatencyMixin, SearchMixin):
             futures = None
             self._drop_pool(pool)
 
-        def finish() -> list[tuple[bytes, str, bool] | ServiceError]:
+        def finish() -> list[tuple[bytes, str, bool] | OracleError]:
             try:
                 if futures is None:
                     raise RuntimeError("the analysis processes are gone")
                 computed, blobs = self._collect_pool(futures)
-            except ServiceError:  # the call is over (deadline, cancel): the jobs not yet begun are dropped
+            except OracleError:  # the call is over (deadline, cancel): the jobs not yet begun are dropped
                 for f in futures or ():
                     f.cancel()
                 raise
@@ -297,13 +297,13 @@ class Oracle(LatencyMixin, SearchMixin):
                 self._pool = None
         pool.shutdown(wait=False, cancel_futures=True)
 
-    def _blobs(self, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
+    def _blobs(self, items: Sequence[Prepared | OracleError], keys: Sequence[str | None],
                found: dict[str, dict[str, Any]], computed: dict[str, Any], blobs: dict[str, bytes], ctx: Context,
                detail: str, paths: Sequence[str], encode: Callable[[dict[str, Any]], bytes],
-               ) -> list[tuple[bytes, str, bool] | ServiceError]:
-        out: list[tuple[bytes, str, bool] | ServiceError] = []
+               ) -> list[tuple[bytes, str, bool] | OracleError]:
+        out: list[tuple[bytes, str, bool] | OracleError] = []
         for item, got in zip(items, self._assemble(items, keys, found, computed, paths), strict=True):
-            if isinstance(got, ServiceError):
+            if isinstance(got, OracleError):
                 out.append(got)
                 continue
             report, key, hit = got
@@ -333,7 +333,7 @@ class Oracle(LatencyMixin, SearchMixin):
             missing = [k for k in missing if k not in stored]
         return found, missing
 
-    def _compute_local(self, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
+    def _compute_local(self, items: Sequence[Prepared | OracleError], keys: Sequence[str | None],
                        missing: Sequence[str], ctx: Context) -> dict[str, Any]:
         """Analyze the missing keys in this process and store them; key -> report dict or error."""
         todo = set(missing)
@@ -348,7 +348,7 @@ class Oracle(LatencyMixin, SearchMixin):
                 checkpoint()
                 try:
                     report = analyze_item(item, ctx).to_dict(breakdowns=False)
-                except ServiceError as exc:
+                except OracleError as exc:
                     computed[k] = exc  # paths relative to the candidate: each position prefixes its own
                     continue
                 computed[k] = report
@@ -370,7 +370,7 @@ class Oracle(LatencyMixin, SearchMixin):
                 self._reports.put(row.key, row.payload)
             self._count(writes=written)
 
-    def _submit_pool(self, pool: Any, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
+    def _submit_pool(self, pool: Any, items: Sequence[Prepared | OracleError], keys: Sequence[str | None],
                      missing: Sequence[str], ctx: Context, detail: str) -> list[Any]:
         """Hand the missing keys to the analysis processes (in a few jobs per process, so both finish
         together); each job answers with the serialized reports and its rows already encoded."""
@@ -413,14 +413,14 @@ class Oracle(LatencyMixin, SearchMixin):
         self._count(writes=written)
         return computed, blobs
 
-    def _assemble(self, items: Sequence[Prepared | ServiceError], keys: Sequence[str | None],
+    def _assemble(self, items: Sequence[Prepared | OracleError], keys: Sequence[str | None],
                   found: dict[str, dict[str, Any]], computed: dict[str, Any],
-                  paths: Sequence[str]) -> list[tuple[dict[str, Any], str, bool] | ServiceError]:
-        out: list[tuple[dict[str, Any], str, bool] | ServiceError] = []
+                  paths: Sequence[str]) -> list[tuple[dict[str, Any], str, bool] | OracleError]:
+        out: list[tuple[dict[str, Any], str, bool] | OracleError] = []
         n_hit = n_miss = n_err = 0
         for i, (item, k) in enumerate(zip(items, keys, strict=True)):
             if k is None:
-                assert isinstance(item, ServiceError)
+                assert isinstance(item, OracleError)
                 out.append(item)
                 n_err += 1
                 continue
@@ -429,7 +429,7 @@ class Oracle(LatencyMixin, SearchMixin):
                 n_hit += 1
                 continue
             got = computed[k]
-            if isinstance(got, ServiceError):
+            if isinstance(got, OracleError):
                 out.append(got.prefixed(paths[i]) if got.violations else got)
                 n_err += 1
             else:

@@ -25,8 +25,8 @@ from cost_oracle.contract.errors import (
     FailedPrecondition,
     Internal,
     InvalidArgument,
+    OracleError,
     ResourceExhausted,
-    ServiceError,
     invalid,
     join_path,
 )
@@ -57,12 +57,12 @@ class LatencyMixin:
         pending (``server/gate.py``); nothing when all are done (a cache hit never waits). When no
         waiting slot is free the futures are cancelled before RESOURCE_EXHAUSTED is raised, so
         nothing is measured for a request that was refused."""
-        pending = [f for f in futures if f is not None and not isinstance(f, ServiceError)]
+        pending = [f for f in futures if f is not None and not isinstance(f, OracleError)]
         with contextlib.ExitStack() as stack:
             if not all(f.done() for f in pending):
                 try:
                     stack.enter_context(self.gate.waiting())
-                except ServiceError:
+                except OracleError:
                     for f in pending:
                         f.cancel()
                     raise
@@ -95,7 +95,7 @@ class LatencyMixin:
 
     def _submit_latency(self, item: Prepared, ctx: Context, mode: str, *, deadline: float | None = None,
                         is_active: Callable[[], bool] | None = None) -> Any:
-        """A future of the latency of one candidate (raises ServiceError at submission)."""
+        """A future of the latency of one candidate (raises OracleError at submission)."""
         settings = self.latency_settings(item, ctx)
         q = self.latency_queue()
         with _submission_errors():
@@ -119,9 +119,9 @@ class LatencyMixin:
         except Exception:
             return None
 
-    def latency_of(self, items: Sequence[Prepared | ServiceError], ctx: Context, mode: str | None = None, *,
+    def latency_of(self, items: Sequence[Prepared | OracleError], ctx: Context, mode: str | None = None, *,
                    deadline: float | None = None, is_active: Callable[[], bool] | None = None,
-                   paths: Sequence[str] | None = None) -> list[dict[str, Any] | ServiceError | None]:
+                   paths: Sequence[str] | None = None) -> list[dict[str, Any] | OracleError | None]:
         """Latency dicts (proto ``Latency`` keys) per item; all submitted first, then awaited."""
         mode = mode or ctx.latency
         paths = paths or [f"candidates[{i}]" for i in range(len(items))]
@@ -129,22 +129,22 @@ class LatencyMixin:
             futures = self._submit_measurements(items, ctx, deadline, is_active)
         else:
             futures = self._submit_each(items, ctx, mode, deadline, is_active)
-        out: list[dict[str, Any] | ServiceError | None] = []
+        out: list[dict[str, Any] | OracleError | None] = []
         with self.waiting_on(futures):
             for i, f in enumerate(futures):
-                if f is None or isinstance(f, ServiceError):
+                if f is None or isinstance(f, OracleError):
                     out.append(f)
                     continue
                 try:
                     timeout = None if deadline is None else max(0.0, deadline - time.time())
                     out.append(latency_dict(f.result(timeout=timeout)))
-                except ServiceError as exc:
+                except OracleError as exc:
                     out.append(exc)
                 except Exception as exc:
                     out.append(latency_error(exc, paths[i]))
         return out
 
-    def _submit_each(self, items: Sequence[Prepared | ServiceError], ctx: Context, mode: str,
+    def _submit_each(self, items: Sequence[Prepared | OracleError], ctx: Context, mode: str,
                      deadline: float | None, is_active: Callable[[], bool] | None) -> list[Any]:
         """Futures (or per-item errors, or None) of predictions and cached-or-predicted answers,
         one submission per item."""
@@ -158,14 +158,14 @@ class LatencyMixin:
             except (FailedPrecondition, ResourceExhausted):
                 # request-level conditions: the whole call fails with them
                 for f in futures:
-                    if f is not None and not isinstance(f, ServiceError):
+                    if f is not None and not isinstance(f, OracleError):
                         f.cancel()
                 raise
-            except ServiceError as exc:
+            except OracleError as exc:
                 futures.append(exc)
         return futures
 
-    def _submit_measurements(self, items: Sequence[Prepared | ServiceError], ctx: Context, deadline: float | None,
+    def _submit_measurements(self, items: Sequence[Prepared | OracleError], ctx: Context, deadline: float | None,
                              is_active: Callable[[], bool] | None) -> list[Any]:
         """Futures (or per-item errors, or None) of a request's measurements, admitted to the
         queue all or nothing: a request that does not fit fails whole with RESOURCE_EXHAUSTED and
@@ -179,7 +179,7 @@ class LatencyMixin:
             try:
                 requests.append((item.candidate, self.latency_settings(item, ctx)))
                 todo.append(i)
-            except ServiceError as exc:
+            except OracleError as exc:
                 out[i] = exc
         if not requests:
             return out
@@ -189,15 +189,15 @@ class LatencyMixin:
             out[i] = f
         return out
 
-    def attach_latency(self, items: Sequence[Prepared | ServiceError], reports: list[Any], ctx: Context,
+    def attach_latency(self, items: Sequence[Prepared | OracleError], reports: list[Any], ctx: Context,
                        paths: Sequence[str] | None = None, *, deadline: float | None = None,
                        is_active: Callable[[], bool] | None = None) -> None:
-        todo = [it if not isinstance(r, ServiceError) else r for it, r in zip(items, reports, strict=True)]
+        todo = [it if not isinstance(r, OracleError) else r for it, r in zip(items, reports, strict=True)]
         lats = self.latency_of(todo, ctx, deadline=deadline, is_active=is_active, paths=paths)
         for i, lat in enumerate(lats):
-            if isinstance(reports[i], ServiceError):
+            if isinstance(reports[i], OracleError):
                 continue
-            if isinstance(lat, ServiceError):
+            if isinstance(lat, OracleError):
                 reports[i] = lat
             elif lat is not None:
                 reports[i]["latency"] = lat
@@ -226,7 +226,7 @@ class LatencyMixin:
             raise FailedPrecondition(str(exc), [("device", str(exc))]) from None
         except SpecError as exc:
             raise invalid([(e.path, e.reason) for e in exc.errors]) from None
-        except ServiceError:
+        except OracleError:
             raise
         except Exception as exc:
             raise latency_error(exc, "") from None
@@ -261,7 +261,7 @@ class LatencyMixin:
                     break
                 except TimeoutError:
                     pass
-                except ServiceError:
+                except OracleError:
                     raise
                 except Exception as exc:
                     raise latency_error(exc, "context") from None
@@ -386,7 +386,7 @@ def _submission_errors() -> Iterator[None]:
         raise FailedPrecondition(str(exc), [("context.device", str(exc))]) from None
     except SpecError as exc:
         raise invalid([(join_path("context", e.path), e.reason) for e in exc.errors]) from None
-    except ServiceError:
+    except OracleError:
         raise
     except Exception as exc:
         if type(exc).__name__ == "QueueFull":
@@ -396,7 +396,7 @@ def _submission_errors() -> Iterator[None]:
         raise
 
 
-def latency_error(exc: BaseException, path: str) -> ServiceError:
+def latency_error(exc: BaseException, path: str) -> OracleError:
     name = type(exc).__name__
     if name == "MeasurementDropped":
         if getattr(exc, "code", "") == "DEADLINE_EXCEEDED":

@@ -29,8 +29,8 @@ from cost_oracle.contract.budget import (
 from cost_oracle.contract.errors import (
     FailedPrecondition,
     InvalidArgument,
+    OracleError,
     ResourceExhausted,
-    ServiceError,
     invalid,
     join_path,
 )
@@ -112,7 +112,7 @@ class SearchMixin:
         return self.filter_prepared(items, budget, ctx, pareto=pareto, include_reports=include_reports,
                                     detail=detail, deadline=deadline, is_active=is_active)
 
-    def filter_prepared(self, items: Sequence[Prepared | ServiceError], budget: Budget, ctx: Context, *,
+    def filter_prepared(self, items: Sequence[Prepared | OracleError], budget: Budget, ctx: Context, *,
                         pareto: Sequence[str] = (), include_reports: bool = False, detail: str = "scalars",
                         offset: int = 0, paths: Sequence[str] | None = None, front: bool = True,
                         deadline: float | None = None,
@@ -122,7 +122,7 @@ class SearchMixin:
         results: list[FilterItem] = []
         survivors: list[int] = []
         for i, got in enumerate(full):
-            if isinstance(got, ServiceError):
+            if isinstance(got, OracleError):
                 results.append(FilterItem(offset + i, False, error=got, decided_by="error"))
                 continue
             report, key, hit = got
@@ -158,7 +158,7 @@ class SearchMixin:
             r.pareto = r.index in chosen
         return sorted(idx)
 
-    def _latency_filter(self, items: Sequence[Prepared | ServiceError], results: list[FilterItem],
+    def _latency_filter(self, items: Sequence[Prepared | OracleError], results: list[FilterItem],
                         survivors: list[int], budget: Budget, ctx: Context, deadline: float | None,
                         is_active: Callable[[], bool] | None) -> int:
         """Latency for the analytic survivors; returns the number of measurements it needed."""
@@ -169,7 +169,7 @@ class SearchMixin:
             measured = 0
             for i, lat in zip(survivors, lats, strict=True):
                 self._set_latency(results[i], lat, None)
-                measured += bool(lat and not isinstance(lat, ServiceError) and lat.get("source") == "measured"
+                measured += bool(lat and not isinstance(lat, OracleError) and lat.get("source") == "measured"
                                  and not lat.get("cached"))
             return measured
         from cost_engine.latency import UnknownDevice, filter_by_latency
@@ -209,7 +209,7 @@ class SearchMixin:
             except SpecError as exc:
                 raise invalid([(join_path("context", e.path), e.reason)
                                                  for e in exc.errors]) from None
-            except ServiceError:
+            except OracleError:
                 raise
             except Exception as exc:  # queue full, dropped, measurement failure
                 raise latency_error(exc, "context") from None
@@ -222,9 +222,9 @@ class SearchMixin:
         return total_measurements
 
     @staticmethod
-    def _set_latency(item: FilterItem, lat: dict[str, Any] | ServiceError | None, budget: Budget | None, *,
+    def _set_latency(item: FilterItem, lat: dict[str, Any] | OracleError | None, budget: Budget | None, *,
                      decided_by: str | None = None, feasible: bool | None = None) -> None:
-        if isinstance(lat, ServiceError):
+        if isinstance(lat, OracleError):
             item.error, item.feasible, item.decided_by = lat, False, "error"
             return
         if lat is None:
@@ -277,7 +277,7 @@ class SearchMixin:
 
         def run(batch: list[Any]) -> SweepChunk:
             nonlocal measurements
-            items: list[Prepared | ServiceError] = []
+            items: list[Prepared | OracleError] = []
             paths = []
             for pt in batch:
                 paths.append(f"{space.name}[{pt.index}]")

@@ -61,7 +61,7 @@ def _reason(item: Prepared, engine_path: str, reason: str) -> str:
 
 
 def analyze_item(item: Prepared, ctx: Context) -> CostReport:
-    """``analyze(...)`` with engine errors as :class:`ServiceError` in proto terms."""
+    """``analyze(...)`` with engine errors as :class:`OracleError` in proto terms."""
     resolution = item.resolution(ctx)
     if item.is_block and resolution is None:
         raise InvalidArgument("a block candidate needs a resolution",

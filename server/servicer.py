@@ -1,7 +1,7 @@
 """The gRPC handlers of ``costoracle.v1.CostOracle``: thin on purpose.
 
 Each handler converts the request (``cost_oracle.contract.convert``), calls the oracle core, converts the
-answer, and turns a :class:`ServiceError` into a canonical status with ``google.rpc.Status``
+answer, and turns a :class:`OracleError` into a canonical status with ``google.rpc.Status``
 details. The only logic of its own is speed on the hot path, which must not change an answer:
 
 * a candidate message seen before (same serialized bytes) maps straight to its validated,
@@ -28,7 +28,7 @@ from grpc_status import rpc_status
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cost_oracle.contract import convert
-from cost_oracle.contract.errors import Internal, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
+from cost_oracle.contract.errors import Internal, InvalidArgument, OracleError, ResourceExhausted, Unavailable
 from cost_oracle.contract.results import SweepChunk
 from cost_oracle.contract.types import Context
 from cost_oracle.contract.wire import LEN, VARINT, len_field, split_field, tag_bytes, varint
@@ -131,7 +131,7 @@ def _serialize(response: Any) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-def _unhandled(exc: Exception, method: str) -> ServiceError:
+def _unhandled(exc: Exception, method: str) -> OracleError:
     """An exception no handler turned into a status: a lost cache database is UNAVAILABLE (a
     client retries it, and the connection pool reconnects on the next request); anything else
     is INTERNAL, logged with its traceback, never sent."""
@@ -170,20 +170,20 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
 
     # -- plumbing -------------------------------------------------------------------------
     def _run(self, method: str, request: Any, context: grpc.ServicerContext, fn: Callable[[], Any]) -> Any:
-        """Run a unary handler: request log line, ServiceError -> rich status, bug -> INTERNAL."""
+        """Run a unary handler: request log line, OracleError -> rich status, bug -> INTERNAL."""
         start = time.perf_counter()
         self.info.cache_hit = None
         self.info.candidates = 0
-        err: ServiceError | None = None
+        err: OracleError | None = None
         try:
             self._check_request(request)
             with self.oracle.gate.work(), watch(self._deadline(context), context.is_active):
                 result = fn()
-        except ServiceError as exc:
+        except OracleError as exc:
             err = exc
         except Exception as exc:
             err = _unhandled(exc, method)
-        self._log(method, err.code if err else "OK", start)
+        self._log(method, err.code.value if err else "OK", start)
         if err is not None:
             context.abort_with_status(rpc_status.to_status(err.to_status()))
         return result
@@ -193,7 +193,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         start = time.perf_counter()
         self.info.cache_hit = None
         self.info.candidates = 0
-        err: ServiceError | None = None
+        err: OracleError | None = None
         sent = 0
         try:
             self._check_request(request)
@@ -210,11 +210,12 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                     # released, so whoever sees the server idle sees the count too.
                     note_stopped(ended_reason(deadline))
                     raise
-        except ServiceError as exc:
+        except OracleError as exc:
             err = exc
         except Exception as exc:
             err = _unhandled(exc, method)
-        self._log(method, err.code if err else ("OK" if context.is_active() else "CANCELLED"), start, messages=sent)
+        code = err.code.value if err else ("OK" if context.is_active() else "CANCELLED")
+        self._log(method, code, start, messages=sent)
         if err is not None:
             context.abort_with_status(rpc_status.to_status(err.to_status()))
 
@@ -246,7 +247,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         remaining = context.time_remaining()
         return None if remaining is None or remaining > _NO_DEADLINE_S else time.time() + remaining
 
-    def _prepare(self, raw: bytes, path: str) -> Prepared | ServiceError:
+    def _prepare(self, raw: bytes, path: str) -> Prepared | OracleError:
         """A serialized candidate as a validated candidate (memoized by its bytes), or its error."""
         hit = self._candidates.get(raw)
         if hit is not None:
@@ -262,7 +263,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                                        [(path, f"cannot decode costoracle.v1.Candidate: {exc}")])
             try:
                 prepared = self.oracle.prepare(convert.candidate_from_proto(msg, path), path, validated=True)
-            except ServiceError as exc:
+            except OracleError as exc:
                 return exc
         if prepared.wire is None:
             prepared.wire = raw
@@ -270,8 +271,8 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         return prepared
 
     def _prepare_all(self, raws: Sequence[bytes], path: str = "candidates",
-                     offset: int = 0) -> list[Prepared | ServiceError]:
-        out: list[Prepared | ServiceError] = []
+                     offset: int = 0) -> list[Prepared | OracleError]:
+        out: list[Prepared | OracleError] = []
         for i, r in enumerate(raws):
             checkpoint()
             out.append(self._prepare(r, f"{path}[{offset + i}]"))
@@ -335,12 +336,12 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         self.oracle.count_hits(len(out))
         return out
 
-    def _results(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
+    def _results(self, items: Sequence[Prepared | OracleError], ctx: Context, detail: str,
                  paths: Sequence[str], context: grpc.ServicerContext) -> list[tuple[bytes, bool | None]]:
         """Serialized ``CostResult``s in order, each with its cache hit (None for an error)."""
         return self._begin_results(items, ctx, detail, paths, context)()
 
-    def _begin_results(self, items: Sequence[Prepared | ServiceError], ctx: Context, detail: str,
+    def _begin_results(self, items: Sequence[Prepared | OracleError], ctx: Context, detail: str,
                        paths: Sequence[str],
                        context: grpc.ServicerContext) -> Callable[[], list[tuple[bytes, bool | None]]]:
         """:meth:`_results` in two steps (see :meth:`Oracle.begin_report_blobs`).
@@ -353,12 +354,12 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             dicts = self.oracle.cost_prepared(items, ctx, detail, paths, deadline=self._deadline(context),
                                               is_active=context.is_active)
             for i, d in enumerate(dicts):
-                out[i] = (_result(d).SerializeToString(), None if isinstance(d, ServiceError) else d["cache_hit"])
+                out[i] = (_result(d).SerializeToString(), None if isinstance(d, OracleError) else d["cache_hit"])
             return lambda: out  # type: ignore[return-value]
         todo: list[int] = []
         memo_hits = 0
         for i, item in enumerate(items):
-            if isinstance(item, ServiceError):
+            if isinstance(item, OracleError):
                 out[i] = (pb.CostResult(error=item.to_status()).SerializeToString(), None)
                 continue
             got = self._reports.get((item.key(ctx), detail))
@@ -379,7 +380,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
 
         def finish() -> list[tuple[bytes, bool | None]]:
             for i, got in zip(todo, pending(), strict=True):
-                if isinstance(got, ServiceError):
+                if isinstance(got, OracleError):
                     out[i] = (pb.CostResult(error=got.to_status()).SerializeToString(), None)
                     continue
                 blob, key, hit = got
@@ -406,11 +407,11 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         ctx = detail = None
         try:
             ctx = convert.context_from_proto(request.context)
-        except ServiceError as exc:
+        except OracleError as exc:
             errors.extend(exc.violations)
         try:
             detail = convert.detail_from_proto(request.detail)
-        except ServiceError as exc:
+        except OracleError as exc:
             errors.extend(exc.violations)
         if errors:
             raise InvalidArgument("invalid request", errors)
@@ -494,7 +495,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                     budget = convert.budget_from_proto(request.budget)
                 else:
                     pareto = convert.pareto_from_proto(request.pareto_fields)
-            except ServiceError as exc:
+            except OracleError as exc:
                 errors.extend(exc.violations)
         if errors:
             raise InvalidArgument("invalid request", errors)
@@ -587,7 +588,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             self.info.candidates = len(raws)
             self.oracle.check_batch_size(len(raws))
             items = self._prepare_all(raws)
-            bad = [v for it in items if isinstance(it, ServiceError) for v in it.violations]
+            bad = [v for it in items if isinstance(it, OracleError) for v in it.violations]
             if bad:
                 raise InvalidArgument("invalid candidates", bad)
             budget_s = msg.budget_minutes * 60.0 if msg.budget_minutes else None
@@ -605,8 +606,8 @@ def _encode_report(d: dict[str, Any]) -> bytes:
     return convert.report_to_proto(d).SerializeToString()
 
 
-def _result(d: dict[str, Any] | ServiceError) -> pb.CostResult:
-    if isinstance(d, ServiceError):
+def _result(d: dict[str, Any] | OracleError) -> pb.CostResult:
+    if isinstance(d, OracleError):
         return pb.CostResult(error=d.to_status())
     r = pb.CostResult()
     convert.report_to_proto(d, r.report)

@@ -104,7 +104,7 @@ class Script(oracle_pb2_grpc.CostOracleServicer):
 
 
 def abort(context: grpc.ServicerContext, step: Any) -> None:
-    if isinstance(step, server_errors.ServiceError):
+    if isinstance(step, server_errors.OracleError):
         context.abort_with_status(rpc_status.to_status(step.to_status()))
     context.abort(step, f"scripted {step.name}")
 
@@ -185,7 +185,7 @@ def test_other_codes_are_not_retried_and_raise_typed_errors(serve: Callable[...,
     assert srv.servicer.calls == ["GetCost"]
     err = info.value
     assert isinstance(err, OracleError) and not isinstance(err, grpc.RpcError)
-    if isinstance(step, server_errors.ServiceError):
+    if isinstance(step, server_errors.OracleError):
         assert [(v.field, v.reason) for v in err.violations] == list(step.violations)
         assert err.code.value == step.code
 

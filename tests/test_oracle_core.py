@@ -23,7 +23,7 @@ from cost_engine.spec import ConvSpec, MBConvSpec, NetworkSpec, to_dict
 from cost_engine.spec.base import MAX_BLOCKS
 from cost_oracle.contract import convert
 from cost_oracle.contract.budget import Budget, pareto_front
-from cost_oracle.contract.errors import InvalidArgument, ResourceExhausted, ServiceError, from_status, translate_path
+from cost_oracle.contract.errors import InvalidArgument, OracleError, ResourceExhausted, from_status, translate_path
 from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
 from cost_oracle.contract.types import BlockCandidate, Context, Limits
 from cost_oracle.server.cache import cache_key, canonical_json
@@ -129,7 +129,7 @@ def test_batch_order_per_item_errors_and_no_rows_for_bad_items(oracle: Oracle) -
     before = rows(oracle)
     out = oracle.cost_batch(["mobilenet_v2", bad_spec, "no_such_model", empty, "resnet18", "mobilenet_v2"],
                             detail="scalars")
-    assert [isinstance(x, ServiceError) for x in out] == [False, True, True, True, False, False]
+    assert [isinstance(x, OracleError) for x in out] == [False, True, True, True, False, False]
     assert out[3].violations == (("candidates[3].network.stages", "a network needs at least one block"),)
     assert out[0]["macs"] == engine("mobilenet_v2")["macs"] and out[4]["macs"] == engine("resnet18")["macs"]
     assert out[5]["cache_key"] == out[0]["cache_key"]

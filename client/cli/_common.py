@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from cost_oracle.client.errors import OracleError
+
 SERVER_ENV = "COST_ORACLE_SERVER"
 TOKEN_ENV = "COST_ORACLE_TOKEN"
 
@@ -219,7 +221,6 @@ def _from_proto_json(data: dict[str, Any], flag: str) -> Any:
     from google.protobuf import json_format
 
     from cost_oracle.contract.convert import candidate_from_proto
-    from cost_oracle.contract.errors import ServiceError
     from costoracle.v1 import spec_pb2
 
     if not data.keys() <= _PROTO_CANDIDATE:
@@ -231,7 +232,7 @@ def _from_proto_json(data: dict[str, Any], flag: str) -> Any:
         cand = candidate_from_proto(msg)
     except json_format.ParseError as exc:
         raise UsageError(flag, f"not a valid proto-JSON Candidate: {str(exc)[:300]}") from None
-    except ServiceError as exc:
+    except OracleError as exc:
         raise UsageError(flag, "; ".join(f"{p}: {r}" for p, r in exc.violations) or exc.message) from None
     if isinstance(cand, str):
         return cand
