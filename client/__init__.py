@@ -42,15 +42,15 @@ from cost_oracle.client.types import (
 if TYPE_CHECKING:
     from cost_oracle.client.aio import AsyncRemoteOracle
     from cost_oracle.client.base import Oracle
-    from cost_oracle.client.frames import to_pandas
     from cost_oracle.client.inprocess import InProcessOracle
     from cost_oracle.client.remote import RemoteOracle
     from cost_oracle.contract.budget import Budget
+    from cost_oracle.contract.frames import to_pandas
     from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
     from cost_oracle.contract.types import BlockCandidate
 
 _LAZY = {
-    "to_pandas": "cost_oracle.client.frames",
+    "to_pandas": "cost_oracle.contract.frames",
     "RemoteOracle": "cost_oracle.client.remote",
     "AsyncRemoteOracle": "cost_oracle.client.aio",
     "InProcessOracle": "cost_oracle.client.inprocess",

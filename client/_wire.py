@@ -26,19 +26,18 @@ from cost_oracle.client.base import (
     pareto_names,
     split,
     split_kwargs,
-    sweep_point,
 )
-from cost_oracle.client.base import filter_outcome as typed
 from cost_oracle.client.errors import Code, FieldViolation, InvalidArgument, OracleError, error_for
 from cost_oracle.client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
 from cost_oracle.contract.convert import (
     budget_to_proto,
     candidate_to_proto,
     context_to_proto,
+    cost_result_from_proto,
     detail_to_proto,
-    filter_item_from_proto,
+    filter_result_from_proto,
+    item_error_from_status,
     pareto_to_proto,
-    report_to_dict,
     space_to_proto,
     sweep_point_from_proto,
 )
@@ -242,28 +241,21 @@ def sweep_request(space: Any, budget: Any, pareto: Any, include_reports: bool, i
 
 
 # -- responses -------------------------------------------------------------------------------
-def cost_result(report_msg: Any) -> CostResult:
-    return CostResult.from_dict(report_to_dict(report_msg))
-
-
+cost_result = cost_result_from_proto
 merge = merge_costs
 
 
 def batch_item(result_msg: Any, index: int) -> CostResult | ItemError:
     if result_msg.WhichOneof("result") == "error":
-        err = from_status(result_msg.error)
-        return ItemError(index, err.code.value, err.message, err.violations)
+        return item_error_from_status(index, result_msg.error)
     return cost_result(result_msg.report)
 
 
 def filter_outcome(resp: Any, parts: Split) -> FilterOutcome:
-    class _Resp:  # the core's FilterOutcome shape, from the message
-        results = [filter_item_from_proto(m) for m in resp.results]
-        feasible = list(resp.feasible)
-        pareto_front = list(resp.pareto_front)
-        measurements = resp.measurements
-
-    return merge_filter(parts, typed(_Resp))
+    outcome = FilterOutcome(results=tuple(filter_result_from_proto(m) for m in resp.results),
+                            feasible=tuple(resp.feasible), pareto_front=tuple(resp.pareto_front),
+                            measurements=resp.measurements)
+    return merge_filter(parts, outcome)
 
 
 class SweepCollector:
@@ -276,7 +268,7 @@ class SweepCollector:
 
     def add(self, resp: Any) -> None:
         self.total = resp.total or self.total
-        self.points.extend(sweep_point(sweep_point_from_proto(p)) for p in resp.points)
+        self.points.extend(sweep_point_from_proto(p) for p in resp.points)
         if resp.done:
             self.summary = resp
 

@@ -20,7 +20,6 @@ from cost_oracle.client.types import (
     ItemError,
     ServerInfo,
     SweepOutcome,
-    SweepPoint,
 )
 
 Progress = Callable[[int, int], None]
@@ -256,31 +255,4 @@ def oracle_error(exc: OracleError) -> OracleError:
 
 
 def item_error(index: int, exc: OracleError) -> ItemError:
-    return ItemError(index=index, code=exc.code.value, message=exc.text(), violations=exc.violations)
-
-
-def filter_result(item: Any) -> FilterResult:
-    return FilterResult(
-        index=item.index, feasible=item.feasible,
-        constraints=tuple(item.constraints),
-        violated=tuple(item.violated),
-        error=item_error(item.index, item.error) if item.error is not None else None,
-        report=CostResult.from_dict(item.report) if item.report is not None else None,
-        pareto=item.pareto, decided_by=item.decided_by)
-
-
-def filter_outcome(out: Any) -> FilterOutcome:
-    return FilterOutcome(results=tuple(filter_result(r) for r in out.results), feasible=tuple(out.feasible),
-                         pareto_front=tuple(out.pareto_front), measurements=out.measurements)
-
-
-def sweep_point(p: Any) -> SweepPoint:
-    spec = p.spec.to_dict() if p.spec is not None and hasattr(p.spec, "to_dict") else p.spec
-    return SweepPoint(index=p.index, params=dict(p.params), label=p.label, result=filter_result(p.result), spec=spec,
-                      duplicate_of=getattr(p, "duplicate_of", None))
-
-
-def sweep_outcome(out: Any) -> SweepOutcome:
-    return SweepOutcome(total=out.total, points=tuple(sweep_point(p) for p in out.points),
-                        feasible=tuple(out.feasible), pareto_front=tuple(out.pareto_front),
-                        measurements=out.measurements, distinct=getattr(out, "distinct", 0))
+    return ItemError.of(index, exc)

@@ -15,7 +15,6 @@ from typing import Any
 from cost_oracle.client.base import (
     as_candidate,
     budget_or_default,
-    filter_outcome,
     item_error,
     make_context,
     merge_costs,
@@ -24,7 +23,6 @@ from cost_oracle.client.base import (
     pareto_names,
     split,
     split_kwargs,
-    sweep_outcome,
 )
 from cost_oracle.client.errors import InvalidArgument, OracleError
 from cost_oracle.client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
@@ -97,7 +95,7 @@ class InProcessOracle:
         parts = split(candidates, in_channels)
         out = self._call(self._core.filter, parts.valid, budget_or_default(budget), context,
                          pareto=pareto_names(pareto), include_reports=include_reports, detail=detail or "scalars")
-        return merge_filter(parts, filter_outcome(out))
+        return merge_filter(parts, out)
 
     def sweep(self, space: Any, budget: Any = None, pareto: Sequence[str] | str | None = None, *,
               include_reports: bool = False, include_specs: bool = False, progress: Any = None,
@@ -107,7 +105,7 @@ class InProcessOracle:
         out = self._call(self._core.sweep, space, budget_or_default(budget), make_context(**ctx),
                          pareto=pareto_names(pareto), include_reports=include_reports, include_specs=include_specs,
                          detail=detail or "scalars", progress=progress)
-        return sweep_outcome(out)
+        return out
 
     # -- information ---------------------------------------------------------------------------
     def info(self) -> ServerInfo:

@@ -86,7 +86,7 @@ class OracleProfiler(Profiler):
 
 class OracleBudgetFilter(ProfilerFilter):
     """True for a sample whose candidate is within ``budget`` (every limit of it); callable as NNI
-    filters are. ``history`` keeps each checked sample's verdict (a :class:`client.FilterItem`:
+    filters are. ``history`` keeps each checked sample's verdict (a :class:`cost_oracle.client.FilterResult`:
     constraint values, which limit decided, cache hit), ``asked``/``rejected`` count them.
 
     As a ProfilerFilter its ``profiler`` is an :class:`OracleProfiler` of ``metric`` over the same

@@ -27,9 +27,17 @@ from cost_engine.keys import spec_json
 from cost_engine.spec.base import Spec, SpecError, from_dict, to_dict, validate
 from cost_engine.spec.network import NetworkSpec
 from cost_oracle.contract import wire as _wire
-from cost_oracle.contract.budget import Budget
-from cost_oracle.contract.errors import InvalidArgument, OracleError, from_status, invalid, join_path, translate_path
-from cost_oracle.contract.results import FilterItem, SweepPoint
+from cost_oracle.contract.budget import Budget, Constraint
+from cost_oracle.contract.errors import (
+    InvalidArgument,
+    OracleError,
+    error_for,
+    from_status,
+    invalid,
+    join_path,
+    translate_path,
+)
+from cost_oracle.contract.results import CostResult, FilterResult, ItemError, SweepPoint
 from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
 from cost_oracle.contract.types import BlockCandidate, Context, Limits
 from costoracle.v1 import oracle_pb2 as pb
@@ -43,10 +51,13 @@ __all__ = [
     "candidate_to_proto",
     "context_from_proto",
     "context_to_proto",
-    "filter_item_from_proto",
-    "filter_item_to_proto",
+    "cost_result_from_proto",
+    "filter_result_from_proto",
+    "filter_result_to_proto",
     "fit_progress_to_proto",
     "info_to_proto",
+    "item_error_from_status",
+    "item_error_to_status",
     "report_to_dict",
     "report_to_proto",
     "space_from_proto",
@@ -538,32 +549,43 @@ def status_to_error(status: Any) -> OracleError:
 _DECIDED = ("analytic", "predicted", "measured", "error")
 
 
-def filter_item_to_proto(item: FilterItem, msg: pb.FilterResult | None = None) -> pb.FilterResult:
+def filter_result_to_proto(r: FilterResult, msg: pb.FilterResult | None = None) -> pb.FilterResult:
     m = msg if msg is not None else pb.FilterResult()
-    m.index = item.index
-    m.feasible = item.feasible
-    for c in item.constraints:
+    m.index = r.index
+    m.feasible = r.feasible
+    for c in r.constraints:
         m.constraints.add(name=c.name, value=_finite(c.value), actual=_finite(c.actual), limit=_finite(c.limit),
                           ratio=_finite(c.ratio, big=True))
-    m.violated.extend(item.violated)
-    if item.error is not None:
-        m.error.CopyFrom(item.error.to_status())
-    if item.report is not None:
-        report_to_proto(item.report, m.report)
-    m.pareto = item.pareto
-    m.decided_by = item.decided_by
+    m.violated.extend(r.violated)
+    if r.error is not None:
+        m.error.CopyFrom(item_error_to_status(r.error))
+    if r.report is not None:
+        report_to_proto(r.report.to_dict(), m.report)
+    m.pareto = r.pareto
+    m.decided_by = r.decided_by
     return m
 
 
-def filter_item_from_proto(m: pb.FilterResult) -> FilterItem:
-    from cost_oracle.contract.budget import Constraint
+def filter_result_from_proto(m: pb.FilterResult) -> FilterResult:
+    return FilterResult(
+        index=m.index, feasible=m.feasible,
+        constraints=tuple(Constraint(c.name, c.value, c.actual, c.limit, c.ratio) for c in m.constraints),
+        violated=tuple(m.violated), error=item_error_from_status(m.index, m.error) if m.HasField("error") else None,
+        report=cost_result_from_proto(m.report) if m.HasField("report") else None, pareto=m.pareto,
+        decided_by=m.decided_by)
 
-    item = FilterItem(index=m.index, feasible=m.feasible,
-                      constraints=[Constraint(c.name, c.value, c.actual, c.limit, c.ratio) for c in m.constraints],
-                      violated=list(m.violated), error=from_status(m.error) if m.HasField("error") else None,
-                      report=report_to_dict(m.report) if m.HasField("report") else None, pareto=m.pareto,
-                      decided_by=m.decided_by)
-    return item
+
+def item_error_to_status(e: ItemError) -> Any:
+    return error_for(e.code, e.message, e.violations, e.quota).to_status()
+
+
+def item_error_from_status(index: int, status: Any) -> ItemError:
+    err = from_status(status)  # the message as sent (the violations may have been clipped to fit)
+    return ItemError(index, err.code.value, err.message, err.violations, err.quota)
+
+
+def cost_result_from_proto(m: pb.CostReport) -> CostResult:
+    return CostResult.from_dict(report_to_dict(m))
 
 
 def sweep_point_to_proto(p: SweepPoint, msg: pb.SweepPoint | None = None) -> pb.SweepPoint:
@@ -571,8 +593,8 @@ def sweep_point_to_proto(p: SweepPoint, msg: pb.SweepPoint | None = None) -> pb.
     m.index = p.index
     m.params.update({k: float(v) for k, v in p.params.items()})
     if p.spec is not None:
-        _fill(m.spec, to_dict(p.spec))
-    filter_item_to_proto(p.result, m.result)
+        _fill(m.spec, p.spec)
+    filter_result_to_proto(p.result, m.result)
     m.label = p.label
     if p.duplicate_of is not None:
         m.duplicate_of = p.duplicate_of
@@ -580,8 +602,8 @@ def sweep_point_to_proto(p: SweepPoint, msg: pb.SweepPoint | None = None) -> pb.
 
 
 def sweep_point_from_proto(m: pb.SweepPoint) -> SweepPoint:
-    spec = network_from_proto(m.spec, "spec") if m.HasField("spec") else None
-    return SweepPoint(m.index, dict(m.params), m.label, spec, filter_item_from_proto(m.result),
+    spec = to_dict(network_from_proto(m.spec, "spec")) if m.HasField("spec") else None
+    return SweepPoint(m.index, dict(m.params), m.label, filter_result_from_proto(m.result), spec,
                       m.duplicate_of if m.HasField("duplicate_of") else None)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cost_engine.spec.base import FieldError, SpecError, validate
@@ -34,7 +34,15 @@ from cost_oracle.contract.errors import (
     invalid,
     join_path,
 )
-from cost_oracle.contract.results import FilterItem, FilterOutcome, SweepChunk, SweepOutcome, SweepPoint
+from cost_oracle.contract.results import (
+    CostResult,
+    FilterOutcome,
+    FilterResult,
+    ItemError,
+    SweepChunk,
+    SweepOutcome,
+    SweepPoint,
+)
 from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
 from cost_oracle.contract.types import Candidate, Context, Limits
 from cost_oracle.server.cache import CostCache
@@ -55,6 +63,29 @@ class GeneratedPoint:
     label: str
     spec: NetworkSpec | None
     error: SpecError | None
+
+
+@dataclass
+class _Verdict:
+    """A candidate's verdict while the search decides it (latency may still change it); it
+    becomes a :class:`FilterResult` once decided. ``values``: the figures a Pareto front may use."""
+
+    index: int
+    feasible: bool
+    constraints: list[Any] = field(default_factory=list)
+    violated: list[str] = field(default_factory=list)
+    error: OracleError | None = None
+    report: dict[str, Any] | None = None
+    decided_by: str = "analytic"
+    values: dict[str, float] = field(default_factory=dict)
+
+    def result(self, front: set[int]) -> FilterResult:
+        return FilterResult(
+            index=self.index, feasible=self.feasible, constraints=tuple(self.constraints),
+            violated=tuple(self.violated),
+            error=None if self.error is None else ItemError.of(self.index, self.error),
+            report=None if self.report is None else CostResult.from_dict(self.report),
+            pareto=self.index in front, decided_by=self.decided_by)
 
 
 def expand_space(space: Space) -> Iterator[GeneratedPoint]:
@@ -114,22 +145,34 @@ class SearchMixin:
 
     def filter_prepared(self, items: Sequence[Prepared | OracleError], budget: Budget, ctx: Context, *,
                         pareto: Sequence[str] = (), include_reports: bool = False, detail: str = "scalars",
-                        offset: int = 0, paths: Sequence[str] | None = None, front: bool = True,
                         deadline: float | None = None,
                         is_active: Callable[[], bool] | None = None) -> FilterOutcome:
+        verdicts, measurements = self._verdicts(items, budget, ctx, pareto=pareto, include_reports=include_reports,
+                                                detail=detail, deadline=deadline, is_active=is_active)
+        front = self.front(verdicts, pareto) if pareto else []
+        chosen = set(front)
+        return FilterOutcome(results=tuple(v.result(chosen) for v in verdicts),
+                             feasible=tuple(v.index for v in verdicts if v.feasible), pareto_front=tuple(front),
+                             measurements=measurements)
+
+    def _verdicts(self, items: Sequence[Prepared | OracleError], budget: Budget, ctx: Context, *,
+                  pareto: Sequence[str] = (), include_reports: bool, detail: str, offset: int = 0,
+                  paths: Sequence[str] | None = None,
+                  deadline: float | None, is_active: Callable[[], bool] | None) -> tuple[list[_Verdict], int]:
+        """Each candidate decided (indexes from ``offset``), and how many measurements that took."""
         actx = ctx.analytic()
         full = self.full_reports(items, actx, paths)
-        results: list[FilterItem] = []
+        results: list[_Verdict] = []
         survivors: list[int] = []
         for i, got in enumerate(full):
             if isinstance(got, OracleError):
-                results.append(FilterItem(offset + i, False, error=got, decided_by="error"))
+                results.append(_Verdict(offset + i, False, error=got, decided_by="error"))
                 continue
             report, key, hit = got
             cons = analytic_constraints(budget, report)
-            item = FilterItem(offset + i, all(c.value <= 0 for c in cons), cons,
-                              [c.name for c in cons if c.value > 0], decided_by="analytic")
-            item._values = {f: float(report[f]) for f in PARETO_FIELDS if f in report}
+            item = _Verdict(offset + i, all(c.value <= 0 for c in cons), cons,
+                            [c.name for c in cons if c.value > 0], decided_by="analytic",
+                            values={f: float(report[f]) for f in PARETO_FIELDS if f in report})
             if include_reports:
                 prepared = items[i]
                 assert isinstance(prepared, Prepared)
@@ -142,23 +185,15 @@ class SearchMixin:
                                                                                    or "latency_ms" in pareto))
         if survivors and need_latency:
             measurements = self._latency_filter(items, results, survivors, budget, ctx, deadline, is_active)
-        feasible = [r.index for r in results if r.feasible]
-        front_idx: list[int] = []
-        if pareto and front:
-            front_idx = self.front(results, pareto)
-        return FilterOutcome(results, feasible, front_idx, measurements)
+        return results, measurements
 
     @staticmethod
-    def front(results: Sequence[FilterItem], pareto: Sequence[str]) -> list[int]:
-        cands = [r for r in results if r.feasible and all(p in r._values for p in pareto)]
-        pts = [[r._values[p] for p in pareto] for r in cands]
-        idx = [cands[j].index for j in pareto_front(pts)]
-        chosen = set(idx)
-        for r in results:
-            r.pareto = r.index in chosen
-        return sorted(idx)
+    def front(results: Sequence[_Verdict], pareto: Sequence[str]) -> list[int]:
+        cands = [r for r in results if r.feasible and all(p in r.values for p in pareto)]
+        pts = [[r.values[p] for p in pareto] for r in cands]
+        return sorted(cands[j].index for j in pareto_front(pts))
 
-    def _latency_filter(self, items: Sequence[Prepared | OracleError], results: list[FilterItem],
+    def _latency_filter(self, items: Sequence[Prepared | OracleError], results: list[_Verdict],
                         survivors: list[int], budget: Budget, ctx: Context, deadline: float | None,
                         is_active: Callable[[], bool] | None) -> int:
         """Latency for the analytic survivors; returns the number of measurements it needed."""
@@ -222,14 +257,14 @@ class SearchMixin:
         return total_measurements
 
     @staticmethod
-    def _set_latency(item: FilterItem, lat: dict[str, Any] | OracleError | None, budget: Budget | None, *,
+    def _set_latency(item: _Verdict, lat: dict[str, Any] | OracleError | None, budget: Budget | None, *,
                      decided_by: str | None = None, feasible: bool | None = None) -> None:
         if isinstance(lat, OracleError):
             item.error, item.feasible, item.decided_by = lat, False, "error"
             return
         if lat is None:
             return
-        item._values["latency_ms"] = float(lat["median_ms"])
+        item.values["latency_ms"] = float(lat["median_ms"])
         if item.report is not None:
             item.report["latency"] = lat
             item.report["sources"] = {**item.report["sources"], "latency": lat["source"]}
@@ -269,7 +304,7 @@ class SearchMixin:
         self.check_budget(budget, ctx, pareto)
         total = self.check_space(space)
         chunk = max(1, int(chunk_size or self.limits.default_chunk_size))
-        all_results: list[FilterItem] = []
+        decided: list[_Verdict] = []  # each point's index, feasibility and figures (for the summary and the front)
         measurements = 0
         pending: list[Any] = []
         first_of: dict[str, int] = {}  # cache key -> the first point that generates it
@@ -287,13 +322,13 @@ class SearchMixin:
                                                    f"{pt.label}: {e.reason}") for e in pt.error.errors]))
                 else:
                     items.append(self.prepare(pt.spec, paths[-1], validated=True))
-            outcome = self.filter_prepared(items, budget, ctx, pareto=(), include_reports=include_reports,
-                                           detail=detail, offset=batch[0].index, paths=paths, front=False,
-                                           deadline=deadline, is_active=is_active)
-            measurements += outcome.measurements
-            all_results.extend(outcome.results)
+            verdicts, measured = self._verdicts(items, budget, ctx, include_reports=include_reports, detail=detail,
+                                                offset=batch[0].index, paths=paths, deadline=deadline,
+                                                is_active=is_active)
+            measurements += measured
+            decided.extend(_Verdict(v.index, v.feasible, values=v.values) for v in verdicts)
             points = []
-            for pt, item, r in zip(batch, items, outcome.results, strict=True):
+            for pt, item, v in zip(batch, items, verdicts, strict=True):
                 dup = None
                 if isinstance(item, Prepared):
                     dup = first_of.setdefault(item.key(ctx), pt.index)
@@ -301,8 +336,9 @@ class SearchMixin:
                         dup = None
                     else:
                         duplicates.add(pt.index)
-                points.append(SweepPoint(pt.index, pt.params, pt.label, pt.spec if include_specs else None, r, dup))
-            return SweepChunk(total, points)
+                spec = pt.spec.to_dict() if include_specs and pt.spec is not None else None
+                points.append(SweepPoint(pt.index, dict(pt.params), pt.label, v.result(set()), spec, dup))
+            return SweepChunk(total, tuple(points))
 
         for pt in expand_space(space):
             pending.append(pt)
@@ -312,9 +348,9 @@ class SearchMixin:
         if pending:
             yield run(pending)
         # the front over distinct networks: a duplicate point is the same network again
-        front_idx = self.front([r for r in all_results if r.index not in duplicates], pareto) if pareto else []
-        yield SweepOutcome(total, [], [r.index for r in all_results if r.feasible], front_idx, measurements,
-                           distinct=len(all_results) - len(duplicates))
+        front_idx = self.front([v for v in decided if v.index not in duplicates], pareto) if pareto else []
+        yield SweepOutcome(total, (), tuple(v.index for v in decided if v.feasible), tuple(front_idx), measurements,
+                           distinct=len(decided) - len(duplicates))
 
     def sweep(self, space: Space, budget: Budget | None = None, context: Context | None = None, *,
               pareto: Sequence[str] = (), include_reports: bool = False, include_specs: bool = False,
@@ -331,5 +367,6 @@ class SearchMixin:
             else:
                 summary = part
         assert summary is not None
-        summary.points = points
-        return summary
+        front = set(summary.pareto_front)
+        return replace(summary, points=tuple(replace(p, result=replace(p.result, pareto=True)) if p.index in front
+                                             else p for p in points))

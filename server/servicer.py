@@ -517,7 +517,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             resp = pb.FilterResponse(feasible=outcome.feasible, pareto_front=outcome.pareto_front,
                                      measurements=outcome.measurements)
             for item in outcome.results:
-                convert.filter_item_to_proto(item, resp.results.add())
+                convert.filter_result_to_proto(item, resp.results.add())
             return self._check_size(resp)
 
         return self._run("Filter", request, context, run)

@@ -293,10 +293,10 @@ def test_filter_is_exactly_the_candidates_under_budget(oracle: Oracle) -> None:
         assert by_name["max_macs"].value == r.macs - 1_000_000_000
         assert by_name["max_params"].actual == r.params
         assert set(item.violated) == {c.name for c in item.constraints if c.value > 0}
-    assert out.feasible == expect
+    assert list(out.feasible) == expect
     assert out.results[-1].error is not None and not out.results[-1].feasible
     pts = [[float(analyze(NAMES[i]).macs), float(analyze(NAMES[i]).params)] for i in expect]
-    assert out.pareto_front == sorted(expect[j] for j in brute_front(pts))
+    assert list(out.pareto_front) == sorted(expect[j] for j in brute_front(pts))
 
 
 def test_budget_validation(oracle: Oracle) -> None:
@@ -323,7 +323,7 @@ def test_compound_sweep_is_exactly_the_engine_grid(oracle: Oracle) -> None:
         assert p.params == {"phi": phi, "alpha": a, "beta": b, "gamma": g, "width": b**phi, "depth": a**phi,
                             "resolution": float(round(224 * g**phi))}
         assert p.result.feasible == (expect[-1] <= limit)
-    assert out.feasible == [i for i, m in enumerate(expect) if m <= limit]
+    assert list(out.feasible) == [i for i, m in enumerate(expect) if m <= limit]
 
 
 def test_fasternet_and_multiplier_sweeps(oracle: Oracle) -> None:
@@ -333,7 +333,7 @@ def test_fasternet_and_multiplier_sweeps(oracle: Oracle) -> None:
     for p in out.points:
         depths = tuple(int(p.params[f"depths[{i}]"]) for i in range(4))
         spec = fasternet(32, depths, n_div=int(p.params["n_div"]), mlp_ratio=p.params["mlp_ratio"], act="gelu")
-        assert p.spec == spec
+        assert p.spec == spec.to_dict()
         assert p.result.feasible == (analyze(spec).flops <= 1_000_000_000)
     ms = MultiplierSpace(family="mobilenet_v2", width=(0.5, 1.0), resolution_multiplier=(0.75, 1.0))
     out = oracle.sweep(ms, Budget(max_params=3_000_000))
@@ -344,7 +344,7 @@ def test_fasternet_and_multiplier_sweeps(oracle: Oracle) -> None:
     ems = MultiplierSpace(family="efficientnet", width=(1.0,), depth=(1.0, 1.2), resolution=(192,))
     out = oracle.sweep(ems, Budget())
     assert [p.result.feasible for p in out.points] == [True, True]
-    assert out.points[1].result.constraints == []
+    assert list(out.points[1].result.constraints) == []
 
 
 def test_sweep_limits_and_validation(tmp_path: Path) -> None:
