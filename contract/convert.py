@@ -24,7 +24,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from cost_engine.keys import spec_json
-from cost_engine.spec.base import Spec, SpecError, from_dict, to_dict, validate
+from cost_engine.spec.base import Spec, SpecError, from_dict, to_dict
 from cost_engine.spec.network import NetworkSpec
 from cost_oracle.contract import wire as _wire
 from cost_oracle.contract.budget import Budget, Constraint
@@ -35,7 +35,7 @@ from cost_oracle.contract.errors import (
     from_status,
     invalid,
     join_path,
-    translate_path,
+    spec_violations,
 )
 from cost_oracle.contract.results import CostResult, FilterResult, ItemError, SweepPoint
 from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
@@ -238,11 +238,9 @@ def network_from_proto(msg: spb.NetworkSpec, path: str) -> NetworkSpec:
             errors.append((f"{path}.stages", "a network needs at least one block"))
         raise InvalidArgument("invalid network", errors)
     spec = NetworkSpec(stem=stem, stages=stages, head=head, **scalars)
-    problems = validate(spec, recursive=False)
+    problems = spec_violations(spec, path, recursive=False)
     if problems:
-        d = to_dict(spec)
-        raise invalid(
-                              [(join_path(path, translate_path(e.path, d)), e.reason) for e in problems])
+        raise invalid(problems)
     return spec
 
 

@@ -23,7 +23,8 @@ from typing import Any, NamedTuple
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from cost_engine.spec.base import clip, join_path
+from cost_engine.spec.base import Spec, clip, join_path, to_dict, validate
+from cost_engine.spec.network import NetworkSpec
 
 __all__ = [
     "Cancelled",
@@ -44,6 +45,7 @@ __all__ = [
     "from_status",
     "invalid",
     "join_path",
+    "spec_violations",
     "translate_path",
 ]
 
@@ -229,6 +231,20 @@ def translate_path(engine_path: str, node: Any) -> str:
         if isinstance(cur, dict) and isinstance(cur.get("kind"), str):
             out += f".{cur['kind']}"
     return out
+
+
+def spec_violations(spec: Spec, path: str, *, recursive: bool = True) -> list[tuple[str, str]]:
+    """The one validation of a candidate spec for the service: the engine's rules
+    (``cost_engine.spec.validate``), each problem's path in proto terms under ``path``
+    (``candidate.network``, ``candidates[3].block.mbconv``). ``recursive=False`` checks a network's
+    own rules only, for a network whose blocks were validated as they were decoded."""
+    problems = validate(spec, recursive=recursive)
+    if not problems:
+        return []
+    if isinstance(spec, NetworkSpec):
+        d = to_dict(spec)
+        return [(join_path(path, translate_path(e.path, d)), e.reason) for e in problems]
+    return [(join_path(path, e.path), e.reason) for e in problems]
 
 
 class InvalidArgument(OracleError):

@@ -36,7 +36,7 @@ from typing import Any
 
 from cost_engine.families import BUILTINS, resolve
 from cost_engine.report import COST_MODEL_VERSION
-from cost_engine.spec.base import ACTIVATION_ALIASES, ACTIVATIONS, MAX_CHANNELS, SPEC_KINDS, Spec, SpecError, validate
+from cost_engine.spec.base import ACTIVATION_ALIASES, ACTIVATIONS, MAX_CHANNELS, SPEC_KINDS, Spec, SpecError
 from cost_engine.spec.network import NetworkSpec
 from cost_oracle.contract.errors import (
     FailedPrecondition,
@@ -45,6 +45,7 @@ from cost_oracle.contract.errors import (
     ResourceExhausted,
     invalid,
     join_path,
+    spec_violations,
 )
 from cost_oracle.contract.spaces import SWEEP_FAMILIES
 from cost_oracle.contract.types import BlockCandidate, Candidate, Context, Limits
@@ -139,19 +140,15 @@ class Oracle(LatencyMixin, SearchMixin):
                 errors.append((join_path(path, "in_channels"),
                                f"must be an integer in [1, {MAX_CHANNELS}], got {candidate.in_channels!r}"))
             if not validated:
-                errors.extend((join_path(path, join_path(f"block.{block.kind}", e.path)), e.reason)
-                              for e in validate(block))
+                errors.extend(spec_violations(block, join_path(path, f"block.{block.kind}")))
             if errors:
                 raise InvalidArgument("invalid block candidate", errors)
             return Prepared(block, block.kind, in_channels=candidate.in_channels)
         if isinstance(candidate, NetworkSpec):
-            p = Prepared(candidate, candidate.kind)
-            if not validated:
-                problems = validate(candidate)
-                if problems:
-                    raise invalid(
-                                          [(join_path(path, p.proto_path(e.path)), e.reason) for e in problems])
-            return p
+            problems = [] if validated else spec_violations(candidate, join_path(path, "network"))
+            if problems:
+                raise invalid(problems)
+            return Prepared(candidate, candidate.kind)
         if isinstance(candidate, Spec):
             raise InvalidArgument("a single block needs its input channels",
                                   [(join_path(path, "in_channels"),
