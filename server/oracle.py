@@ -58,8 +58,8 @@ from cost_oracle.server.candidates import Prepared, prepared_bytes
 from cost_oracle.server.candidates import memo_key as _memo_key
 from cost_oracle.server.gate import RequestGate
 from cost_oracle.server.memo import LRU, approx_bytes
-from cost_oracle.server.oracle_latency import LatencyMixin
-from cost_oracle.server.oracle_search import SearchMixin
+from cost_oracle.server.oracle_latency import Latency
+from cost_oracle.server.oracle_search import Search
 from cost_oracle.server.reports import DETAILS, analyze_item, serve_report
 
 __all__ = ["SERVER_VERSION", "Oracle"]
@@ -70,7 +70,7 @@ SERVER_VERSION = "0.1.0"
 
 
 # -- the oracle -----------------------------------------------------------------------------
-class Oracle(LatencyMixin, SearchMixin):
+class Oracle:
     """Costs of candidates, cached. Thread-safe; one instance serves every request of a server.
 
     ``db_url``: a database URL or SQLite file path (None: ``$COST_ORACLE_DB_URL``, else the default
@@ -84,11 +84,17 @@ class Oracle(LatencyMixin, SearchMixin):
         self.cache = cache if cache is not None else CostCache(db_url)
         self._owns_cache = cache is None
         self.limits = limits or Limits()
-        self._queue = latency_queue
-        self._owns_queue = latency_queue is None
-        self._queue_lock = threading.Lock()
         #: request admission (a server bounds it; in-process it is unbounded)
         self.gate = RequestGate()
+        #: measurements, predictions, calibration and the kernel model's fit
+        self.latency = Latency(self.cache, self.limits, self.gate, latency_queue)
+        #: budgets: filters and sweeps, on this oracle's cost path
+        self.search = Search(self, self.latency, self.limits)
+        # the core's public API beside cost/cost_batch, answered by the parts (same signatures)
+        self.filter = self.search.filter
+        self.sweep = self.search.sweep
+        self.calibrate = self.latency.calibrate
+        self.fit_latency_model = self.latency.fit_latency_model
         #: Prometheus metrics when a server exports them (``server/metrics.py``)
         self.metrics: Any = None
         # memos bounded by entries and by estimated bytes (a value can be a 2,048-block network)
@@ -157,7 +163,7 @@ class Oracle(LatencyMixin, SearchMixin):
         raise InvalidArgument("not a candidate", [(path, "must be a network spec, a built-in model name or a block "
                                                          f"candidate, got {type(candidate).__name__}")])
 
-    def _prepare_all(self, candidates: Sequence[Candidate], path: str) -> list[Prepared | OracleError]:
+    def prepare_all(self, candidates: Sequence[Candidate], path: str) -> list[Prepared | OracleError]:
         out: list[Prepared | OracleError] = []
         for i, c in enumerate(candidates):
             checkpoint()
@@ -221,7 +227,7 @@ class Oracle(LatencyMixin, SearchMixin):
         self.check_detail(detail)
         candidates = list(candidates)
         self.check_batch_size(len(candidates))
-        items = self._prepare_all(candidates, "candidates")
+        items = self.prepare_all(candidates, "candidates")
         return self.cost_prepared(items, ctx, detail)
 
     def cost_prepared(self, items: Sequence[Prepared | OracleError], ctx: Context, detail: str = "full",
@@ -238,7 +244,7 @@ class Oracle(LatencyMixin, SearchMixin):
             assert isinstance(item, Prepared)
             out.append(self.serve(report, item, ctx, key, hit, detail))
         if ctx.wants_latency:
-            self.attach_latency(items, out, ctx, paths, deadline=deadline, is_active=is_active)
+            self.latency.attach_latency(items, out, ctx, paths, deadline=deadline, is_active=is_active)
         return out
 
     def full_reports(self, items: Sequence[Prepared | OracleError], ctx: Context,
@@ -542,14 +548,7 @@ class Oracle(LatencyMixin, SearchMixin):
         }
 
     def queue_stats(self) -> dict[str, Any]:
-        if self._queue is None:
-            return {"pending": 0, "in_flight": 0, "done": 0, "coalesced": 0, "dropped": 0, "cache_hits": 0,
-                    "failed": 0, "max_pending": self.limits.max_pending_measurements, "devices": {}}
-        try:
-            return dict(self._queue.stats())
-        except Exception:
-            log.exception("measurement queue stats failed")
-            return {}
+        return self.latency.stats()
 
     def cache_stats(self) -> dict[str, Any]:
         s = self.cache.stats()
@@ -586,11 +585,7 @@ class Oracle(LatencyMixin, SearchMixin):
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
-        if self._queue is not None and self._owns_queue:
-            try:
-                self._queue.close()
-            except Exception:
-                log.exception("closing the measurement queue failed")
+        self.latency.close()
         if self._owns_cache:
             try:
                 self.cache.close()

@@ -4,8 +4,8 @@ Kept apart from the analytic path because latency is optional on a server (``cos
 is imported only when a request asks for it) and because its failures come from a
 different place: the measurement queue, the device and the deadline, each mapped here to the
 status a caller can act on (FAILED_PRECONDITION for a missing device, RESOURCE_EXHAUSTED for a
-full queue, DEADLINE_EXCEEDED, ...). :class:`LatencyMixin` is part of
-:class:`cost_oracle.server.oracle.Oracle`; it uses the oracle's ``cache``, ``limits`` and measurement queue.
+full queue, DEADLINE_EXCEEDED, ...). The oracle holds one :class:`Latency`, built from what it
+needs and nothing else: the cache, the limits, the request gate and the measurement queue it owns.
 """
 
 from __future__ import annotations
@@ -36,20 +36,42 @@ from cost_oracle.server.cache import CostCache
 from cost_oracle.server.candidates import Prepared
 from cost_oracle.server.gate import RequestGate
 
-__all__ = ["LatencyMixin", "latency_dict"]
+__all__ = ["Latency", "latency_dict", "latency_error"]
 
 #: the oracle's one logger name, whichever module logs
 log = logging.getLogger("cost_oracle.oracle")
 
 
-class LatencyMixin:
-    """The latency methods of :class:`cost_oracle.server.oracle.Oracle` (which sets the attributes below)."""
+class Latency:
+    """The oracle's latency: measurements and predictions through one measurement queue per
+    oracle (created on first use unless one is given), calibration and the kernel model's fit.
+    Thread-safe."""
 
-    cache: CostCache
-    limits: Limits
-    _queue: Any
-    _queue_lock: threading.Lock
-    gate: RequestGate
+    def __init__(self, cache: CostCache, limits: Limits, gate: RequestGate, queue: Any = None):
+        self.cache = cache
+        self.limits = limits
+        self.gate = gate
+        self._queue = queue
+        self._owns_queue = queue is None
+        self._queue_lock = threading.Lock()
+
+    def stats(self) -> dict[str, Any]:
+        """The measurement queue's counters (zeros before anything was measured)."""
+        if self._queue is None:
+            return {"pending": 0, "in_flight": 0, "done": 0, "coalesced": 0, "dropped": 0, "cache_hits": 0,
+                    "failed": 0, "max_pending": self.limits.max_pending_measurements, "devices": {}}
+        try:
+            return dict(self._queue.stats())
+        except Exception:
+            log.exception("measurement queue stats failed")
+            return {}
+
+    def close(self) -> None:
+        if self._queue is not None and self._owns_queue:
+            try:
+                self._queue.close()
+            except Exception:
+                log.exception("closing the measurement queue failed")
 
     @contextlib.contextmanager
     def waiting_on(self, futures: Sequence[Any]) -> Iterator[None]:

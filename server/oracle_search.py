@@ -3,10 +3,9 @@
 Built on the cost path rather than inside it: a filter or a sweep costs its candidates exactly
 as ``cost_batch`` does (same cache keys, same errors) and then decides — the analytic limits for
 every candidate first, latency only for the survivors, grouped by their settings so one queue
-times them together. :class:`SearchMixin` is part of :class:`cost_oracle.server.oracle.Oracle`; it uses the
-oracle's request checks (``check_context``, ``check_detail``, ``check_batch_size``,
-``check_device``), its cost path (``prepare``, ``_prepare_all``, ``full_reports``, ``serve``) and
-its latency methods.
+times them together. The oracle holds one :class:`Search`, given what it uses: the oracle's cost
+path (:class:`CostPath`: request checks, ``prepare``, ``full_reports``, ``serve``), its
+:class:`Latency` and its limits.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from cost_engine.spec.base import FieldError, SpecError, validate
 from cost_engine.spec.network import NetworkSpec
@@ -45,13 +44,12 @@ from cost_oracle.contract.results import (
 )
 from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace, Space
 from cost_oracle.contract.types import Candidate, Context, Limits
-from cost_oracle.server.cache import CostCache
 from cost_oracle.server.cancel import checkpoint
 from cost_oracle.server.candidates import Prepared
 from cost_oracle.server.latency_groups import settings_id
-from cost_oracle.server.oracle_latency import latency_dict, latency_error
+from cost_oracle.server.oracle_latency import Latency, latency_dict, latency_error
 
-__all__ = ["SearchMixin"]
+__all__ = ["CostPath", "Search"]
 
 
 @dataclass
@@ -108,11 +106,30 @@ def expand_space(space: Space) -> Iterator[GeneratedPoint]:
         yield GeneratedPoint(index, dict(params), label, spec, error)
 
 
-class SearchMixin:
-    """The filter and sweep methods of :class:`cost_oracle.server.oracle.Oracle` (which sets the attributes below)."""
+class CostPath(Protocol):
+    """What a search needs of the oracle's cost path: its request checks, preparing candidates,
+    their stored or computed reports, and a report as served."""
 
-    cache: CostCache
-    limits: Limits
+    def check_context(self, ctx: Context, path: str = "context") -> None: ...
+    def check_detail(self, detail: str, path: str = "detail") -> None: ...
+    def check_batch_size(self, n: int, path: str = "candidates") -> None: ...
+    def check_device(self, ctx: Context, path: str = "context") -> None: ...
+    def prepare(self, candidate: Candidate, path: str = "candidate", *, validated: bool = False) -> Prepared: ...
+    def prepare_all(self, candidates: Sequence[Candidate], path: str) -> list[Prepared | OracleError]: ...
+    def full_reports(self, items: Sequence[Prepared | OracleError], ctx: Context,
+                     paths: Sequence[str] | None = None) -> list[Any]: ...
+    def serve(self, report: dict[str, Any], item: Prepared, ctx: Context, key: str, hit: bool,
+              detail: str) -> dict[str, Any]: ...
+
+
+class Search:
+    """Filters and sweeps on a cost path (the oracle's), with latency from the oracle's
+    :class:`Latency` for the candidates that need it."""
+
+    def __init__(self, costs: CostPath, latency: Latency, limits: Limits):
+        self.costs = costs
+        self.latency = latency
+        self.limits = limits
 
     # -- budgets --------------------------------------------------------------------------
     def check_budget(self, budget: Budget, ctx: Context, pareto: Sequence[str]) -> None:
@@ -127,19 +144,19 @@ class SearchMixin:
         if errors:
             raise InvalidArgument("invalid budget", errors)
         if budget.max_latency_ms is not None:
-            self.check_device(ctx)
+            self.costs.check_device(ctx)
 
     def filter(self, candidates: Sequence[Candidate], budget: Budget, context: Context | None = None, *,
                pareto: Sequence[str] = (), include_reports: bool = False, detail: str = "scalars",
                deadline: float | None = None, is_active: Callable[[], bool] | None = None) -> FilterOutcome:
         """Which candidates fit ``budget``: analytic limits for all, latency only for the survivors."""
         ctx = context or Context()
-        self.check_context(ctx)
-        self.check_detail(detail)
+        self.costs.check_context(ctx)
+        self.costs.check_detail(detail)
         self.check_budget(budget, ctx, pareto)
         candidates = list(candidates)
-        self.check_batch_size(len(candidates))
-        items = self._prepare_all(candidates, "candidates")
+        self.costs.check_batch_size(len(candidates))
+        items = self.costs.prepare_all(candidates, "candidates")
         return self.filter_prepared(items, budget, ctx, pareto=pareto, include_reports=include_reports,
                                     detail=detail, deadline=deadline, is_active=is_active)
 
@@ -161,7 +178,7 @@ class SearchMixin:
                   deadline: float | None, is_active: Callable[[], bool] | None) -> tuple[list[_Verdict], int]:
         """Each candidate decided (indexes from ``offset``), and how many measurements that took."""
         actx = ctx.analytic()
-        full = self.full_reports(items, actx, paths)
+        full = self.costs.full_reports(items, actx, paths)
         results: list[_Verdict] = []
         survivors: list[int] = []
         for i, got in enumerate(full):
@@ -176,7 +193,7 @@ class SearchMixin:
             if include_reports:
                 prepared = items[i]
                 assert isinstance(prepared, Prepared)
-                item.report = self.serve(report, prepared, actx, key, hit, detail)
+                item.report = self.costs.serve(report, prepared, actx, key, hit, detail)
             results.append(item)
             if item.feasible:
                 survivors.append(i)
@@ -200,7 +217,7 @@ class SearchMixin:
         prepared = [items[i] for i in survivors]
         assert all(isinstance(p, Prepared) for p in prepared)
         if budget.max_latency_ms is None:
-            lats = self.latency_of(prepared, ctx, deadline=deadline, is_active=is_active)
+            lats = self.latency.latency_of(prepared, ctx, deadline=deadline, is_active=is_active)
             measured = 0
             for i, lat in zip(survivors, lats, strict=True):
                 self._set_latency(results[i], lat, None)
@@ -209,9 +226,9 @@ class SearchMixin:
             return measured
         from cost_engine.latency import UnknownDevice, filter_by_latency
 
-        q = self.latency_queue()
+        q = self.latency.latency_queue()
         # one settings object per survivor (block candidates differ in in_channels)
-        settings = [self.latency_settings(p, ctx) for p in prepared]  # type: ignore[arg-type]
+        settings = [self.latency.latency_settings(p, ctx) for p in prepared]  # type: ignore[arg-type]
         groups: dict[Any, list[int]] = {}
         for j, s in enumerate(settings):
             groups.setdefault(settings_id(s), []).append(j)
@@ -222,7 +239,7 @@ class SearchMixin:
 
             def wait(futures: list[Any]) -> list[Any]:
                 timeout = None if deadline is None else max(0.0, deadline - time.time())
-                with self.waiting_on(futures):
+                with self.latency.waiting_on(futures):
                     return [f.result(timeout=timeout) for f in futures]
 
             def measurer(cs: list[Any], st: Any) -> list[Any]:
@@ -236,7 +253,7 @@ class SearchMixin:
                              for c in cs])
 
             try:
-                res = filter_by_latency(cands, float(budget.max_latency_ms), s, cache=self.cache,
+                res = filter_by_latency(cands, float(budget.max_latency_ms), s, cache=self.latency.cache,
                                         measure_all=budget.measure_all, method=ctx.latency_method,
                                         measurer=measurer, predictor=predictor)
             except UnknownDevice as exc:
@@ -299,8 +316,8 @@ class SearchMixin:
         """Chunks of costed points, then one :class:`SweepOutcome` (with empty ``points``) as the summary."""
         budget = budget or Budget()
         ctx = context or Context()
-        self.check_context(ctx)
-        self.check_detail(detail)
+        self.costs.check_context(ctx)
+        self.costs.check_detail(detail)
         self.check_budget(budget, ctx, pareto)
         total = self.check_space(space)
         chunk = max(1, int(chunk_size or self.limits.default_chunk_size))
@@ -321,7 +338,7 @@ class SearchMixin:
                                                  [(join_path(space.name, e.path) if e.path else space.name,
                                                    f"{pt.label}: {e.reason}") for e in pt.error.errors]))
                 else:
-                    items.append(self.prepare(pt.spec, paths[-1], validated=True))
+                    items.append(self.costs.prepare(pt.spec, paths[-1], validated=True))
             verdicts, measured = self._verdicts(items, budget, ctx, include_reports=include_reports, detail=detail,
                                                 offset=batch[0].index, paths=paths, deadline=deadline,
                                                 is_active=is_active)

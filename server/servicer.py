@@ -500,7 +500,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         if errors:
             raise InvalidArgument("invalid request", errors)
         assert ctx is not None and detail is not None and budget is not None
-        self.oracle.check_budget(budget, ctx, pareto)
+        self.oracle.search.check_budget(budget, ctx, pareto)
         return ctx, detail, budget, pareto
 
     def Filter(self, request: pb.FilterRequest, context: grpc.ServicerContext) -> pb.FilterResponse:
@@ -511,7 +511,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             self.info.candidates = n
             self.oracle.check_batch_size(n)
             items = self._prepare_all(raws)
-            outcome = self.oracle.filter_prepared(items, budget, ctx, pareto=pareto,
+            outcome = self.oracle.search.filter_prepared(items, budget, ctx, pareto=pareto,
                                                   include_reports=msg.include_reports, detail=detail,
                                                   deadline=self._deadline(context), is_active=context.is_active)
             resp = pb.FilterResponse(feasible=outcome.feasible, pareto_front=outcome.pareto_front,
@@ -528,10 +528,10 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
             space = convert.space_from_proto(request)
             if request.chunk_size < 0:
                 raise InvalidArgument("bad chunk size", [("chunk_size", f"must be >= 0, got {request.chunk_size}")])
-            parts = self.oracle.sweep_iter(space, budget, ctx, pareto=pareto, include_reports=request.include_reports,
-                                           include_specs=request.include_specs, detail=detail,
-                                           chunk_size=request.chunk_size or None, deadline=self._deadline(context),
-                                           is_active=context.is_active)
+            parts = self.oracle.search.sweep_iter(
+                space, budget, ctx, pareto=pareto, include_reports=request.include_reports,
+                include_specs=request.include_specs, detail=detail, chunk_size=request.chunk_size or None,
+                deadline=self._deadline(context), is_active=context.is_active)
             for part in parts:
                 if isinstance(part, SweepChunk):
                     self.info.candidates += len(part.points)
