@@ -10,10 +10,15 @@ without ``in_channels``, something that is not a candidate) is answered locally 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
+
+import grpc
+from google.rpc import status_pb2
 
 from cost_engine.spec.base import Spec
 from cost_oracle.client.base import (
@@ -73,7 +78,6 @@ def channel_options(max_message_bytes: int, extra: Sequence[tuple[str, Any]] = (
 
 def credentials(tls: Any) -> Any:
     """``None`` for plaintext; ``True`` system roots; PEM bytes / a path a root certificate; or credentials."""
-    import grpc
 
     if tls is None or tls is False:
         return None
@@ -82,7 +86,6 @@ def credentials(tls: Any) -> Any:
     if isinstance(tls, (bytes, bytearray)):
         return grpc.ssl_channel_credentials(root_certificates=bytes(tls))
     if isinstance(tls, str):
-        from pathlib import Path
 
         return grpc.ssl_channel_credentials(root_certificates=Path(tls).read_bytes())
     return tls  # grpc.ChannelCredentials
@@ -109,7 +112,6 @@ def rpc_error(exc: Any) -> OracleError:
         trailing = ()
     for key, value in trailing:
         if key == _DETAILS_BIN:
-            from google.rpc import status_pb2
 
             try:
                 status = status_pb2.Status.FromString(value)
@@ -283,7 +285,6 @@ class SweepCollector:
 
 
 def _with_pareto(p: Any) -> Any:
-    import dataclasses
 
     return dataclasses.replace(p, result=dataclasses.replace(p.result, pareto=True))
 
@@ -328,7 +329,6 @@ class RemoteBase:
                  retries: int = 3, backoff: float = 0.2, max_backoff: float = 5.0,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_batch: int = DEFAULT_MAX_BATCH,
                  options: Sequence[tuple[str, Any]] = ()):
-        import grpc
         import grpc.aio
 
 

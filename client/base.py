@@ -7,10 +7,14 @@ switches between "a server across the network" and "this process" by changing on
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from cost_engine.spec.base import SPEC_KINDS, Spec, SpecError, from_dict
+from cost_engine.spec.network import NetworkSpec
 from cost_oracle.client.errors import FieldViolation, InvalidArgument, OracleError, error_for
 from cost_oracle.client.types import (
     PARETO_METRICS,
@@ -21,6 +25,9 @@ from cost_oracle.client.types import (
     ServerInfo,
     SweepOutcome,
 )
+from cost_oracle.contract.budget import Budget
+from cost_oracle.contract.errors import join_path, translate_path
+from cost_oracle.contract.types import BlockCandidate, Context
 
 Progress = Callable[[int, int], None]
 
@@ -61,7 +68,6 @@ class Oracle(Protocol):
 
 def make_context(**kw: Any) -> Any:
     """The core's ``Context`` from client keywords (``latency=True`` means measure)."""
-    from cost_oracle.contract.types import Context
 
     unknown = sorted(set(kw) - set(CONTEXT_KEYS))
     if unknown:
@@ -98,15 +104,11 @@ def as_candidate(candidate: Any, in_channels: int | None = None, path: str = "ca
     parsed with the engine's ``from_dict``; a bad field raises :class:`InvalidArgument` with the
     same proto-style path the oracle core gives (``candidate.network.stages[0].blocks[1].mbconv.kernel_size``).
     """
-    from cost_engine.spec.base import Spec
-    from cost_engine.spec.network import NetworkSpec
-    from cost_oracle.contract.types import BlockCandidate
 
     if isinstance(candidate, Mapping):
         candidate, in_channels = _from_data(candidate, in_channels, path)
     if isinstance(candidate, Spec) and not isinstance(candidate, NetworkSpec) and in_channels is not None:
         if isinstance(in_channels, bool) or not isinstance(in_channels, int):
-            from cost_oracle.contract.errors import join_path
 
             raise InvalidArgument("bad in_channels", [FieldViolation(join_path(path, "in_channels"),
                                                                      f"must be an integer, got {in_channels!r}")])
@@ -148,7 +150,6 @@ def split(candidates: Iterable[Any], in_channels: int | None = None,
 
 def reindex(err: ItemError, index: int) -> ItemError:
     """A sub-batch item's error at its place in the whole input (``candidates[j]`` -> ``candidates[i]``)."""
-    import re
 
     def fix(p: str) -> str:
         return re.sub(r"^candidates\[\d+\]", f"candidates[{index}]", p)
@@ -169,7 +170,6 @@ def merge_costs(parts: Split, answered: Sequence[CostResult | ItemError]) -> lis
 
 def merge_filter(parts: Split, outcome: FilterOutcome) -> FilterOutcome:
     """A filter answer over the valid candidates, with the local failures put back in input order."""
-    import dataclasses
 
     results: list[FilterResult | None] = [None] * parts.total
     for i, e in parts.errors.items():
@@ -184,8 +184,6 @@ def merge_filter(parts: Split, outcome: FilterOutcome) -> FilterOutcome:
 
 
 def _from_data(data: Mapping[str, Any], in_channels: int | None, path: str) -> tuple[Any, int | None]:
-    from cost_engine.spec.base import SPEC_KINDS, SpecError, from_dict
-    from cost_oracle.contract.errors import join_path, translate_path
 
     if "kind" not in data and set(data) <= {"name", "builtin"} and data:
         name = data.get("name", data.get("builtin"))
@@ -238,7 +236,6 @@ def pareto_names(pareto: Sequence[str] | str | None) -> tuple[str, ...]:
 
 
 def budget_or_default(budget: Any) -> Any:
-    from cost_oracle.contract.budget import Budget
 
     if budget is None:
         return Budget()

@@ -26,6 +26,7 @@ from cost_oracle.client.base import (
 )
 from cost_oracle.client.errors import InvalidArgument, OracleError
 from cost_oracle.client.types import CostResult, FilterOutcome, ItemError, ServerInfo, SweepOutcome
+from costoracle.v1 import oracle_pb2 as pb
 
 
 class InProcessOracle:
@@ -117,7 +118,6 @@ class InProcessOracle:
     def calibrate(self, device: str = "cpu", dtype: str = "float32", threads: int | None = None,
                   refresh: bool = False) -> dict[str, Any]:
         """Device ceilings for roofline prediction, with the keys a remote oracle answers (``Calibration``)."""
-        from costoracle.v1 import oracle_pb2 as pb
 
         out = self._call(self._core.calibrate, device, dtype, threads, refresh)
         return {f.name: out.get(f.name) for f in pb.Calibration.DESCRIPTOR.fields if f.name in out}

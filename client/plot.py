@@ -7,9 +7,12 @@ the axes a user plots need not be the costs the sweep's own Pareto front was tak
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from cost_oracle.contract.budget import pareto_front
 
 #: axis name -> (label, how to read it from a point's report dict)
 AXES: dict[str, str] = {
@@ -61,7 +64,6 @@ def budget_text(budget: Mapping[str, Any] | None) -> str:
 
 def pareto_2d(xy: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats in both coordinates (both minimized)."""
-    from cost_oracle.contract.budget import pareto_front
 
     return pareto_front([list(p) for p in xy])
 
@@ -73,7 +75,6 @@ def plot_sweep(sweep: Mapping[str, Any], out: str | Path, *, x: str = "macs", y:
     CSV of the same name (a PNG has no hover: the CSV is how a point is found again); returns
     what was drawn (counts, front indices, the CSV's path). ``label_all``: label every point, not
     only the front's."""
-    import csv
 
     import matplotlib
 

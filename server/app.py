@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -23,12 +24,15 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from cost_engine.families import BUILTINS, resolve
 from cost_oracle.contract.types import Limits
 from cost_oracle.server.config import ServerConfig, add_arguments
 from cost_oracle.server.gate import RequestGate
+from cost_oracle.server.metrics import start_metrics
 from cost_oracle.server.oracle import Oracle
 from cost_oracle.server.servicer import SERVICE_NAME, CostOracleServicer, generic_handler
 from costoracle.v1 import oracle_pb2
@@ -110,7 +114,6 @@ def _serve_reflection(names: tuple[str, ...], server: grpc.Server) -> None:
     """Server reflection under both ``grpc.reflection.v1alpha`` and ``grpc.reflection.v1``. The two
     protocols have the same messages field for field (v1 only renamed the package), so the one
     v1alpha servicer answers both, its messages read and written as the same bytes."""
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     servicer = reflection.ReflectionServicer(names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
@@ -153,7 +156,6 @@ class Server:
         self.metrics_port: int | None = None
         self._metrics_http: Any = None
         if config.metrics_port is not None:
-            from cost_oracle.server.metrics import start_metrics
 
             try:
                 metrics, self._metrics_http, self.metrics_port = start_metrics(self.oracle, config.host,
@@ -201,7 +203,6 @@ class Server:
 
     def start(self) -> Server:
         # import the built-in catalog now, so the first request does not pay for it
-        from cost_engine.families import BUILTINS, resolve
 
         if not BUILTINS:
             try:
@@ -247,7 +248,6 @@ class Server:
 
 def _check_tls(cert: str, key: str | None) -> None:
     """Load the TLS pair before binding: gRPC reports a bad key only as "Failed to bind"."""
-    import ssl
 
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
@@ -260,7 +260,6 @@ def _redacted(url: str | None) -> str:
     if not url:
         return "(default)"
     try:
-        from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
     except Exception:

@@ -31,17 +31,20 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
+from cost_engine.latency import available_devices
 from cost_engine.latency import calibrate as _calibrate
 from cost_engine.latency import measure as _measure
 from cost_engine.latency import measure_many as _measure_many
 from cost_engine.latency.admission import available_bytes, session_bytes
-from cost_engine.latency.calibrate import calibration_key
+from cost_engine.latency.calibrate import Calibration, calibration_key
 from cost_engine.latency.fingerprint import check_device, fingerprint
+from cost_engine.latency.kernel_predict import MissingKernelModel, fit_kernel_predictor, model_key
 from cost_engine.latency.keys import PROTOCOL_VERSION
 from cost_engine.latency.measure import DEFAULT_SESSIONS, DEFAULT_TIME_CAP_S, cached_results, latency_key
 from cost_engine.latency.predict import REQUESTABLE, predict, resolve_method
 from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
+from cost_engine.spec.base import FieldError, SpecError
 from cost_oracle.server.latency_groups import settings_id
 
 __all__ = ["FitProgress", "MeasurementDropped", "MeasurementQueue", "NeedsMeasurement", "QueueFull",
@@ -167,7 +170,6 @@ class MeasurementQueue:
 
     # -- public ---------------------------------------------------------------------------------
     def devices(self) -> list[str]:
-        from cost_engine.latency import available_devices
 
         return available_devices()
 
@@ -263,11 +265,9 @@ class MeasurementQueue:
         resolved = settings.resolved()
         check_device(resolved.device)
         if method not in REQUESTABLE:
-            from cost_engine.spec.base import FieldError, SpecError
 
             raise SpecError([FieldError("method", f"must be one of {', '.join(REQUESTABLE)}, got {method!r}")])
         method = resolve_method(method, settings, self.cache)
-        from cost_engine.latency.kernel_predict import MissingKernelModel
 
         try:
             return self._done(predict(candidate, settings, method=method, cache=self.cache, measure_missing=False))
@@ -297,7 +297,6 @@ class MeasurementQueue:
         nothing else is timed on the device while it profiles. Requests for the same settings
         share one fit; the fit stops at its next chunk when every one of them has gone (what it
         timed stays cached, so a new fit resumes from there)."""
-        from cost_engine.latency.kernel_predict import fit_kernel_predictor, model_key
 
         resolved = settings.resolved()
         check_device(resolved.device)
@@ -340,7 +339,6 @@ class MeasurementQueue:
         if self.cache is not None and not refresh:
             hit = self.cache.get(key)
             if hit is not None:
-                from cost_engine.latency.calibrate import Calibration
 
                 return self._done(Calibration.from_dict(hit, cached=True))
 

@@ -28,11 +28,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import multiprocessing
 import os
+import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+import google.protobuf
+import sqlalchemy
 
 from cost_engine.families import BUILTINS, resolve
 from cost_engine.report import COST_MODEL_VERSION
@@ -452,8 +458,6 @@ class Oracle:
             return None
         with self._pool_lock:
             if self._pool is None and not self._closed:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor
 
                 self._pool = ProcessPoolExecutor(self.analyze_processes,
                                                  mp_context=multiprocessing.get_context("spawn"),
@@ -501,12 +505,6 @@ class Oracle:
         return out
 
     def info(self) -> dict[str, Any]:
-        import platform
-
-        import google.protobuf
-        import sqlalchemy
-
-        from cost_engine.families import resolve as _resolve
 
         versions = {"python": platform.python_version(), "protobuf": google.protobuf.__version__,
                     "sqlalchemy": sqlalchemy.__version__, "server": SERVER_VERSION}
@@ -529,7 +527,7 @@ class Oracle:
         except ImportError:
             protocol = ""
         with contextlib.suppress(SpecError):
-            _resolve("__load_builtins__")
+            resolve("__load_builtins__")
         return {
             "server_version": SERVER_VERSION,
             "cost_model_version": COST_MODEL_VERSION,

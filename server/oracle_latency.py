@@ -16,6 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from cost_engine.spec.base import SpecError
@@ -442,7 +443,6 @@ def latency_error(exc: BaseException, path: str) -> OracleError:
 
 
 def _done(value: Any) -> Any:
-    from concurrent.futures import Future
 
     f: Future[Any] = Future()
     f.set_result(value)

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from cost_engine.spec import SpecError
 from cost_oracle.client.cli import (
     batch,
     cache,
@@ -29,6 +30,7 @@ from cost_oracle.client.cli import (
     sweep,
 )
 from cost_oracle.client.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, UsageError
+from cost_oracle.client.errors import Code, OracleError
 
 _COMMANDS = (cost, batch, filtering, sweep, plot, listing, specs, info, cache, calibrate, latency, serve)
 DEBUG_ENV = "COST_ORACLE_DEBUG"
@@ -54,8 +56,6 @@ def _error(lines: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code (the script wrapper passes it to ``sys.exit``)."""
-    from cost_engine.spec import SpecError
-    from cost_oracle.client.errors import Code, OracleError
 
     parser = build_parser()
     args = parser.parse_args(argv)

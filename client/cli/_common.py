@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from cost_oracle.client.errors import OracleError
+from cost_oracle.client.types import PARETO_METRICS
+from cost_oracle.contract.budget import Budget
 
 SERVER_ENV = "COST_ORACLE_SERVER"
 TOKEN_ENV = "COST_ORACLE_TOKEN"
@@ -159,7 +161,6 @@ def context_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def budget_from_args(args: argparse.Namespace) -> Any:
-    from cost_oracle.contract.budget import Budget
 
     return Budget(max_macs=args.max_macs, max_flops=args.max_flops, max_params=args.max_params,
                   max_memory_access_bytes=args.max_memory_access,
@@ -168,7 +169,6 @@ def budget_from_args(args: argparse.Namespace) -> Any:
 
 
 def pareto_from_args(args: argparse.Namespace) -> tuple[str, ...]:
-    from cost_oracle.client.types import PARETO_METRICS
 
     if not getattr(args, "pareto", None):
         return ()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
+from cost_oracle.client.cli._common import human
 from cost_oracle.client.types import FilterResult
 
 FIGURES = ("macs", "flops", "params", "memory_access_bytes", "peak_activation_bytes")
@@ -54,7 +57,6 @@ _PARAM_ORDER = ("phi", "alpha", "beta", "gamma", "width", "depth", "resolution",
 
 def param_names(points: Sequence[Any]) -> list[str]:
     """The sweep coordinates in a fixed order (a map on the wire has none): known axes, then depths[i]."""
-    import re
 
     names = {k for p in points for k in p.params}
 
@@ -69,7 +71,6 @@ def param_names(points: Sequence[Any]) -> list[str]:
 
 def _over(c: Any) -> str:
     """``max_macs +15.04M (+4.8%)``: which limit, by how much."""
-    from cost_oracle.client.cli._common import human
 
     amount = human(int(c.value)) if c.name != "max_latency_ms" else f"{c.value:.3g}ms"
     pct = f" (+{100 * (c.ratio - 1):.1f}%)" if c.ratio and c.limit else ""
@@ -78,7 +79,6 @@ def _over(c: Any) -> str:
 
 def report_item_errors(results: Sequence[FilterResult]) -> int:
     """Name each failed candidate on stderr; the number of them."""
-    import sys
 
     n = 0
     for r in results:

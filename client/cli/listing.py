@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cost_engine.spec import SPEC_KINDS
 from cost_oracle.client.cli._common import add_target_args, emit_json, open_oracle
 
 
@@ -22,7 +23,6 @@ def run(args: argparse.Namespace) -> int:
             data = oracle.info().to_dict()
         names = list(data.get("spec_kinds" if args.kinds else "builtins", []))
     elif args.kinds:
-        from cost_engine.spec import SPEC_KINDS
 
         names = sorted(SPEC_KINDS)
     else:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cost_oracle.client.errors import FailedPrecondition
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the gRPC oracle", description=__doc__)
@@ -30,6 +32,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _unavailable(args: argparse.Namespace) -> int:
-    from cost_oracle.client.errors import FailedPrecondition
 
     raise FailedPrecondition(f"the server is not available in this installation: {args.reason}")

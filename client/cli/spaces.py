@@ -9,10 +9,12 @@ from an integer step count and rounded, so ``1.1..1.3:0.05`` is exactly 1.1, 1.1
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from typing import Any
 
 from cost_oracle.client.cli._common import UsageError
+from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
 
 FAMILIES = ("efficientnet", "mobilenet_v2", "fasternet")
 _ALIASES = {"mobilenet": "mobilenet_v2", "mobilenetv2": "mobilenet_v2", "efficientnet_compound": "efficientnet"}
@@ -112,7 +114,6 @@ def _flag(name: str) -> str:
 
 def space_from_args(args: argparse.Namespace) -> Any:
     """The sweep space the flags describe (server.sweeps dataclasses; validated by the oracle)."""
-    from cost_oracle.contract.spaces import EfficientNetCompoundSpace, FasterNetSpace, MultiplierSpace
 
     family = _ALIASES.get(args.family, args.family)
     if family not in FAMILIES:
@@ -157,7 +158,6 @@ def space_from_args(args: argparse.Namespace) -> Any:
 
 def space_to_dict(space: Any) -> dict[str, Any]:
     """A space as plain JSON (recorded in a sweep's JSON output, so a plot knows what it shows)."""
-    import dataclasses
 
     out: dict[str, Any] = {"kind": space.name}
     for f in dataclasses.fields(space):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cost_engine.spec import to_dict
+from cost_engine.spec.schema import json_schema
 from cost_oracle.client.cli._common import UsageError, emit_json
 
 
@@ -27,7 +29,6 @@ def register(sub: Any) -> None:
 def run_spec(args: argparse.Namespace) -> int:
     import cost_engine.families.catalog  # noqa: F401 - registers the built-in names
     from cost_engine.families import BUILTINS, resolve
-    from cost_engine.spec import to_dict
 
     if args.name not in BUILTINS:
         close = sorted(n for n in BUILTINS if n.split("_")[0] == args.name.split("_")[0]) or sorted(BUILTINS)
@@ -37,7 +38,6 @@ def run_spec(args: argparse.Namespace) -> int:
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    from cost_engine.spec.schema import json_schema
 
     emit_json(json_schema())
     return 0

@@ -52,7 +52,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import platformdirs
 from sqlalchemy import bindparam, create_engine, delete, event, func, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -93,8 +96,6 @@ class CacheRow(NamedTuple):
 
 def default_sqlite_path() -> Path:
     """``<user cache dir>/cost-oracle/cache.sqlite`` (platformdirs), e.g. ``~/.cache/cost-oracle/``."""
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("cost-oracle")) / "cache.sqlite"
 
 
@@ -240,10 +241,7 @@ class CostCache:
             t.c.key == bindparam("key"))
         self._select_many = select(t.c.key, t.c.kind, t.c.cost_model_version, t.c.payload, t.c.checksum).where(
             t.c.key.in_(bindparam("keys", expanding=True)))
-        if self.backend == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        insert = postgresql_insert if self.backend == "postgresql" else sqlite_insert
         dialect = self.engine.dialect
         self._select_one_sql = str(self._select_one.compile(dialect=dialect))
         self._positional = bool(dialect.positional)
