@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 from google.rpc import status_pb2
 
+from cost_engine.context import LATENCY_DTYPES
 from cost_engine.spec.base import Spec
 from cost_oracle.client.base import (
     Split,
@@ -168,12 +169,12 @@ def context_and_detail(kw: dict[str, Any]) -> tuple[Any, int, int | None]:
 
 
 def dtype_enum(dtype: str, path: str) -> int:
-    """A dtype name as the proto enum (an unknown name is the same InvalidArgument the server gives)."""
-    try:
-        return pb.DType.Value("DTYPE_" + str(dtype).upper())
-    except ValueError:
-        raise InvalidArgument("bad dtype", [FieldViolation(path, f"must be one of float32, float16, bfloat16; "
-                                                                 f"got {dtype!r}")]) from None
+    """A latency dtype name (calibration) as the proto enum; anything else is the same
+    InvalidArgument the server gives."""
+    if dtype not in LATENCY_DTYPES:
+        raise InvalidArgument("bad dtype", [FieldViolation(path, f"must be one of {', '.join(LATENCY_DTYPES)}; "
+                                                                 f"got {dtype!r}")])
+    return pb.DType.Value("DTYPE_" + dtype.upper())
 
 
 def fit_request(candidates: Any, kw: dict[str, Any], max_units: int, networks: int,

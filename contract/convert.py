@@ -48,6 +48,7 @@ __all__ = [
     "budget_to_proto",
     "calibration_to_proto",
     "candidate_from_proto",
+    "candidate_from_wire",
     "candidate_to_proto",
     "context_from_proto",
     "context_to_proto",
@@ -58,6 +59,7 @@ __all__ = [
     "info_to_proto",
     "item_error_from_status",
     "item_error_to_status",
+    "report_blob",
     "report_to_dict",
     "report_to_proto",
     "space_from_proto",
@@ -503,6 +505,18 @@ def _view_dict(v: pb.ToolView) -> dict[str, Any]:
     if v.HasField("exact") and not v.exact:
         out.update(exact=False, reason=v.reason)
     return out
+
+
+def report_blob(d: Mapping[str, Any]) -> bytes:
+    """A report dict as the serialized ``CostReport`` (what the servicer splices into answers)."""
+    return report_to_proto(d).SerializeToString()
+
+
+def candidate_from_wire(data: bytes) -> Spec | str | BlockCandidate:
+    """A serialized ``Candidate`` as what the oracle takes: the network fast path when it applies,
+    else the message conversion (the bytes were validated by the server before)."""
+    fast = network_from_wire(data)
+    return fast[0] if fast is not None else candidate_from_proto(spb.Candidate.FromString(data))
 
 
 def report_to_dict(m: pb.CostReport) -> dict[str, Any]:

@@ -11,7 +11,10 @@ from typing import Any
 from cost_engine.report import DTYPE_BYTES
 from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, FieldError
 
-__all__ = ["context_errors"]
+__all__ = ["LATENCY_DTYPES", "context_errors"]
+
+#: the dtypes latency can be timed in (analytic costs take every dtype of ``DTYPE_BYTES``)
+LATENCY_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def _int_in(value: Any, lo: int, hi: int) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cost_engine.families import resolve
@@ -49,19 +49,19 @@ def pool_init(parent: int | None = None) -> None:
 _PARENT_POLL_S = 0.5
 
 
-def pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[str, str, Any, Any]],
-                                                                     list[dict[str, Any]]]:
+def pool_job(detail: str, jobs: Sequence[tuple[Any, ...]], encode: Callable[[dict[str, Any]], bytes],
+             decode: Callable[[bytes], Any] | None) -> tuple[list[tuple[str, str, Any, Any]], list[dict[str, Any]]]:
     """Analyze and encode: (key, "ok", serialized report, scalars) or (key, "error", error state,
     None) per job, and the rows encoded for ``CostCache.put_encoded``. The server stores the rows
-    before it answers anything, so a served report is always a stored one."""
-    from cost_oracle.contract.convert import report_to_proto
-
+    before it answers anything, so a served report is always a stored one. ``encode`` (a report
+    as the answer's bytes) and ``decode`` (a candidate's wire bytes as a spec) are the servicer's,
+    passed by reference, so this module speaks no protobuf."""
     out: list[tuple[str, str, Any, Any]] = []
     rows: list[CacheRow] = []
     for key, what, in_channels, batch_size, resolution, dtype in jobs:
         ctx = Context(batch_size=batch_size, resolution=resolution, dtype=dtype)
         try:
-            item = _worker_item(what, in_channels)
+            item = _worker_item(what, in_channels, decode)
             engine_report = analyze_item(item, ctx)
         except OracleError as exc:
             out.append((key, "error", (exc.code.value, exc.message, exc.violations, exc.quota), None))
@@ -70,21 +70,18 @@ def pool_job(detail: str, jobs: Sequence[tuple[Any, ...]]) -> tuple[list[tuple[s
         rows.append(CacheRow(key, "cost", report, COST_MODEL_VERSION))
         if detail != "scalars":
             report = {**report, **engine_report.breakdowns(by_module=detail == "full")}
-        blob = report_to_proto(serve_report(report, "", key, True, detail)).SerializeToString()
+        blob = encode(serve_report(report, "", key, True, detail))
         out.append((key, "ok", blob, {k: report[k] for k in (*FIGURES, "input_shape", "output_shape", "dtype",
                                                               "batch_size", "cost_model_version", "candidate")}))
     return out, encode_rows(rows)
 
 
-def _worker_item(what: bytes | str | Spec, in_channels: int | None) -> Prepared:
-    """The job's candidate: wire bytes (converted here, with this process's block memo), a
-    built-in name, or a spec. The server validated it already; a failure here is an engine error."""
+def _worker_item(what: bytes | str | Spec, in_channels: int | None, decode: Callable[[bytes], Any] | None) -> Prepared:
+    """The job's candidate: wire bytes (decoded here, with this process's block memo), a built-in
+    name, or a spec. The server validated it already; a failure here is an engine error."""
     if isinstance(what, bytes):
-        from cost_oracle.contract.convert import candidate_from_proto, network_from_wire  # convert imports this module
-        from costoracle.v1.spec_pb2 import Candidate
-
-        fast = network_from_wire(what)
-        what = fast[0] if fast is not None else candidate_from_proto(Candidate.FromString(what))
+        assert decode is not None, "wire bytes need the servicer's decoder"
+        what = decode(what)
         if isinstance(what, BlockCandidate):
             what = what.block
     if isinstance(what, str):

@@ -90,10 +90,8 @@ class Oracle:
         self.cache = cache if cache is not None else CostCache(db_url)
         self._owns_cache = cache is None
         self.limits = limits or Limits()
-        #: request admission (a server bounds it; in-process it is unbounded)
-        self.gate = RequestGate()
         #: measurements, predictions, calibration and the kernel model's fit
-        self.latency = Latency(self.cache, self.limits, self.gate, latency_queue)
+        self.latency = Latency(self.cache, self.limits, RequestGate(), latency_queue)
         #: budgets: filters and sweeps, on this oracle's cost path
         self.search = Search(self, self.latency, self.limits)
         # the core's public API beside cost/cost_batch, answered by the parts (same signatures)
@@ -117,6 +115,16 @@ class Oracle:
         self._pool_lock = threading.Lock()
 
     # -- candidates -----------------------------------------------------------------------
+    @property
+    def gate(self) -> RequestGate:
+        """Request admission: a server bounds it (``server/gate.py``); in-process it is unbounded.
+        Work slots are taken by the servicer, waiting slots by :class:`Latency`, so both share it."""
+        return self.latency.gate
+
+    @gate.setter
+    def gate(self, gate: RequestGate) -> None:
+        self.latency.gate = gate
+
     def prepare(self, candidate: Candidate, path: str = "candidate", *, validated: bool = False,
                 spec_json: str | None = None) -> Prepared:
         """Validate and resolve one candidate; raises :class:`InvalidArgument` with proto paths under ``path``.
@@ -264,13 +272,15 @@ class Oracle:
 
     def begin_report_blobs(self, items: Sequence[Prepared | OracleError], ctx: Context, detail: str,
                            paths: Sequence[str], encode: Callable[[dict[str, Any]], bytes],
+                           decode: Callable[[bytes], Any] | None = None,
                            ) -> Callable[[], list[tuple[bytes, str, bool] | OracleError]]:
         """(encoded report at ``detail`` with an empty label and cache_hit set, key, hit) per item,
         or its error — the servicer's path — in two steps: look up and hand the cold candidates to
         the analysis processes now, collect (store, then answer) when the returned function is
         called. A server converts the next part of a long batch while the processes analyze this
-        one. ``encode`` is the servicer's (the core never speaks protobuf); reports the analysis
-        processes encoded come back as bytes already."""
+        one. ``encode`` (report -> bytes) and ``decode`` (a candidate's wire bytes -> spec) are the
+        servicer's, module-level functions the analysis processes receive by reference: the core
+        never speaks protobuf. Reports the analysis processes encoded come back as bytes already."""
         keys = [item.key(ctx) if isinstance(item, Prepared) else None for item in items]
         found, missing = self._lookup(keys)
         pool = self._get_pool() if len(missing) >= self.pool_threshold else None
@@ -278,7 +288,7 @@ class Oracle:
             computed = self._compute_local(items, keys, missing, ctx)
             return lambda: self._blobs(items, keys, found, computed, {}, ctx, detail, paths, encode)
         try:
-            futures = self._submit_pool(pool, items, keys, missing, ctx, detail)
+            futures = self._submit_pool(pool, items, keys, missing, ctx, detail, encode, decode)
         except Exception:
             futures = None
             self._drop_pool(pool)
@@ -380,7 +390,8 @@ class Oracle:
             self._count(writes=written)
 
     def _submit_pool(self, pool: Any, items: Sequence[Prepared | OracleError], keys: Sequence[str | None],
-                     missing: Sequence[str], ctx: Context, detail: str) -> list[Any]:
+                     missing: Sequence[str], ctx: Context, detail: str, encode: Callable[[dict[str, Any]], bytes],
+                     decode: Callable[[bytes], Any] | None) -> list[Any]:
         """Hand the missing keys to the analysis processes (in a few jobs per process, so both finish
         together); each job answers with the serialized reports and its rows already encoded."""
         todo = set(missing)
@@ -394,7 +405,7 @@ class Oracle:
             what = item.wire if item.wire is not None else (item.name if item.name is not None else item.spec)
             jobs.append((k, what, item.in_channels, ctx.batch_size, item.resolution(ctx), ctx.dtype))
         size = max(1, -(-len(jobs) // (4 * self.analyze_processes)))
-        return [pool.submit(pool_job, detail, jobs[i:i + size]) for i in range(0, len(jobs), size)]
+        return [pool.submit(pool_job, detail, jobs[i:i + size], encode, decode) for i in range(0, len(jobs), size)]
 
     def _collect_pool(self, futures: Sequence[Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Wait for the jobs, then store every row they encoded in one go (one writer: SQLite would
@@ -458,7 +469,6 @@ class Oracle:
             return None
         with self._pool_lock:
             if self._pool is None and not self._closed:
-
                 self._pool = ProcessPoolExecutor(self.analyze_processes,
                                                  mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=pool_init, initargs=(os.getpid(),))

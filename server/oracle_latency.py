@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from cost_engine.context import LATENCY_DTYPES
 from cost_engine.spec.base import SpecError
 from cost_oracle.contract.errors import (
     Cancelled,
@@ -230,8 +231,8 @@ class Latency:
                   refresh: bool = False, timeout: float | None = None) -> dict[str, Any]:
         """Device ceilings for roofline prediction (measured once per fingerprint, then cached)."""
         errors = []
-        if dtype not in ("float32", "float16", "bfloat16"):
-            errors.append(("dtype", f"must be one of float32, float16, bfloat16; got {dtype!r}"))
+        if dtype not in LATENCY_DTYPES:
+            errors.append(("dtype", f"must be one of {', '.join(LATENCY_DTYPES)}; got {dtype!r}"))
         if threads is not None and (not _is_int(threads) or not 1 <= threads <= 1024):
             errors.append(("threads", f"must be an integer in [1, 1024], got {threads!r}"))
         if errors:

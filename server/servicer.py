@@ -376,7 +376,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
         if not todo:
             return lambda: out  # type: ignore[return-value]
         pending = self.oracle.begin_report_blobs([items[i] for i in todo], ctx, detail, [paths[i] for i in todo],
-                                                 _encode_report)
+                                                 convert.report_blob, convert.candidate_from_wire)
 
         def finish() -> list[tuple[bytes, bool | None]]:
             for i, got in zip(todo, pending(), strict=True):
@@ -600,10 +600,6 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                 yield convert.fit_progress_to_proto(part)
 
         return self._stream("FitLatencyModel", request, context, run)
-
-
-def _encode_report(d: dict[str, Any]) -> bytes:
-    return convert.report_to_proto(d).SerializeToString()
 
 
 def _result(d: dict[str, Any] | OracleError) -> pb.CostResult:

@@ -140,9 +140,9 @@ def test_the_contract_imports_only_protobuf_stubs_and_engine_data() -> None:
 
 
 def test_server_core_never_imports_the_generated_messages() -> None:
-    """Only the servicer, the app that serves it, and the analysis processes (which are handed
-    candidates as bytes) speak protobuf; the oracle core works on plain data."""
-    speaks_proto = {f"cost_oracle.server.{m}" for m in ("servicer", "app", "analysis_pool", "metrics")}
+    """Only the servicer and the app that serves it speak protobuf; the oracle core (the analysis
+    processes included: the servicer hands them its encoder and decoder) works on plain data."""
+    speaks_proto = {f"cost_oracle.server.{m}" for m in ("servicer", "app")}
     bad = [f"{name} -> {t}" for name, path in MODULES.items()
            if name.startswith("cost_oracle.server") and name not in speaks_proto
            for t in imports_of(path, top_level_only=False)

@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cost_engine.context import LATENCY_DTYPES
 from cost_engine.spec.base import MAX_BATCH, MAX_CHANNELS, MAX_RESOLUTION, FieldError, SpecError
 
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = LATENCY_DTYPES
 DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16",
                  "float": "float32", "f32": "float32", "f16": "float16"}
 MEMORY_FORMATS = ("contiguous", "channels_last")
