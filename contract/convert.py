@@ -670,6 +670,9 @@ def _queue_to_proto(q: Mapping[str, Any], m: pb.QueueStats) -> None:
         d.pending = int(s.get("pending") or 0)
         d.in_flight = int(s.get("in_flight") or 0)
         d.busy_s = float(s.get("busy_s") or 0.0)
+        for k in ("done", "failed", "workers"):
+            setattr(d, k, int(s.get(k) or 0))
+    m.measure_on = str(q.get("measure_on") or "local")
 
 
 def info_to_proto(info: Mapping[str, Any], limits: Limits | None = None) -> pb.GetServerInfoResponse:

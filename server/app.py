@@ -144,7 +144,8 @@ class Server:
         if config.tls_cert:
             _check_tls(config.tls_cert, config.tls_key)
         try:
-            self.oracle = oracle or Oracle(config.db_url, limits=limits, analyze_processes=config.analyze_processes)
+            self.oracle = oracle or Oracle(config.db_url, limits=limits, analyze_processes=config.analyze_processes,
+                                           measure_on=config.measure_on)
         except SQLAlchemyError as exc:  # an unopenable file, a refused connection: one line, no traceback
             cause = getattr(exc, "orig", None) or exc
             raise OSError(f"cannot open the cache database {_redacted(config.db_url)}: "

@@ -34,7 +34,10 @@ ENV: dict[str, str] = {
     "log_level": "COST_ORACLE_LOG_LEVEL",
     "log_requests": "COST_ORACLE_LOG_REQUESTS",
     "analyze_processes": "COST_ORACLE_ANALYZE_PROCESSES",
+    "measure_on": "COST_ORACLE_MEASURE_ON",
 }
+
+MEASURE_ON = ("local", "fleet")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -51,6 +54,8 @@ class ServerConfig:
     may run after SIGTERM/SIGINT before they are cancelled. ``workers``: requests doing work at
     once; ``latency_waiters``: further requests that may block on measurements at once, on threads
     of their own, so measuring clients never starve analytic ones (``server/gate.py``).
+    ``measure_on``: ``local`` (this host's devices, the default) or ``fleet`` (latency jobs in the
+    shared PostgreSQL, measured by ``cost-oracle worker`` hosts; needs a PostgreSQL ``db_url``).
     """
 
     host: str = "127.0.0.1"
@@ -72,6 +77,7 @@ class ServerConfig:
     log_level: str = "info"
     log_requests: bool = True
     analyze_processes: int = field(default_factory=lambda: _default_processes())
+    measure_on: str = "local"
 
     def errors(self) -> list[str]:
         out = []
@@ -97,6 +103,10 @@ class ServerConfig:
                 out.append(f"{name}: no such file: {path}")
         if not 0 <= self.analyze_processes <= 64:
             out.append(f"analyze_processes: must be in [0, 64], got {self.analyze_processes}")
+        if self.measure_on not in MEASURE_ON:
+            out.append(f"measure_on: must be one of {', '.join(MEASURE_ON)}; got {self.measure_on!r}")
+        elif self.measure_on == "fleet" and not str(self.db_url or "").startswith("postgresql"):
+            out.append("measure_on: fleet needs a PostgreSQL db_url (the job table lives in the shared database)")
         if self.grace_s < 0:
             out.append(f"grace_s: must be >= 0, got {self.grace_s}")
         if self.log_level not in LOG_LEVELS:
@@ -184,6 +194,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--analyze-processes", dest="analyze_processes", type=int,
                         help="processes that analyze large cold batches in parallel; 0 = in the server process "
                              f"(default {d.analyze_processes}; ${ENV['analyze_processes']})")
+    parser.add_argument("--measure-on", dest="measure_on", choices=MEASURE_ON,
+                        help="where latency is measured: local (this host, default) or fleet (jobs in the shared "
+                             f"PostgreSQL for `cost-oracle worker` hosts; ${ENV['measure_on']})")
     parser.add_argument("--no-request-log", dest="log_requests", action="store_const", const=False,
                         help="do not log one line per request")
     return parser

@@ -45,7 +45,6 @@ from cost_engine.report import COST_MODEL_VERSION
 from cost_engine.spec.base import ACTIVATION_ALIASES, ACTIVATIONS, MAX_CHANNELS, SPEC_KINDS, Spec, SpecError
 from cost_engine.spec.network import NetworkSpec
 from cost_oracle.contract.errors import (
-    FailedPrecondition,
     InvalidArgument,
     OracleError,
     ResourceExhausted,
@@ -82,16 +81,25 @@ class Oracle:
     ``db_url``: a database URL or SQLite file path (None: ``$COST_ORACLE_DB_URL``, else the default
     file under the user's cache directory); ``cache``: an existing :class:`CostCache` instead.
     ``latency_queue``: a ``cost_oracle.server.latency_queue.MeasurementQueue`` (created on first use if None).
+    ``measure_on``: ``local`` (this host's devices) or ``fleet`` (jobs in the shared PostgreSQL for
+    ``cost-oracle worker`` hosts; ``server/fleet.py``).
     """
 
     def __init__(self, db_url: str | None = None, *, cache: CostCache | None = None, limits: Limits | None = None,
-                 latency_queue: Any = None, report_memory: int = 4096, analyze_processes: int = 0,
+                 latency_queue: Any = None, measure_on: str = "local", report_memory: int = 4096,
+                 analyze_processes: int = 0,
                  pool_threshold: int = 16, prepared_memo_bytes: int = 256 << 20, report_memo_bytes: int = 128 << 20):
         self.cache = cache if cache is not None else CostCache(db_url)
         self._owns_cache = cache is None
         self.limits = limits or Limits()
+        if measure_on not in ("local", "fleet"):
+            raise ValueError(f"measure_on: must be local or fleet, got {measure_on!r}")
+        if measure_on == "fleet" and self.cache.backend != "postgresql":
+            raise ValueError("measure_on: fleet needs the shared PostgreSQL cache (the job table lives beside "
+                             f"it); this cache is {self.cache.backend}")
+        fleet_url = self.cache.url.render_as_string(hide_password=False) if measure_on == "fleet" else None
         #: measurements, predictions, calibration and the kernel model's fit
-        self.latency = Latency(self.cache, self.limits, RequestGate(), latency_queue)
+        self.latency = Latency(self.cache, self.limits, RequestGate(), latency_queue, fleet_url=fleet_url)
         #: budgets: filters and sweeps, on this oracle's cost path
         self.search = Search(self, self.latency, self.limits)
         # the core's public API beside cost/cost_batch, answered by the parts (same signatures)
@@ -198,18 +206,8 @@ class Oracle:
             self.check_device(ctx, path)
 
     def check_device(self, ctx: Context, path: str = "context") -> None:
-        """FAILED_PRECONDITION for a latency device this host lacks (before any work is done)."""
-        try:
-            from cost_engine.latency import UnknownDevice
-            from cost_engine.latency.fingerprint import check_device
-        except ImportError as exc:
-            raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
-        try:
-            check_device(ctx.device or "cpu")
-        except UnknownDevice as exc:
-            raise FailedPrecondition(str(exc), [(f"{path}.device", str(exc))]) from None
-        except (SpecError, ValueError) as exc:
-            raise invalid([(f"{path}.device", str(exc))]) from None
+        """FAILED_PRECONDITION for a latency device nobody serves (see :meth:`Latency.check_device`)."""
+        self.latency.check_device(ctx.device or "cpu", path)
 
     def check_batch_size(self, n: int, path: str = "candidates") -> None:
         if n > self.limits.max_batch_size:
@@ -501,18 +499,7 @@ class Oracle:
 
     # -- information ----------------------------------------------------------------------
     def devices(self) -> list[dict[str, Any]]:
-        try:
-            from cost_engine.latency import available_devices, fingerprint
-        except ImportError:
-            return [{"name": "cpu", "fingerprint": {}}]
-        out = []
-        for d in available_devices():
-            try:
-                fp = fingerprint(d)
-            except Exception as exc:  # a device that cannot be fingerprinted is still listed
-                fp = {"error": str(exc)}
-            out.append({"name": d, "fingerprint": {k: str(v) for k, v in fp.items()}})
-        return out
+        return self.latency.devices()
 
     def info(self) -> dict[str, Any]:
 

@@ -49,10 +49,13 @@ class Latency:
     oracle (created on first use unless one is given), calibration and the kernel model's fit.
     Thread-safe."""
 
-    def __init__(self, cache: CostCache, limits: Limits, gate: RequestGate, queue: Any = None):
+    def __init__(self, cache: CostCache, limits: Limits, gate: RequestGate, queue: Any = None, *,
+                 fleet_url: str | None = None):
         self.cache = cache
         self.limits = limits
         self.gate = gate
+        #: the shared PostgreSQL of a measurement fleet (``--measure-on fleet``), or None: local
+        self.fleet_url = fleet_url
         self._queue = queue
         self._owns_queue = queue is None
         self._queue_lock = threading.Lock()
@@ -61,7 +64,8 @@ class Latency:
         """The measurement queue's counters (zeros before anything was measured)."""
         if self._queue is None:
             return {"pending": 0, "in_flight": 0, "done": 0, "coalesced": 0, "dropped": 0, "cache_hits": 0,
-                    "failed": 0, "max_pending": self.limits.max_pending_measurements, "devices": {}}
+                    "failed": 0, "max_pending": self.limits.max_pending_measurements, "devices": {},
+                    "measure_on": "fleet" if self.fleet_url is not None else "local"}
         try:
             return dict(self._queue.stats())
         except Exception:
@@ -95,12 +99,62 @@ class Latency:
     def latency_queue(self) -> Any:
         with self._queue_lock:
             if self._queue is None:
-                try:
-                    from cost_oracle.server.latency_queue import MeasurementQueue
+                try:  # latency (torch) loads with the first request that asks for it
+                    if self.fleet_url is not None:
+                        from cost_oracle.server.fleet import Fleet
+                        from cost_oracle.server.fleet_queue import FleetQueue
+
+                        self._queue = FleetQueue(self.cache, Fleet(self.fleet_url))
+                    else:
+                        from cost_oracle.server.latency_queue import MeasurementQueue
+
+                        self._queue = MeasurementQueue(self.cache, max_pending=self.limits.max_pending_measurements)
                 except ImportError as exc:
                     raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
-                self._queue = MeasurementQueue(self.cache, max_pending=self.limits.max_pending_measurements)
             return self._queue
+
+    def check_device(self, device: str, path: str = "context") -> None:
+        """FAILED_PRECONDITION for a latency device nobody here serves (before any work is done):
+        this host's devices, or with a fleet the devices its live workers serve."""
+        try:
+            from cost_engine.latency import UnknownDevice
+            from cost_engine.latency.fingerprint import check_device
+        except ImportError as exc:
+            raise FailedPrecondition(f"latency is not available on this server ({exc})") from None
+        try:
+            if self.fleet_url is not None:
+                self.latency_queue().check_device(device)
+            else:
+                check_device(device)
+        except UnknownDevice as exc:
+            raise FailedPrecondition(str(exc), [(f"{path}.device", str(exc))]) from None
+        except (SpecError, ValueError) as exc:
+            raise invalid([(f"{path}.device", str(exc))]) from None
+
+    def devices(self) -> list[dict[str, Any]]:
+        """The devices latency can be had for: this host's, or the fleet's live ones (with how
+        many workers serve each fingerprint)."""
+        if self.fleet_url is not None:
+            try:
+                live = self.latency_queue().live()
+            except Exception:
+                log.exception("listing the fleet's devices failed")
+                return []
+            return [{"name": d.device, "fingerprint": {**{k: str(v) for k, v in d.fingerprint.items()},
+                                                       "fleet_fingerprint_id": d.fingerprint_id,
+                                                       "fleet_workers": str(d.workers)}} for d in live]
+        try:
+            from cost_engine.latency import available_devices, fingerprint
+        except ImportError:
+            return [{"name": "cpu", "fingerprint": {}}]
+        out = []
+        for d in available_devices():
+            try:
+                fp = fingerprint(d)
+            except Exception as exc:  # a device that cannot be fingerprinted is still listed
+                fp = {"error": str(exc)}
+            out.append({"name": d, "fingerprint": {k: str(v) for k, v in fp.items()}})
+        return out
 
     def latency_settings(self, item: Prepared, ctx: Context, path: str = "context") -> Any:
         try:

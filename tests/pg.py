@@ -109,11 +109,12 @@ def drop_database(url: str) -> None:
 _CLUSTERS: dict[int, tuple[Path, Path, Path, str, Path]] = {}
 
 
-def stop_server(url: str) -> None:
-    """Stop the cluster serving ``url`` (the database goes away under its clients). Fast, not
-    immediate: with fsync and synchronous commit off, a crash would lose committed tables."""
+def stop_server(url: str, mode: str = "fast") -> None:
+    """Stop the cluster serving ``url`` (the database goes away under its clients). Fast by
+    default: with synchronous commit off, an ``immediate`` stop (a crash: no checkpoint) may lose
+    the last commits; a cluster started with ``durable=True`` survives one."""
     bindir, data, _, _, tmp = _CLUSTERS[_split(url)[0]]
-    _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"], cwd=tmp)
+    _run([str(bindir / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "-t", "30", "stop"], cwd=tmp)
 
 
 def start_server(url: str) -> None:
@@ -126,8 +127,11 @@ def start_server(url: str) -> None:
 
 
 @contextlib.contextmanager
-def postgres_cluster(dbname: str = "cost_oracle_test") -> Iterator[str]:
-    """Start a private cluster; yields ``postgresql+psycopg://postgres@127.0.0.1:PORT/dbname``."""
+def postgres_cluster(dbname: str = "cost_oracle_test", *, durable: bool = False) -> Iterator[str]:
+    """Start a private cluster; yields ``postgresql+psycopg://postgres@127.0.0.1:PORT/dbname``.
+    ``durable``: commits reach the WAL before they return (synchronous_commit on), so a crash
+    (``pg_ctl stop -m immediate``) loses nothing committed; fsync stays off (the OS keeps the
+    files across a PostgreSQL crash)."""
     reason = unavailable_reason()
     if reason:
         raise RuntimeError(reason)
@@ -146,7 +150,8 @@ def postgres_cluster(dbname: str = "cost_oracle_test") -> Iterator[str]:
         last_error = ""
         for _attempt in range(3):  # the free port may be taken between probing and binding
             port = _free_port()
-            options = (f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+            options = (f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
+                       f"-c synchronous_commit={'on' if durable else 'off'} "
                        "-c full_page_writes=off -c shared_buffers=32MB -c max_connections=200")
             start = _run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-o", options, "-w", "-t", "60",
                           "start"], cwd=tmp)

@@ -24,7 +24,8 @@ PACKAGES = {"cost_engine": "cost_engine", "costoracle": "costoracle", "contract"
             "server": "cost_oracle.server", "client": "cost_oracle.client"}
 LAYER = {"cost_engine": 0, "costoracle": 0, "contract": 1, "server": 2, "client": 2}
 #: client modules allowed to import the server: they run it in this process
-CLIENT_RUNS_SERVER = {"cost_oracle.client.inprocess", "cost_oracle.client.cli.serve", "cost_oracle.client.cli.cache"}
+CLIENT_RUNS_SERVER = {"cost_oracle.client.inprocess", "cost_oracle.client.cli.serve", "cost_oracle.client.cli.cache",
+                      "cost_oracle.client.cli.worker"}
 
 
 def modules() -> dict[str, Path]:

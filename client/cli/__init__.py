@@ -28,11 +28,12 @@ from cost_oracle.client.cli import (
     serve,
     specs,
     sweep,
+    worker,
 )
 from cost_oracle.client.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, UsageError
 from cost_oracle.client.errors import Code, OracleError
 
-_COMMANDS = (cost, batch, filtering, sweep, plot, listing, specs, info, cache, calibrate, latency, serve)
+_COMMANDS = (cost, batch, filtering, sweep, plot, listing, specs, info, cache, calibrate, latency, serve, worker)
 DEBUG_ENV = "COST_ORACLE_DEBUG"
 
 

@@ -672,7 +672,7 @@ class GetServerInfoResponse(_message.Message):
     def __init__(self, server_version: _Optional[str] = ..., cost_model_version: _Optional[str] = ..., latency_protocol_version: _Optional[str] = ..., versions: _Optional[_Mapping[str, str]] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., spec_kinds: _Optional[_Iterable[str]] = ..., builtins: _Optional[_Iterable[str]] = ..., sweep_families: _Optional[_Iterable[str]] = ..., auth_required: _Optional[bool] = ..., cache_backend: _Optional[str] = ..., queue: _Optional[_Union[QueueStats, _Mapping]] = ..., activations: _Optional[_Iterable[str]] = ..., activation_aliases: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("pending", "in_flight", "done", "coalesced", "dropped", "cache_hits", "failed", "max_pending", "devices", "worker_restarts")
+    __slots__ = ("pending", "in_flight", "done", "coalesced", "dropped", "cache_hits", "failed", "max_pending", "devices", "worker_restarts", "measure_on")
     class DevicesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -690,6 +690,7 @@ class QueueStats(_message.Message):
     MAX_PENDING_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     WORKER_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    MEASURE_ON_FIELD_NUMBER: _ClassVar[int]
     pending: int
     in_flight: int
     done: int
@@ -700,17 +701,24 @@ class QueueStats(_message.Message):
     max_pending: int
     devices: _containers.MessageMap[str, DeviceQueueStats]
     worker_restarts: int
-    def __init__(self, pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., done: _Optional[int] = ..., coalesced: _Optional[int] = ..., dropped: _Optional[int] = ..., cache_hits: _Optional[int] = ..., failed: _Optional[int] = ..., max_pending: _Optional[int] = ..., devices: _Optional[_Mapping[str, DeviceQueueStats]] = ..., worker_restarts: _Optional[int] = ...) -> None: ...
+    measure_on: str
+    def __init__(self, pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., done: _Optional[int] = ..., coalesced: _Optional[int] = ..., dropped: _Optional[int] = ..., cache_hits: _Optional[int] = ..., failed: _Optional[int] = ..., max_pending: _Optional[int] = ..., devices: _Optional[_Mapping[str, DeviceQueueStats]] = ..., worker_restarts: _Optional[int] = ..., measure_on: _Optional[str] = ...) -> None: ...
 
 class DeviceQueueStats(_message.Message):
-    __slots__ = ("pending", "in_flight", "busy_s")
+    __slots__ = ("pending", "in_flight", "busy_s", "done", "failed", "workers")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     BUSY_S_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     pending: int
     in_flight: int
     busy_s: float
-    def __init__(self, pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., busy_s: _Optional[float] = ...) -> None: ...
+    done: int
+    failed: int
+    workers: int
+    def __init__(self, pending: _Optional[int] = ..., in_flight: _Optional[int] = ..., busy_s: _Optional[float] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class GetCacheStatsRequest(_message.Message):
     __slots__ = ()
