@@ -62,6 +62,31 @@ def test_compose_services_profiles_and_volumes() -> None:
     assert re.search(r"#\s+- driver: nvidia", text) and "capabilities: [gpu]" in text  # GPU reservation, commented
 
 
+def test_compose_fleet_profile_runs_a_fleet_server_and_a_cpu_worker_whose_command_parses() -> None:
+    c = compose()["services"]
+    fleet = {name: s for name, s in c.items() if "fleet" in s.get("profiles", [])}
+    assert set(fleet) == {"postgres-fleet", "oracle-fleet", "worker-cpu"}
+    url = fleet["oracle-fleet"]["environment"]["COST_ORACLE_DB_URL"]
+    assert url.startswith("postgresql+psycopg://") and fleet["worker-cpu"]["environment"]["COST_ORACLE_DB_URL"] == url
+    assert fleet["oracle-fleet"]["environment"]["COST_ORACLE_MEASURE_ON"] == "fleet"
+    for name in ("oracle-fleet", "worker-cpu"):
+        assert fleet[name]["depends_on"]["postgres-fleet"]["condition"] == "service_healthy"
+    # the worker's command is a real CLI invocation: the parser accepts it as written
+    from cost_oracle.client.cli import build_parser
+
+    entry = fleet["worker-cpu"]["entrypoint"]
+    assert entry[:2] == ["cost-oracle", "worker"]
+    args = build_parser().parse_args(entry[1:])
+    assert args.device == "cpu" and args.threads == 2
+    # and the server's environment is a valid fleet configuration
+    from cost_oracle.server.config import ServerConfig
+
+    cfg = ServerConfig.from_env(fleet["oracle-fleet"]["environment"])
+    assert cfg.measure_on == "fleet" and cfg.errors() == []
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert re.search(r"#\s+entrypoint: \[\"cost-oracle\", \"worker\", \"--device\", \"cuda:0\"\]", text)
+
+
 def test_image_installs_cpu_torch_pin_and_binds_all_interfaces() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'pip install "torch==2.13.0"' in text

@@ -295,6 +295,27 @@ def test_a_job_that_keeps_failing_is_failed_with_its_error_for_every_waiter(db: 
     fleet.close()
 
 
+def test_the_cli_worker_measures_for_real_on_this_cpu(db: str, servers: list[Any], tmp_path: Path) -> None:
+    """``cost-oracle worker`` as an operator runs it (no simulated device): one real measurement."""
+    stub = serve(db, servers)
+    with open(tmp_path / "worker.err", "w") as err:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "cost-oracle"), "worker", "--db-url", db,
+                                 "--device", "cpu", "--threads", "1", "--max-jobs", "1"], stderr=err, cwd=ROOT)
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10).devices:
+            time.sleep(0.2)
+        [answer] = ask_all([stub], [0], timeout=300)
+        assert not isinstance(answer, grpc.RpcError), (answer.code(), answer.details())
+        assert answer.report.latency.median_ms > 0 and answer.report.latency.method == "paired"
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp_path / "worker.err").read_text()
+    assert "serving cpu" in log and "stopped after 1 done, 0 failed" in log, log
+
+
 def test_fleet_needs_postgresql_and_the_worker_cli_says_what_is_wrong(tmp_path: Path) -> None:
     cfg = ServerConfig(db_url=f"sqlite:///{tmp_path / 'c.sqlite'}", measure_on="fleet")
     assert any("measure_on" in e and "PostgreSQL" in e for e in cfg.errors())

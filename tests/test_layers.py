@@ -5,7 +5,8 @@ nor torch.
 Layers, bottom up: ``cost_engine`` (specs, formulas, analysis, latency) and ``costoracle`` (the
 generated stubs); ``contract`` (the service's plain types, errors and message conversion); then
 ``server`` and ``client``, side by side. The client reaches the server only in its in-process
-mode, in ``serve`` and in ``cache prune`` (which works on a local database by design).
+mode, in ``serve``, in ``worker`` (a fleet worker runs the server's measuring side) and in
+``cache prune`` (which works on a local database by design).
 """
 
 from __future__ import annotations
