@@ -266,6 +266,32 @@ def test_postgresql_restarted_mid_run_every_request_answered_no_key_twice(
     assert {s for s, _ in jobs(db).values()} == {"done"}
 
 
+def test_a_request_that_gives_up_does_not_cancel_the_job_another_waits_for(db: str, workers: Workers,
+                                                                          servers: list[Any]) -> None:
+    workers.start(delay_s=2.0)
+    impatient, patient = serve(db, servers), serve(db, servers)
+    out: dict[str, Any] = {}
+
+    def ask(name: str, stub: Any, timeout: float) -> None:
+        out[name] = ask_all([stub], [5], timeout=timeout)[0]
+
+    t1 = threading.Thread(target=ask, args=("impatient", impatient, 0.7))
+    t2 = threading.Thread(target=ask, args=("patient", patient, 60))
+    t1.start()
+    time.sleep(0.2)
+    t2.start()
+    t1.join()
+    t2.join()
+    assert isinstance(out["impatient"], grpc.RpcError)
+    assert out["impatient"].code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert not isinstance(out["patient"], grpc.RpcError) and out["patient"].report.latency.runs > 0
+    assert set(workers.measured().values()) == {1} and len(workers.measured()) == 1
+    # asked again after it is done: served from the shared cache, not measured again
+    again = ask_all([impatient], [5], timeout=10)[0]
+    assert again.report.latency.median_ms == out["patient"].report.latency.median_ms
+    assert len(workers.measured()) == 1
+
+
 def test_a_job_that_keeps_failing_is_failed_with_its_error_for_every_waiter(db: str, servers: list[Any]) -> None:
     """No worker process: the job table is driven by hand, as a worker that fails three times."""
     from cost_oracle.server.fleet import Fleet
