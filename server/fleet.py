@@ -128,7 +128,7 @@ class Fleet:
         self.max_attempts = max_attempts
         #: how long a statement keeps retrying while the database is unreachable
         self.retry_s = retry_s
-        self._tx(lambda conn: metadata.create_all(conn, checkfirst=True))
+        self._tx(_create_tables)
 
     # -- plumbing ---------------------------------------------------------------------------
     def _tx(self, fn: Callable[[Connection], T]) -> T:
@@ -275,6 +275,13 @@ class Fleet:
             f"error = :e, worker = NULL, lease_until = NULL, updated = {_NOW} "
             "WHERE key = :k AND worker = :w AND state = 'running'"),
             {"k": key, "w": worker_id, "e": error[:2000], "max": self.max_attempts}))
+
+
+def _create_tables(conn: Connection) -> None:
+    """The tables, once: servers and workers starting together would race on CREATE TABLE IF NOT
+    EXISTS (PostgreSQL's catalog raises a unique violation for the loser), so they take turns."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('cost_oracle.fleet.schema'))"))
+    metadata.create_all(conn, checkfirst=True)
 
 
 def is_connection_error(exc: DBAPIError) -> bool:

@@ -342,6 +342,26 @@ def test_the_cli_worker_measures_for_real_on_this_cpu(db: str, servers: list[Any
     assert "serving cpu" in log and "stopped after 1 done, 0 failed" in log, log
 
 
+def test_servers_and_workers_starting_together_create_the_tables_once(db: str) -> None:
+    from cost_oracle.server.fleet import Fleet
+
+    errors: list[str] = []
+
+    def open_one() -> None:
+        try:
+            Fleet(db).close()
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert jobs(db) == {}
+
+
 def test_fleet_needs_postgresql_and_the_worker_cli_says_what_is_wrong(tmp_path: Path) -> None:
     cfg = ServerConfig(db_url=f"sqlite:///{tmp_path / 'c.sqlite'}", measure_on="fleet")
     assert any("measure_on" in e and "PostgreSQL" in e for e in cfg.errors())
