@@ -215,6 +215,8 @@ class Fleet:
 
     # -- workers ----------------------------------------------------------------------------
     def register(self, worker_id: str, device: str, fp: Mapping[str, Any], threads: int, host: str) -> None:
+        """Register (or refresh) a worker; registrations silent for a day (killed workers) go."""
+        self._tx(lambda conn: conn.execute(text(f"DELETE FROM latency_workers WHERE heartbeat < {_NOW} - 86400")))
         self._tx(lambda conn: conn.execute(text(
             "INSERT INTO latency_workers (worker_id, device, fingerprint_id, fingerprint, threads, host, heartbeat, "
             f"started) VALUES (:w, :device, :fid, :fp, :threads, :host, {_NOW}, {_NOW}) "

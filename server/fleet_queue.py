@@ -67,6 +67,23 @@ class FleetQueue:
         return match[0]  # the fingerprint with the most live workers
 
     # -- measurements -----------------------------------------------------------------------
+    def job_of(self, candidate: Any, settings: LatencySettings,
+               live: list[FleetDevice] | None = None) -> tuple[str, str, str, dict[str, Any]]:
+        """(key, device, fingerprint id, payload) of measuring ``candidate``: the key against the
+        fingerprint the device's live workers registered (threads: the request's, else theirs)."""
+        target = self.check_device(settings.device, live)
+        s = dataclasses.replace(settings, device=target.device, threads=settings.threads or target.threads)
+        s.validate()
+        key = latency_key(candidate, s, {**target.fingerprint, "threads": s.threads})
+        payload = {"candidate": candidate if isinstance(candidate, str) else to_dict(_spec(candidate)),
+                   "settings": dataclasses.asdict(s)}
+        return key, target.device, target.fingerprint_id, payload
+
+    def cached(self, candidate: Any, settings: LatencySettings) -> Any:
+        """The fleet's stored measurement of ``candidate`` (noisy or not), or None."""
+        key = self.job_of(candidate, settings)[0]
+        return cached_results(self.cache, [key], final_only=False).get(key)
+
     def submit(self, candidate: Any, settings: LatencySettings, **kw: Any) -> Future:
         return self.submit_group([(candidate, settings)], **kw)[0]
 
@@ -81,14 +98,9 @@ class FleetQueue:
         keys: list[str] = []
         jobs: dict[str, tuple[str, str, str, dict[str, Any]]] = {}
         for candidate, settings in requests:
-            target = self.check_device(settings.device, live)
-            s = dataclasses.replace(settings, device=target.device, threads=settings.threads or target.threads)
-            s.validate()
-            key = latency_key(candidate, s, {**target.fingerprint, "threads": s.threads})
-            keys.append(key)
-            payload = {"candidate": candidate if isinstance(candidate, str) else to_dict(_spec(candidate)),
-                       "settings": dataclasses.asdict(s)}
-            jobs.setdefault(key, (key, target.device, target.fingerprint_id, payload))
+            job = self.job_of(candidate, settings, live)
+            keys.append(job[0])
+            jobs.setdefault(job[0], job)
         hits = cached_results(self.cache, list(jobs))
         out: dict[str, Future] = {}
         for key, result in hits.items():

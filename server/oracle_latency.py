@@ -187,10 +187,13 @@ class Latency:
                                        is_active=is_active, measure=not ctx.never_measure)
 
     def _cached_measurement(self, item: Prepared, settings: Any) -> Any:
-        """The stored measurement for ``auto`` mode, noisy or not (a noisy one says so)."""
+        """The stored measurement for ``auto`` mode, noisy or not (a noisy one says so); with a
+        fleet, the one its workers stored for the device's fingerprint."""
         from cost_engine.latency import latency_key
         from cost_engine.latency.measure import cached_results
 
+        if self.fleet_url is not None:
+            return self.latency_queue().cached(item.candidate, settings)
         try:
             key = latency_key(item.candidate, settings)
             return cached_results(self.cache, [key], final_only=False).get(key)

@@ -292,6 +292,21 @@ def test_a_request_that_gives_up_does_not_cancel_the_job_another_waits_for(db: s
     assert len(workers.measured()) == 1
 
 
+def test_auto_mode_answers_from_the_fleets_measurements_and_says_what_it_cannot_predict(
+        db: str, workers: Workers, servers: list[Any]) -> None:
+    workers.start(delay_s=0.05)
+    stub = serve(db, servers)
+    measured = ask_all([stub], [9])[0]
+    auto = pb.Context(resolution=32, latency=pb.LATENCY_MODE_AUTO, device="cpu", threads=1)
+    again = stub.GetCost(pb.GetCostRequest(candidate=candidate(9), context=auto, detail=pb.DETAIL_SCALARS), timeout=30)
+    assert again.report.latency.median_ms == measured.report.latency.median_ms
+    assert again.report.sources["latency"] == pb.SOURCE_MEASURED
+    with pytest.raises(grpc.RpcError) as err:  # nothing stored for this one, and no prediction on a fleet
+        stub.GetCost(pb.GetCostRequest(candidate=candidate(10), context=auto), timeout=30)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "--measure-on fleet" in err.value.details()
+    assert len(workers.measured()) == 1
+
+
 def test_a_job_that_keeps_failing_is_failed_with_its_error_for_every_waiter(db: str, servers: list[Any]) -> None:
     """No worker process: the job table is driven by hand, as a worker that fails three times."""
     from cost_oracle.server.fleet import Fleet
