@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -108,6 +109,7 @@ def main() -> int:
     ap.add_argument("--overhead-jobs", type=int, default=100)
     args = ap.parse_args()
     counts = [int(x) for x in args.workers.split(",")]
+    print(f"machine: {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at the start")
     with pg.postgres_cluster("fleet_bench") as url:
         offset = 0
         base = pg.create_database(url, "warm")
@@ -140,7 +142,7 @@ def main() -> int:
         with eng.connect() as conn:
             left = conn.execute(text("SELECT count(*) FROM latency_jobs WHERE state <> 'done'")).scalar()
         eng.dispose()
-        print(f"jobs not done at the end: {left}")
+        print(f"jobs not done at the end: {left}; load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 

@@ -250,6 +250,3 @@ def oracle_error(exc: OracleError) -> OracleError:
     (the violations, when there are any)."""
     return error_for(exc.code, exc.text(), exc.violations, exc.quota)
 
-
-def item_error(index: int, exc: OracleError) -> ItemError:
-    return ItemError.of(index, exc)

@@ -15,7 +15,6 @@ from typing import Any
 from cost_oracle.client.base import (
     as_candidate,
     budget_or_default,
-    item_error,
     make_context,
     merge_costs,
     merge_filter,
@@ -68,7 +67,7 @@ class InProcessOracle:
         for start in range(0, len(parts.valid), step):
             got = self._call(self._core.cost_batch, parts.valid[start:start + step], context,
                              detail=detail or "full")
-            answered.extend(item_error(i, r) if isinstance(r, OracleError) else CostResult.from_dict(r)
+            answered.extend(ItemError.of(i, r) if isinstance(r, OracleError) else CostResult.from_dict(r)
                             for i, r in enumerate(got, start))
             if progress is not None:
                 progress(len(answered) + len(parts.errors), parts.total)

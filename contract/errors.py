@@ -302,10 +302,8 @@ class Unimplemented(OracleError):
     code = Code.UNIMPLEMENTED
 
 
-_CLASSES: dict[Code, type[OracleError]] = {
-    c.code: c for c in (InvalidArgument, ResourceExhausted, FailedPrecondition, Unavailable, Unauthenticated,
-                        PermissionDenied, DeadlineExceeded, Cancelled, Internal, NotFound, Unimplemented)
-}
+#: the class of each code: every subclass defined above (one per code)
+_CLASSES: dict[Code, type[OracleError]] = {c.code: c for c in OracleError.__subclasses__()}
 
 
 def error_for(code: Code | str, message: str, violations: Iterable[tuple[str, str]] = (),

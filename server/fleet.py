@@ -36,8 +36,9 @@ from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text, cre
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-__all__ = ["DEFAULT_LEASE_S", "DEFAULT_STALE_S", "Claim", "Fleet", "FleetDevice", "fingerprint_id",
-           "is_connection_error"]
+from cost_oracle.server.cache.store import is_connection_error
+
+__all__ = ["DEFAULT_LEASE_S", "DEFAULT_STALE_S", "Claim", "Fleet", "FleetDevice", "fingerprint_id"]
 
 log = logging.getLogger("cost_oracle.fleet")
 
@@ -206,11 +207,14 @@ class Fleet:
 
         jobs, workers = self._tx(read)
         out: dict[str, dict[str, int]] = {}
+
+        def row(device: str) -> dict[str, int]:
+            return out.setdefault(device, dict.fromkeys(("queued", "running", "done", "failed", "workers"), 0))
+
         for device, state, n in jobs:
-            out.setdefault(device, dict.fromkeys(("queued", "running", "done", "failed", "workers"), 0))[state] = int(n)
+            row(device)[state] = int(n)
         for device, n in workers:
-            out.setdefault(device, dict.fromkeys(("queued", "running", "done", "failed", "workers"), 0))["workers"] = \
-                int(n)
+            row(device)["workers"] = int(n)
         return out
 
     # -- workers ----------------------------------------------------------------------------
@@ -284,12 +288,3 @@ def _create_tables(conn: Connection) -> None:
     EXISTS (PostgreSQL's catalog raises a unique violation for the loser), so they take turns."""
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('cost_oracle.fleet.schema'))"))
     metadata.create_all(conn, checkfirst=True)
-
-
-def is_connection_error(exc: DBAPIError) -> bool:
-    """A lost or refused connection (the database restarting), not a bad statement."""
-    if getattr(exc, "connection_invalidated", False):
-        return True
-    text_ = str(exc.orig or exc).lower()
-    return any(s in text_ for s in ("connection", "server closed", "terminating", "shutting down", "starting up",
-                                    "could not connect", "the database system is", "ssl syscall", "eof"))

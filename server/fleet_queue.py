@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import logging
 import threading
+import time
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
@@ -27,10 +28,14 @@ from cost_engine.latency.measure import cached_results, latency_key
 from cost_engine.spec.base import Spec, to_dict
 from cost_oracle.contract.errors import FailedPrecondition, Internal
 from cost_oracle.server.fleet import Fleet, FleetDevice
+from cost_oracle.server.latency_groups import done_future
 
 __all__ = ["FleetQueue", "NoLiveWorker"]
 
 log = logging.getLogger("cost_oracle.fleet.queue")
+
+#: seconds the live-device list is reused (a worker starting or dying shows within this)
+_LIVE_TTL_S = 1.0
 
 
 class FleetQueue:
@@ -46,12 +51,22 @@ class FleetQueue:
         self._cv = threading.Condition()
         self._closed = False
         self._counts: collections.Counter[str] = collections.Counter()
+        self._live: tuple[float, list[FleetDevice]] | None = None
         self._poller = threading.Thread(target=self._poll, name="fleet-poller", daemon=True)
         self._poller.start()
 
     # -- devices ----------------------------------------------------------------------------
     def live(self) -> list[FleetDevice]:
-        return self.fleet.devices()
+        """The fleet's live devices, read at most every ``_LIVE_TTL_S`` (a request asks twice: its
+        device check, then its submission)."""
+        now = time.monotonic()
+        with self._cv:
+            if self._live is not None and now - self._live[0] < _LIVE_TTL_S:
+                return self._live[1]
+        live = self.fleet.devices()
+        with self._cv:
+            self._live = (now, live)
+        return live
 
     def devices(self) -> list[str]:
         return sorted({d.device for d in self.live()})
@@ -104,7 +119,7 @@ class FleetQueue:
         hits = cached_results(self.cache, list(jobs))
         out: dict[str, Future] = {}
         for key, result in hits.items():
-            out[key] = _done(result)
+            out[key] = done_future(result)
         self._counts["cache_hits"] += len(hits)
         new: list[tuple[str, str, str, dict[str, Any]]] = []
         with self._cv:
@@ -233,9 +248,3 @@ def _spec(candidate: Any) -> Spec:
     if not isinstance(candidate, Spec):
         raise TypeError(f"a fleet job needs a spec or a built-in name, got {type(candidate).__name__}")
     return candidate
-
-
-def _done(value: Any) -> Future:
-    f: Future = Future()
-    f.set_result(value)
-    return f

@@ -15,12 +15,9 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cost_engine.latency import LatencySettings, measure
 from cost_engine.latency.fingerprint import fingerprint
@@ -28,7 +25,7 @@ from cost_engine.latency.measure import latency_key
 from cost_engine.latency.settings import usable_cores
 from cost_engine.spec.base import SpecError, from_dict
 from cost_oracle.server.cache import CostCache
-from cost_oracle.server.fleet import DEFAULT_LEASE_S, Fleet, fingerprint_id, is_connection_error
+from cost_oracle.server.fleet import DEFAULT_LEASE_S, Fleet, fingerprint_id
 
 __all__ = ["FleetWorker", "candidate_of"]
 
@@ -57,7 +54,8 @@ class FleetWorker:
         self.fp = fingerprint(self.device, self.threads)
         self.fid = fingerprint_id(self.fp)
         self.fleet = Fleet(db_url, lease_s=lease_s)
-        self.cache = _Patient(CostCache(db_url))
+        # a finished measurement waits out a database restart to be stored, never timed twice
+        self.cache = CostCache(db_url, patience_s=_PATIENCE_S)
         self.heartbeat_s = heartbeat_s if heartbeat_s is not None else max(0.5, lease_s / 4)
         self.poll_s = poll_s
         self.sessions = sessions
@@ -123,43 +121,13 @@ class FleetWorker:
             measure(candidate, settings, **kw)
             if self.on_measured is not None:
                 self.on_measured(key)
-        except (SpecError, TypeError, ValueError, RuntimeError, OSError) as exc:
+        except Exception as exc:  # a failed attempt (bad job, measurement error), never the worker's end
             self.failed += 1
-            log.warning("job %s failed: %s", key[:12], exc)
-            self.fleet.fail(self.worker_id, key, f"{type(exc).__name__}: {exc}")
-            return
-        except Exception as exc:  # a measurement error of any kind fails the attempt, not the worker
-            self.failed += 1
-            log.exception("job %s failed", key[:12])
+            expected = isinstance(exc, (SpecError, TypeError, ValueError, RuntimeError, OSError))
+            log.log(logging.WARNING if expected else logging.ERROR, "job %s failed: %s", key[:12], exc,
+                    exc_info=not expected)
             self.fleet.fail(self.worker_id, key, f"{type(exc).__name__}: {exc}")
             return
         self.done += 1
         if not self.fleet.complete(self.worker_id, key):
             log.info("job %s was taken over (lease lost); its result is stored anyway", key[:12])
-
-
-class _Patient:
-    """The shared cache, whose calls wait out a database restart (the cache's own retries cover
-    a blip, not a restart): a measurement taken must be stored, never timed again because the
-    database was away for a few seconds when it finished."""
-
-    def __init__(self, cache: CostCache):
-        self._cache = cache
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._cache, name)
-        if not callable(attr) or name in ("close", "stats"):
-            return attr
-
-        def patient(*args: Any, **kwargs: Any) -> Any:
-            end = time.monotonic() + _PATIENCE_S
-            while True:
-                try:
-                    return attr(*args, **kwargs)
-                except (OperationalError, DBAPIError) as exc:
-                    if not is_connection_error(exc) or time.monotonic() > end:
-                        raise
-                    log.warning("the shared cache is unreachable (%s); waiting", type(exc).__name__)
-                    time.sleep(0.5)
-
-        return patient

@@ -1,13 +1,21 @@
-"""Which latency requests share worker sessions: those whose resolved settings are equal.
+"""What the latency queues (local and fleet) and the oracle's latency parts share: which
+requests share worker sessions (those whose resolved settings are equal), and a future that is
+answered already (a cache hit).
 
-Its own module because the queue and both oracle mixins group by it, and the queue must not
-import the oracle that owns it."""
+Its own module because the queues must not import the oracle that owns them."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["settings_id"]
+__all__ = ["done_future", "settings_id"]
+
+
+def done_future(value: Any) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
 
 
 def settings_id(s: Any) -> Any:

@@ -45,7 +45,7 @@ from cost_engine.latency.predict import REQUESTABLE, predict, resolve_method
 from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
 from cost_engine.spec.base import FieldError, SpecError
-from cost_oracle.server.latency_groups import settings_id
+from cost_oracle.server.latency_groups import done_future, settings_id
 
 __all__ = ["FitProgress", "MeasurementDropped", "MeasurementQueue", "NeedsMeasurement", "QueueFull",
            "TooLargeForDevice"]
@@ -398,9 +398,7 @@ class MeasurementQueue:
     def _done(self, value: Any) -> Future:
         with self._cv:
             self._counts["cache_hits"] += 1
-        fut: Future = Future()
-        fut.set_result(value)
-        return fut
+        return done_future(value)
 
     def _cache_hits(self, keys: list[str]) -> dict[str, LatencyResult]:
         """Final stored measurements (a noisy one is not final: it is queued and re-measured)."""

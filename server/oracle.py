@@ -61,6 +61,7 @@ from cost_oracle.server.cache import CacheRow, CostCache
 from cost_oracle.server.cancel import checkpoint
 from cost_oracle.server.candidates import Prepared, prepared_bytes
 from cost_oracle.server.candidates import memo_key as _memo_key
+from cost_oracle.server.config import MEASURE_ON
 from cost_oracle.server.gate import RequestGate
 from cost_oracle.server.memo import LRU, approx_bytes
 from cost_oracle.server.oracle_latency import Latency
@@ -92,8 +93,8 @@ class Oracle:
         self.cache = cache if cache is not None else CostCache(db_url)
         self._owns_cache = cache is None
         self.limits = limits or Limits()
-        if measure_on not in ("local", "fleet"):
-            raise ValueError(f"measure_on: must be local or fleet, got {measure_on!r}")
+        if measure_on not in MEASURE_ON:
+            raise ValueError(f"measure_on: must be one of {', '.join(MEASURE_ON)}; got {measure_on!r}")
         if measure_on == "fleet" and self.cache.backend != "postgresql":
             raise ValueError("measure_on: fleet needs the shared PostgreSQL cache (the job table lives beside "
                              f"it); this cache is {self.cache.backend}")

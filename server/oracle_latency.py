@@ -16,7 +16,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from typing import Any
 
 from cost_engine.context import LATENCY_DTYPES
@@ -37,6 +36,7 @@ from cost_oracle.contract.types import is_int as _is_int
 from cost_oracle.server.cache import CostCache
 from cost_oracle.server.candidates import Prepared
 from cost_oracle.server.gate import RequestGate
+from cost_oracle.server.latency_groups import done_future
 
 __all__ = ["Latency", "latency_dict", "latency_error"]
 
@@ -182,7 +182,7 @@ class Latency:
             if mode == "auto":
                 cached = self._cached_measurement(item, settings)
                 if cached is not None:
-                    return _done(cached)
+                    return done_future(cached)
             return q.submit_prediction(item.candidate, settings, method=ctx.latency_method, deadline=deadline,
                                        is_active=is_active, measure=not ctx.never_measure)
 
@@ -498,10 +498,3 @@ def latency_error(exc: BaseException, path: str) -> OracleError:
         return invalid([(join_path(path, e.path), e.reason) for e in exc.errors])
     log.error("latency failed: %s: %s", name, exc)
     return Internal(f"latency measurement failed: {name}: {exc}")
-
-
-def _done(value: Any) -> Any:
-
-    f: Future[Any] = Future()
-    f.set_result(value)
-    return f

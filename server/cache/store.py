@@ -94,6 +94,15 @@ class CacheRow(NamedTuple):
     version: str
 
 
+def is_connection_error(exc: DBAPIError) -> bool:
+    """A lost or refused connection (the database restarting), not a bad statement."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    text_ = str(exc.orig or exc).lower()
+    return any(s in text_ for s in ("connection", "server closed", "terminating", "shutting down", "starting up",
+                                    "could not connect", "the database system is", "ssl syscall", "eof"))
+
+
 def default_sqlite_path() -> Path:
     """``<user cache dir>/cost-oracle/cache.sqlite`` (platformdirs), e.g. ``~/.cache/cost-oracle/``."""
     return Path(platformdirs.user_cache_dir("cost-oracle")) / "cache.sqlite"
@@ -222,8 +231,11 @@ class CostCache:
     """
 
     def __init__(self, url: str | None = None, *, memory_bytes: int = 256 << 20, busy_timeout_s: float = 60.0,
-                 pool_size: int | None = None, max_overflow: int | None = None):
+                 pool_size: int | None = None, max_overflow: int | None = None, patience_s: float | None = None):
         self.url: URL = resolve_url(url)
+        #: also wait out a database that is down (refused or lost connections) for this long,
+        #: e.g. a fleet worker whose finished measurement must be stored, not timed again
+        self._patience_s = patience_s
         self.backend: str = self.url.get_backend_name()
         self._memory_db = self.backend == "sqlite" and self.url.database in (None, "", ":memory:")
         self._busy_timeout_s = busy_timeout_s
@@ -307,21 +319,25 @@ class CostCache:
     # -- retries ------------------------------------------------------------------------------
     def _retry(self, fn: Any, *, attempts: int = 6) -> Any:
         """Run ``fn`` again on transient failures: a dropped connection, a PostgreSQL deadlock or
-        serialization failure, or SQLite still locked after its busy timeout."""
+        serialization failure, or SQLite still locked after its busy timeout; with ``patience_s``,
+        also a database that is down, until it is back or the patience is spent."""
         self._check_open()
         delay = 0.01
-        for attempt in range(attempts):
+        end = None if self._patience_s is None else time.monotonic() + self._patience_s
+        attempt = 0
+        while True:
             try:
                 with self._serial:
                     return fn()
             except DBAPIError as exc:
-                if attempt == attempts - 1 or not self._transient(exc):
+                attempt += 1
+                patient = end is not None and time.monotonic() < end and is_connection_error(exc)
+                if not patient and (attempt >= attempts or not self._transient(exc)):
                     raise
                 log.info("cache: retrying after transient database error: %s", exc.orig)
                 self._count(retries=1)
                 time.sleep(delay)
                 delay = min(delay * 4, 1.0)
-        raise AssertionError("unreachable")
 
     def _transient(self, exc: DBAPIError) -> bool:
         if exc.connection_invalidated:
@@ -402,8 +418,11 @@ class CostCache:
         to the pool, where writers rely on real transactions. Any driver error invalidates that
         connection and falls back to the retrying Core path.
         """
-        if not self._memory_db:
-            raw = self.engine.raw_connection()
+        try:
+            raw = None if self._memory_db else self.engine.raw_connection()
+        except DBAPIError:  # no connection now: the retrying Core path below decides
+            raw = None
+        if raw is not None:
             try:
                 driver = raw.driver_connection if self.backend == "postgresql" else None
                 if driver is not None:
