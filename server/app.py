@@ -145,7 +145,7 @@ class Server:
             _check_tls(config.tls_cert, config.tls_key)
         try:
             self.oracle = oracle or Oracle(config.db_url, limits=limits, analyze_processes=config.analyze_processes,
-                                           measure_on=config.measure_on)
+                                           measure_on=config.measure_on, db_patience_s=config.db_patience_s)
         except SQLAlchemyError as exc:  # an unopenable file, a refused connection: one line, no traceback
             cause = getattr(exc, "orig", None) or exc
             raise OSError(f"cannot open the cache database {_redacted(config.db_url)}: "

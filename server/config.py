@@ -35,6 +35,7 @@ ENV: dict[str, str] = {
     "log_requests": "COST_ORACLE_LOG_REQUESTS",
     "analyze_processes": "COST_ORACLE_ANALYZE_PROCESSES",
     "measure_on": "COST_ORACLE_MEASURE_ON",
+    "db_patience_s": "COST_ORACLE_DB_PATIENCE_S",
 }
 
 MEASURE_ON = ("local", "fleet")
@@ -56,6 +57,8 @@ class ServerConfig:
     of their own, so measuring clients never starve analytic ones (``server/gate.py``).
     ``measure_on``: ``local`` (this host's devices, the default) or ``fleet`` (latency jobs in the
     shared PostgreSQL, measured by ``cost-oracle worker`` hosts; needs a PostgreSQL ``db_url``).
+    ``db_patience_s``: how long a request waits out a cache database that is down (a PostgreSQL
+    restart, a fail-over) before it answers UNAVAILABLE; 0 answers at once.
     """
 
     host: str = "127.0.0.1"
@@ -78,6 +81,7 @@ class ServerConfig:
     log_requests: bool = True
     analyze_processes: int = field(default_factory=lambda: _default_processes())
     measure_on: str = "local"
+    db_patience_s: float = 10.0
 
     def errors(self) -> list[str]:
         out = []
@@ -107,6 +111,8 @@ class ServerConfig:
             out.append(f"measure_on: must be one of {', '.join(MEASURE_ON)}; got {self.measure_on!r}")
         elif self.measure_on == "fleet" and not str(self.db_url or "").startswith("postgresql"):
             out.append("measure_on: fleet needs a PostgreSQL db_url (the job table lives in the shared database)")
+        if not 0 <= self.db_patience_s <= 3600:
+            out.append(f"db_patience_s: must be in [0, 3600], got {self.db_patience_s}")
         if self.grace_s < 0:
             out.append(f"grace_s: must be >= 0, got {self.grace_s}")
         if self.log_level not in LOG_LEVELS:
@@ -197,6 +203,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--measure-on", dest="measure_on", choices=MEASURE_ON,
                         help="where latency is measured: local (this host, default) or fleet (jobs in the shared "
                              f"PostgreSQL for `cost-oracle worker` hosts; ${ENV['measure_on']})")
+    parser.add_argument("--db-patience", dest="db_patience_s", type=float,
+                        help="seconds a request waits out a cache database that is down before it answers "
+                             f"UNAVAILABLE (default {d.db_patience_s:g}; ${ENV['db_patience_s']})")
     parser.add_argument("--no-request-log", dest="log_requests", action="store_const", const=False,
                         help="do not log one line per request")
     return parser

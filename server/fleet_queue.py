@@ -26,7 +26,7 @@ from typing import Any
 from cost_engine.latency import LatencySettings, UnknownDevice
 from cost_engine.latency.measure import cached_results, latency_key
 from cost_engine.spec.base import Spec, to_dict
-from cost_oracle.contract.errors import FailedPrecondition, Internal
+from cost_oracle.contract.errors import FailedPrecondition, Internal, Unavailable
 from cost_oracle.server.fleet import Fleet, FleetDevice
 from cost_oracle.server.latency_groups import done_future
 
@@ -137,12 +137,13 @@ class FleetQueue:
         if new:
             try:
                 self.fleet.enqueue(new)
-            except Exception as exc:
+            except Exception as exc:  # the database down past the patience: retryable, like the cache's
+                error = Unavailable(f"the fleet's job table is unreachable ({type(exc).__name__}); retry later")
                 with self._cv:
                     for key, *_ in new:
                         for f in self._waiters.pop(key, []):
-                            _settle(f, None, FailedPrecondition(f"the fleet's job table is unreachable: {exc}"))
-                raise FailedPrecondition(f"the fleet's job table is unreachable: {type(exc).__name__}") from None
+                            _settle(f, None, error)
+                raise error from None
             self._counts["enqueued"] += len(new)
         with self._cv:
             self._cv.notify_all()

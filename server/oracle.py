@@ -83,14 +83,16 @@ class Oracle:
     file under the user's cache directory); ``cache``: an existing :class:`CostCache` instead.
     ``latency_queue``: a ``cost_oracle.server.latency_queue.MeasurementQueue`` (created on first use if None).
     ``measure_on``: ``local`` (this host's devices) or ``fleet`` (jobs in the shared PostgreSQL for
-    ``cost-oracle worker`` hosts; ``server/fleet.py``).
+    ``cost-oracle worker`` hosts; ``server/fleet.py``). ``db_patience_s``: how long a call waits
+    out a database that is down before it fails (None: not at all).
     """
 
     def __init__(self, db_url: str | None = None, *, cache: CostCache | None = None, limits: Limits | None = None,
-                 latency_queue: Any = None, measure_on: str = "local", report_memory: int = 4096,
+                 latency_queue: Any = None, measure_on: str = "local", db_patience_s: float | None = None,
+                 report_memory: int = 4096,
                  analyze_processes: int = 0,
                  pool_threshold: int = 16, prepared_memo_bytes: int = 256 << 20, report_memo_bytes: int = 128 << 20):
-        self.cache = cache if cache is not None else CostCache(db_url)
+        self.cache = cache if cache is not None else CostCache(db_url, patience_s=db_patience_s)
         self._owns_cache = cache is None
         self.limits = limits or Limits()
         if measure_on not in MEASURE_ON:
@@ -100,7 +102,8 @@ class Oracle:
                              f"it); this cache is {self.cache.backend}")
         fleet_url = self.cache.url.render_as_string(hide_password=False) if measure_on == "fleet" else None
         #: measurements, predictions, calibration and the kernel model's fit
-        self.latency = Latency(self.cache, self.limits, RequestGate(), latency_queue, fleet_url=fleet_url)
+        self.latency = Latency(self.cache, self.limits, RequestGate(), latency_queue, fleet_url=fleet_url,
+                               fleet_patience_s=db_patience_s)
         #: budgets: filters and sweeps, on this oracle's cost path
         self.search = Search(self, self.latency, self.limits)
         # the core's public API beside cost/cost_batch, answered by the parts (same signatures)

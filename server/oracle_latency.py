@@ -50,12 +50,14 @@ class Latency:
     Thread-safe."""
 
     def __init__(self, cache: CostCache, limits: Limits, gate: RequestGate, queue: Any = None, *,
-                 fleet_url: str | None = None):
+                 fleet_url: str | None = None, fleet_patience_s: float | None = None):
         self.cache = cache
         self.limits = limits
         self.gate = gate
         #: the shared PostgreSQL of a measurement fleet (``--measure-on fleet``), or None: local
         self.fleet_url = fleet_url
+        #: how long the fleet's job table statements wait out a database that is down
+        self.fleet_patience_s = 10.0 if fleet_patience_s is None else fleet_patience_s
         self._queue = queue
         self._owns_queue = queue is None
         self._queue_lock = threading.Lock()
@@ -104,7 +106,7 @@ class Latency:
                         from cost_oracle.server.fleet import Fleet
                         from cost_oracle.server.fleet_queue import FleetQueue
 
-                        self._queue = FleetQueue(self.cache, Fleet(self.fleet_url))
+                        self._queue = FleetQueue(self.cache, Fleet(self.fleet_url, retry_s=self.fleet_patience_s))
                     else:
                         from cost_oracle.server.latency_queue import MeasurementQueue
 

@@ -5,6 +5,8 @@ timing processes (the protocol itself is tested in test_latency_*.py)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -289,7 +291,7 @@ def _channel_of(stub: oracle_pb2_grpc.CostOracleStub) -> grpc.Channel:
 def test_database_down_is_unavailable_and_the_server_reconnects(pg_db_url: str) -> None:
     import pg
 
-    srv = start(ServerConfig(db_url=pg_db_url, port=0))
+    srv = start(ServerConfig(db_url=pg_db_url, port=0, db_patience_s=1.0))
     channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
     stub = oracle_pb2_grpc.CostOracleStub(channel)
     try:
@@ -297,15 +299,50 @@ def test_database_down_is_unavailable_and_the_server_reconnects(pg_db_url: str) 
                             timeout=60).report.macs > 0
         pg.stop_server(pg_db_url)
         try:
+            t0 = time.monotonic()
             with pytest.raises(grpc.RpcError) as err:  # a cold request needs the database
                 stub.GetCost(pb.GetCostRequest(candidate=cands(1, 60)[0], context=pb.Context(resolution=16)),
                              timeout=60)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+            assert time.monotonic() - t0 >= 1.0  # it waited out its patience first
         finally:
             pg.start_server(pg_db_url)
         again = stub.GetCost(pb.GetCostRequest(candidate=cands(1, 60)[0], context=pb.Context(resolution=16)),
                              timeout=60)
         assert again.report.macs > 0 and not again.report.cache_hit
+    finally:
+        channel.close()
+        srv.stop(0)
+
+
+@pytest.mark.slow
+def test_a_request_sent_while_the_database_restarts_is_answered_once_it_is_back(pg_db_url: str) -> None:
+    import pg
+
+    srv = start(ServerConfig(db_url=pg_db_url, port=0))  # the default patience (10 s)
+    channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+    stub = oracle_pb2_grpc.CostOracleStub(channel)
+    try:
+        assert stub.GetCost(pb.GetCostRequest(candidate=cands(1)[0], context=pb.Context(resolution=16)),
+                            timeout=60).report.macs > 0
+        pg.stop_server(pg_db_url)
+        answer: list[Any] = []
+
+        def ask() -> None:
+            try:
+                answer.append(stub.GetCost(pb.GetCostRequest(candidate=cands(1, 61)[0],
+                                                             context=pb.Context(resolution=16)), timeout=60))
+            except grpc.RpcError as exc:
+                answer.append(exc)
+
+        t = threading.Thread(target=ask)
+        t.start()
+        time.sleep(1.5)
+        assert not answer  # still waiting for the database
+        pg.start_server(pg_db_url)
+        t.join(timeout=60)
+        assert answer and not isinstance(answer[0], grpc.RpcError), answer
+        assert answer[0].report.macs > 0 and not answer[0].report.cache_hit
     finally:
         channel.close()
         srv.stop(0)
