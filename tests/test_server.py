@@ -465,9 +465,15 @@ def test_sigterm_drains_in_flight_call(tmp_path: Path) -> None:
         except grpc.RpcError as exc:  # pragma: no cover - the failure is reported below
             result["error"] = exc
 
+    idle_cpu = srv.cpu_seconds()
     t = threading.Thread(target=call)
     t.start()
-    time.sleep(0.3)  # the batch takes seconds: it is in flight now (checked below from the log order)
+    # the batch takes seconds of the server's CPU: once it has used some, the call is in flight
+    # (a fixed sleep raced the client's sending on a loaded machine: GOAWAY before the call arrived)
+    end = time.monotonic() + 120
+    while srv.cpu_seconds() - idle_cpu < 0.3 and time.monotonic() < end and t.is_alive():
+        time.sleep(0.02)
+    assert t.is_alive(), result
     srv.send(signal.SIGTERM)
     t.join(300)
     code = srv.wait(300)

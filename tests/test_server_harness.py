@@ -83,6 +83,12 @@ class ServerProcess:
     def stub(self) -> oracle_pb2_grpc.CostOracleStub:
         return oracle_pb2_grpc.CostOracleStub(self.channel())
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (user + system, all threads), from /proc."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def send(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
