@@ -15,6 +15,7 @@ import pytest
 
 from cost_engine.latency import LatencySettings, MemoryCache, fingerprint, latency_key, measure
 from cost_engine.latency.keys import PROTOCOL_VERSION
+from cost_engine.latency.reference import reference_for
 from cost_engine.latency.settings import usable_cores
 from cost_engine.latency.testing import FakeWorker
 from cost_engine.spec import ConvSpec
@@ -104,7 +105,7 @@ def test_result_reports_the_protocol_and_the_first_call_apart(three_sessions):
                  "fingerprint", "canary", "page_faults_per_call", "spread_across_sessions"):
         assert name in d
     assert d["source"] == "measured" and d["protocol_version"] == PROTOCOL_VERSION
-    assert d["method"] == "paired" and r.ratio > 0 and r.reference["name"].startswith("resnet18-w")
+    assert d["method"] == "paired" and r.ratio > 0 and r.reference["name"] == reference_for(TINY, (1, 16, 16, 16)).name
     assert r.median_ms == pytest.approx(r.ratio * r.anchor_ms) and r.anchor_sessions == 3
     assert r.first_call_ms is not None and r.first_call_ms > 0
     sessions = r.details["paired_sessions"]

@@ -17,7 +17,7 @@ from cost_engine.latency.anchor import ANCHOR_QUANTILE, BOOK, estimate
 from cost_engine.latency.measure import MAX_REMEASURE
 from cost_engine.latency.paired import combine_paired, session_record
 from cost_engine.latency.protocol import Protocol, time_paired
-from cost_engine.latency.reference import LADDER, reference_for
+from cost_engine.latency.reference import FAMILIES, LADDER, _rung, family_share, ladder, nominal_seconds, reference_for
 from cost_engine.latency.result import NOISY_REL_CI
 from cost_engine.latency.testing import FakeWorker, SimClock
 from cost_engine.spec import ConvSpec
@@ -77,8 +77,8 @@ def test_anchor_is_a_low_quantile_and_cached_results_follow_it():
         first = measure(NET, SETTINGS, cache=cache, sessions=2)
     assert first.median_ms == pytest.approx(2 * _truth(slow), rel=0.01)  # nothing quieter seen yet
     with FakeWorker(slowdown=lambda s, t: 1.0) as quiet:
-        measure("fasternet_t0", SETTINGS, cache=cache, sessions=3)  # same reference rung, quiet
-    assert reference_for(resolve("fasternet_t0"), (1, 3, 224, 224)) == reference_for(
+        measure("efficientnet_b0", SETTINGS, cache=cache, sessions=3)  # same reference rung, quiet
+    assert reference_for(resolve("efficientnet_b0"), (1, 3, 224, 224)) == reference_for(
         resolve(NET), (1, 3, 224, 224))
     again = measure(NET, SETTINGS, cache=cache, sessions=2)
     log = BOOK.values(cache, first.anchor_key, fresh=True)
@@ -93,6 +93,35 @@ def test_reference_rung_follows_the_candidate_size():
     big = reference_for(resolve("resnet50"), (1, 3, 224, 224))
     assert small.name == "resnet18-w{}@{}".format(*LADDER[0]) and big.input_shape[-1] >= 224
     assert reference_for(resolve(NET), (8, 3, 224, 224)).input_shape[0] == 8  # the candidate's batch
+
+
+@pytest.mark.parametrize(("name", "family"), [
+    ("efficientnet_b0", "mobilenetv2-x"), ("mobilenet_v2", "mobilenetv2-x"), ("shufflenet_v2_x1_0", "mobilenetv2-x"),
+    ("fasternet_t0", "mobilenetv2-x"), ("resnet50", "mobilenetv2-x"), ("regnet_x_400mf", "mobilenetv2-x"),
+    ("convnext_tiny", "mobilenetv2-x"), ("vit_tiny_patch16_224", "mobilenetv2-x"),
+    ("resnet18", "resnet18-w"), ("resnet34", "resnet18-w")])
+def test_reference_family_follows_the_candidates_dense_conv_share(name: str, family: str) -> None:
+    """Networks dominated by dense k x k convolutions pair with ResNet-18 rungs, the others with
+    MobileNetV2 rungs (reference.py: under load a ResNet rung tracked EfficientNet-B0 7x and
+    FasterNet-T0 2x worse than a MobileNetV2 rung)."""
+    spec = resolve(name)
+    shape = (1, 3, spec.resolution, spec.resolution)
+    ref = reference_for(spec, shape)
+    assert ref.name.startswith(family), ref.name
+    assert 1 / 4 < nominal_seconds(ref.spec, ref.input_shape) / nominal_seconds(spec, shape) < 4
+
+
+def test_a_kernel_units_reference_follows_its_kind() -> None:
+    dense = reference_for(ConvSpec(out_channels=64), (1, 64, 56, 56))
+    pointwise = reference_for(ConvSpec(out_channels=64, kernel_size=1), (1, 64, 56, 56))
+    assert dense.name.startswith("resnet18-w") and pointwise.name.startswith("mobilenetv2-x")
+
+
+def test_every_rung_builds_and_each_ladder_grows() -> None:
+    for family in FAMILIES:
+        sizes = [_rung(family, r)[2].seconds for r in ladder(family)]
+        assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), (family, sizes)
+    assert family_share("mobile") < 0.1 and family_share("dense") > 0.8
 
 
 def test_noisy_result_is_flagged_remeasured_and_pooled():
@@ -158,7 +187,7 @@ def test_inprocess_client_reports_paired_fields_and_noisy(tmp_path, monkeypatch)
         again = oracle.cost(block, in_channels=8, resolution=32, latency="measure", device="cpu", threads=1)
     lat = first.latency
     assert lat is not None and lat.extra["method"] == "paired" and lat.noisy
-    assert lat.extra["ratio"] > 0 and lat.extra["reference"].startswith("resnet18-w")
+    assert lat.extra["ratio"] > 0 and lat.extra["reference"] == reference_for(block, (1, 8, 32, 32)).name
     assert lat.extra["raw_median_ms"] > 0 and lat.extra["ci_low_ms"] < lat.median_ms < lat.extra["ci_high_ms"]
     assert lat.extra["noisy_rel_ci"] == 1e-4
     assert fake.sessions > n and again.latency is not None and again.latency.extra["remeasured"] == 1

@@ -3,7 +3,7 @@ predictor (issue #11), measured with the same paired protocol and worker as ever
 
 Each distinct unit (``Kernel.identity``: shapes, attrs, dtype, layout; not where in a network
 it sits) is timed once per settings and device fingerprint, alternately with the reference rung
-of its size (``reference.reference_for_seconds``), in fresh worker sessions, and stored under
+of its size and kind (``reference.reference_for_seconds``), in fresh worker sessions, and stored under
 its own key (:data:`~cost_engine.latency.keys.KIND_KERNEL`) like a block of the lookup table.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from cost_engine.latency.fingerprint import check_device, fingerprint
 from cost_engine.latency.kernel_build import unit_payload
-from cost_engine.latency.kernels import Kernel, nominal_seconds
+from cost_engine.latency.kernels import Kernel, nominal
 from cost_engine.latency.keys import KIND_KERNEL, entry_key
 from cost_engine.latency.measure import Item, cached_results, measure_items
 from cost_engine.latency.protocol import Protocol
@@ -38,7 +38,7 @@ def unit_key(kernel: Kernel, resolved: LatencySettings, fp: dict[str, Any]) -> s
 
 def unit_item(kernel: Kernel, resolved: LatencySettings, fp: dict[str, Any]) -> Item:
     return Item(_PLACEHOLDER, kernel.ops[0].inputs[0], unit_key(kernel, resolved, fp), KIND_KERNEL, kernel.type,
-                unit=unit_payload(kernel), nominal_s=nominal_seconds(kernel))
+                unit=unit_payload(kernel), nominal=nominal(kernel))
 
 
 def measure_units(kernels: list[Kernel], settings: LatencySettings | None = None, *, cache: Any = None,

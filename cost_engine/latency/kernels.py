@@ -110,7 +110,9 @@ class Kernel:
                 int(self.features["itemsize"]), int(self.features["channels_last"]))
 
 
-def _conv_type(op: Op) -> str:
+def conv_type(op: Op) -> str:
+    """``conv``, ``pwconv`` (1x1), ``dwconv`` (one group per channel) or ``gconv``: the unit types,
+    and the reference family a network's character picks (``reference.py``)."""
     groups = int(op.attr("groups", 1))
     cin = op.inputs[0][1]
     if groups == 1:
@@ -167,7 +169,7 @@ def group_ops(ops: list[Op]) -> list[tuple[str, list[Op]]]:
             i += 1
             continue
         if op.kind == "conv2d":
-            unit_type = _conv_type(op)
+            unit_type = conv_type(op)
         elif op.kind in POINTWISE_OPS:
             unit_type = "add" if op.kind == "add" and len(op.inputs) == 2 else "eltwise"
         else:
@@ -246,13 +248,12 @@ def network_kernels(spec: Spec, input_shape: Shape, *, dtype: str = "float32", d
     return out
 
 
-def nominal_seconds(kernel: Kernel) -> float:
-    """The unit's rough time on the reference ladder's nominal CPU (``reference.py``): only to
-    pick a reference rung of similar size, never reported."""
-    from cost_engine.latency.reference import nominal_time
+def nominal(kernel: Kernel) -> Any:
+    """The unit's rough time on the reference ladder's nominal CPU and its dense share
+    (``reference.Nominal``): only to pick a reference rung of its size and kind, never reported."""
+    from cost_engine.latency.reference import nominal_of_ops
 
-    f = kernel.features
-    return nominal_time(f["flops"], f["bytes_read"] + f["bytes_written"], f["launches"])
+    return nominal_of_ops(kernel.ops, int(kernel.features["itemsize"]))
 
 
 def log_features(kernel: Kernel) -> list[float]:

@@ -12,8 +12,9 @@ from cost_engine.keys import cache_key
 
 #: Bump when the timing protocol changes (warm-up, stopping rule, allocator settings, statistics):
 #: numbers timed under another protocol are never served. 2: paired with a reference network
-#: (``reference.py``), milliseconds from the learned anchor (``anchor.py``).
-PROTOCOL_VERSION = "2"
+#: (``reference.py``), milliseconds from the learned anchor (``anchor.py``). 3: two reference
+#: families (dense and mobile), chosen by the candidate's depthwise share.
+PROTOCOL_VERSION = "3"
 #: the version column of every latency row
 CACHE_VERSION = f"latency-{PROTOCOL_VERSION}"
 

@@ -29,7 +29,7 @@ from cost_engine.latency.keys import CACHE_VERSION, KIND_BLOCK, KIND_CANARY, KIN
 from cost_engine.latency.memory_cache import get_many
 from cost_engine.latency.paired import combine_paired, session_record
 from cost_engine.latency.protocol import Protocol
-from cost_engine.latency.reference import Reference, reference_for, reference_for_seconds
+from cost_engine.latency.reference import Nominal, Reference, reference_for, reference_for_seconds
 from cost_engine.latency.result import LatencyResult
 from cost_engine.latency.settings import LatencySettings
 from cost_engine.latency.worker import MeasurementError, run_session
@@ -50,9 +50,9 @@ class Item:
     kind: str = KIND_MEASURED
     label: str = ""
     #: a kernel unit to time instead of ``spec`` (``kernel_build.unit_payload``: data, never code)
-    #: and its nominal seconds (to choose its reference rung); ``spec`` is then unused
+    #: and its nominal time and dense share (to choose its reference rung); ``spec`` is then unused
     unit: dict[str, Any] | None = None
-    nominal_s: float = 0.0
+    nominal: Nominal | None = None
 
 
 def prepare(candidate: Spec | str, settings: LatencySettings) -> tuple[Spec, LatencySettings, Shape]:
@@ -235,7 +235,8 @@ def measure_items(items: list[Item], resolved: LatencySettings, fp: dict[str, An
 
 def _reference(item: Item) -> Reference:
     if item.unit is not None:
-        return reference_for_seconds(item.nominal_s, int(item.input_shape[0]))
+        n = item.nominal or Nominal(0.0)
+        return reference_for_seconds(n.seconds, int(item.input_shape[0]), n.dense_share)
     return reference_for(item.spec, item.input_shape)
 
 
