@@ -74,3 +74,15 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
+
+
+def conv_type(op: Op) -> str:
+    """A 2-d convolution's kind: ``conv`` (dense k x k), ``pwconv`` (1x1), ``dwconv`` (one group
+    per channel) or ``gconv``. Kinds time differently at equal FLOPs: the kernel model's unit
+    types (``latency/kernels.py``) and the reference family (``latency/reference.py``)."""
+    groups = int(op.attr("groups", 1))
+    cin = op.inputs[0][1]
+    if groups == 1:
+        kh, kw = op.weights[0][2], op.weights[0][3]
+        return "pwconv" if (kh, kw) == (1, 1) else "conv"
+    return "dwconv" if groups == cin == op.outputs[0][1] else "gconv"

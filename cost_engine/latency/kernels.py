@@ -35,7 +35,7 @@ from typing import Any
 from cost_engine.expand.network import network_blocks
 from cost_engine.expand.registry import expand_block
 from cost_engine.formulas import ACTIVATION_FLOPS, VIEWS, op_cost
-from cost_engine.ops import Op, Shape
+from cost_engine.ops import Op, Shape, conv_type
 from cost_engine.report import DTYPE_BYTES
 from cost_engine.spec.base import Spec
 
@@ -108,17 +108,6 @@ class Kernel:
         """Equal for two units that time the same (shapes, attrs, kinds; not module paths)."""
         return (self.type, tuple((op.kind, op.inputs, op.outputs, op.weights, op.attrs) for op in self.ops),
                 int(self.features["itemsize"]), int(self.features["channels_last"]))
-
-
-def conv_type(op: Op) -> str:
-    """``conv``, ``pwconv`` (1x1), ``dwconv`` (one group per channel) or ``gconv``: the unit types,
-    and the reference family a network's character picks (``reference.py``)."""
-    groups = int(op.attr("groups", 1))
-    cin = op.inputs[0][1]
-    if groups == 1:
-        kh, kw = op.weights[0][2], op.weights[0][3]
-        return "pwconv" if (kh, kw) == (1, 1) else "conv"
-    return "dwconv" if groups == cin == op.outputs[0][1] else "gconv"
 
 
 _TYPE_OF = {

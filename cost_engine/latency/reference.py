@@ -42,7 +42,7 @@ from typing import Any
 from cost_engine.expand.network import network_blocks
 from cost_engine.expand.registry import expand_block
 from cost_engine.formulas import VIEWS, op_cost
-from cost_engine.ops import Op, Shape
+from cost_engine.ops import Op, Shape, conv_type
 from cost_engine.spec.base import Spec
 
 REFERENCE_VERSION = "ladders-3"
@@ -83,8 +83,6 @@ def nominal_time(flops: float, nbytes: float, launches: float) -> float:
 
 def is_dense_conv(op: Op) -> bool:
     """A k x k (k > 1) convolution with one group: compute-bound, the ResNet-18 family's kind."""
-    from cost_engine.latency.kernels import conv_type
-
     return op.kind == "conv2d" and conv_type(op) == "conv"
 
 
