@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", type=int, default=16, help="training candidates per space")
     ap.add_argument("--test", type=int, default=12, help="held-out candidates per space")
     ap.add_argument("--max-units", type=int, default=360, help="unit measurement budget")
-    ap.add_argument("--networks", type=int, default=15, help="training networks measured whole (all spaces)")
+    ap.add_argument("--networks", type=int, default=30, help="training networks measured whole (all spaces)")
     ap.add_argument("--sessions", type=int, default=2, help="sessions per network measurement")
     ap.add_argument("--time-cap", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)

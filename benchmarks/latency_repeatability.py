@@ -3,7 +3,8 @@
 Three candidates (EfficientNet-B0, FasterNet-T0, one OFA-like MBConv network). First each is
 measured on the idle machine (``--idle-sessions`` fresh processes, no load): its *idle* figure
 is the median of those sessions' raw medians, and the reference's anchor learns from them. Then
-each candidate is measured in ``--sessions`` more fresh processes, one at a time, while a load
+each candidate is measured ``--sessions`` more times (each a measurement of ``--per-figure`` fresh
+processes, by default as many as the oracle's own measurement pools), one at a time, while a load
 generator started here competes for the cores: 0, 1 or 2 busy processes (``--loads``, switched
 between sessions). For each candidate it prints the spread (max-min)/median of the raw session
 medians and of the paired session figures (ratio x the anchor learned over every session), and
@@ -33,6 +34,7 @@ from latency_prediction import ofa_candidate
 from cost_engine.latency import LatencySettings, MemoryCache, fingerprint, measure
 from cost_engine.latency.anchor import BOOK
 from cost_engine.latency.anchor import estimate as anchor_estimate
+from cost_engine.latency.measure import DEFAULT_SESSIONS
 from cost_engine.latency.protocol import Protocol
 from cost_engine.latency.worker import NICE_ENV
 
@@ -78,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--sessions", type=int, default=8, help="loaded sessions per candidate")
     ap.add_argument("--idle-sessions", type=int, default=3)
-    ap.add_argument("--per-figure", type=int, default=1,
-                    help="fresh sessions pooled into each loaded figure (1: the single-session figure; "
-                         "DEFAULT_SESSIONS is what a measurement uses)")
+    ap.add_argument("--per-figure", type=int, default=DEFAULT_SESSIONS,
+                    help="fresh sessions pooled into each loaded figure (default: what one measurement uses, "
+                         f"{DEFAULT_SESSIONS}; 1: the single-session figure)")
     ap.add_argument("--loads", default="0,2,1,2,0,1,2,1", help="busy processes per loaded session, cycled")
     ap.add_argument("--time-cap", type=float, default=2.0, help="candidate sampling seconds per session")
     ap.add_argument("--pair-block", type=int, default=None,

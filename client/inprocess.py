@@ -121,7 +121,7 @@ class InProcessOracle:
         out = self._call(self._core.calibrate, device, dtype, threads, refresh)
         return {f.name: out.get(f.name) for f in pb.Calibration.DESCRIPTOR.fields if f.name in out}
 
-    def fit_latency_model(self, candidates: Iterable[Any], *, max_units: int = 400, networks: int = 12,
+    def fit_latency_model(self, candidates: Iterable[Any], *, max_units: int = 400, networks: int = 30,
                           budget_minutes: float | None = None, adaptive: float | None = None, seed: int = 0,
                           progress: Any = None, **kw: Any) -> dict[str, Any]:
         """Profile this machine's kernels over ``candidates`` and fit the kernel latency model

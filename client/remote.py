@@ -155,7 +155,7 @@ class RemoteOracle(wire.RemoteBase):
         resp = self._unary("Calibrate", req, self._deadline(timeout, latency=True))
         return wire.message_dict(resp.calibration)
 
-    def fit_latency_model(self, candidates: Iterable[Any], *, max_units: int = 400, networks: int = 12,
+    def fit_latency_model(self, candidates: Iterable[Any], *, max_units: int = 400, networks: int = 30,
                           budget_minutes: float | None = None, adaptive: float | None = None, seed: int = 0,
                           progress: Callable[[str, int, int], None] | None = None, timeout: float | None = None,
                           **kw: Any) -> dict[str, Any]:

@@ -319,7 +319,7 @@ class Latency:
 
 
     def fit_latency_model(self, items: Sequence[Prepared], ctx: Context, *, max_units: int = 400,
-                          networks: int = 12, budget_s: float | None = None, adaptive: float = 0.4, seed: int = 0,
+                          networks: int = 30, budget_s: float | None = None, adaptive: float = 0.4, seed: int = 0,
                           deadline: float | None = None, is_active: Callable[[], bool] | None = None,
                           poll_s: float = 0.25) -> Iterator[dict[str, Any]]:
         """Progress of a kernel-model fit over ``items`` (the search space), as dicts ``{phase,

@@ -593,7 +593,7 @@ class CostOracleServicer(oracle_pb2_grpc.CostOracleServicer):
                 raise InvalidArgument("invalid candidates", bad)
             budget_s = msg.budget_minutes * 60.0 if msg.budget_minutes else None
             parts = self.oracle.fit_latency_model(
-                items, ctx, max_units=msg.max_units or 400, networks=msg.networks or 12, budget_s=budget_s,
+                items, ctx, max_units=msg.max_units or 400, networks=msg.networks or 30, budget_s=budget_s,
                 adaptive=msg.adaptive if msg.HasField("adaptive") else 0.4, seed=msg.seed,
                 deadline=self._deadline(context), is_active=context.is_active)
             for part in parts:

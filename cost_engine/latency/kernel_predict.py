@@ -165,7 +165,7 @@ def _neighbours(pool: list[Kernel], x: Any, taken: set[int], worst: list[int], w
 
 
 def fit_kernel_predictor(candidates: list[Spec | str], settings: LatencySettings | None = None, *, cache: Any,
-                         max_units: int = 400, networks: int = 12, budget_s: float | None = None,
+                         max_units: int = 400, networks: int = 30, budget_s: float | None = None,
                          adaptive: float = 0.4, unit_sessions: int = KERNEL_SESSIONS, network_sessions: int = 2,
                          time_cap_s: float | None = 0.5, seed: int = 0, progress: Progress | None = None,
                          ) -> KernelModel:
