@@ -657,3 +657,19 @@ def test_a_block_memo_entry_stays_within_the_bytes_the_budget_assumes() -> None:
     entries = block_summary.cache_info().currsize - before_entries
     assert entries > 100
     assert grown / entries <= BLOCK_ENTRY_BYTES, f"{grown / entries:.0f} bytes per block entry"
+
+
+@pytest.mark.parametrize(("args", "env", "fragment"), [
+    (("--db-patience", "-1"), {}, "db_patience_s: must be in [0, 3600], got -1.0"),
+    ((), {"COST_ORACLE_DB_PATIENCE_S": "abc"}, "COST_ORACLE_DB_PATIENCE_S: cannot parse 'abc' for db_patience_s"),
+])
+def test_a_bad_database_patience_is_refused_naming_it(tmp_path: Path, args: tuple[str, ...], env: dict[str, str],
+                                                     fragment: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "cost_oracle.server.app", "--port", "0", "--db-url",
+                           f"sqlite:///{tmp_path / 'c.sqlite'}", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
