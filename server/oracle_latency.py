@@ -56,8 +56,9 @@ class Latency:
         self.gate = gate
         #: the shared PostgreSQL of a measurement fleet (``--measure-on fleet``), or None: local
         self.fleet_url = fleet_url
-        #: how long the fleet's job table statements wait out a database that is down
-        self.fleet_patience_s = 10.0 if fleet_patience_s is None else fleet_patience_s
+        #: how long the fleet's job table statements wait out a database that is down (None: the
+        #: job table's own default)
+        self.fleet_patience_s = fleet_patience_s
         self._queue = queue
         self._owns_queue = queue is None
         self._queue_lock = threading.Lock()
@@ -106,7 +107,8 @@ class Latency:
                         from cost_oracle.server.fleet import Fleet
                         from cost_oracle.server.fleet_queue import FleetQueue
 
-                        self._queue = FleetQueue(self.cache, Fleet(self.fleet_url, retry_s=self.fleet_patience_s))
+                        self._queue = FleetQueue(self.cache, Fleet(self.fleet_url) if self.fleet_patience_s is None
+                                                 else Fleet(self.fleet_url, retry_s=self.fleet_patience_s))
                     else:
                         from cost_oracle.server.latency_queue import MeasurementQueue
 

@@ -17,7 +17,7 @@ from cost_engine.latency.anchor import ANCHOR_QUANTILE, BOOK, estimate
 from cost_engine.latency.measure import MAX_REMEASURE
 from cost_engine.latency.paired import combine_paired, session_record
 from cost_engine.latency.protocol import Protocol, time_paired
-from cost_engine.latency.reference import FAMILIES, LADDER, _rung, family_share, ladder, nominal_seconds, reference_for
+from cost_engine.latency.reference import FAMILIES, LADDER, _rung, family_share, ladder, nominal, reference_for
 from cost_engine.latency.result import NOISY_REL_CI
 from cost_engine.latency.testing import FakeWorker, SimClock
 from cost_engine.spec import ConvSpec
@@ -108,7 +108,7 @@ def test_reference_family_follows_the_candidates_dense_conv_share(name: str, fam
     shape = (1, 3, spec.resolution, spec.resolution)
     ref = reference_for(spec, shape)
     assert ref.name.startswith(family), ref.name
-    assert 1 / 4 < nominal_seconds(ref.spec, ref.input_shape) / nominal_seconds(spec, shape) < 4
+    assert 1 / 4 < nominal(ref.spec, ref.input_shape).seconds / nominal(spec, shape).seconds < 4
 
 
 def test_a_kernel_units_reference_follows_its_kind() -> None:

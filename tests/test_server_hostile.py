@@ -5,6 +5,7 @@ timing processes (the protocol itself is tested in test_latency_*.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -286,17 +287,27 @@ def _channel_of(stub: oracle_pb2_grpc.CostOracleStub) -> grpc.Channel:
     return stub._test_channel
 
 
-# -- item 6: the cache database down is UNAVAILABLE, and the server reconnects ------------------------
-@pytest.mark.slow
-def test_database_down_is_unavailable_and_the_server_reconnects(pg_db_url: str) -> None:
-    import pg
-
-    srv = start(ServerConfig(db_url=pg_db_url, port=0, db_patience_s=1.0))
+@contextlib.contextmanager
+def _warm_server(db_url: str, **config: Any) -> Iterator[oracle_pb2_grpc.CostOracleStub]:
+    """A server on ``db_url`` that has answered one request (its connections are open)."""
+    srv = start(ServerConfig(db_url=db_url, port=0, **config))
     channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
     stub = oracle_pb2_grpc.CostOracleStub(channel)
     try:
         assert stub.GetCost(pb.GetCostRequest(candidate=cands(1)[0], context=pb.Context(resolution=16)),
                             timeout=60).report.macs > 0
+        yield stub
+    finally:
+        channel.close()
+        srv.stop(0)
+
+
+# -- item 6: the cache database down is UNAVAILABLE, and the server reconnects ------------------------
+@pytest.mark.slow
+def test_database_down_is_unavailable_and_the_server_reconnects(pg_db_url: str) -> None:
+    import pg
+
+    with _warm_server(pg_db_url, db_patience_s=1.0) as stub:
         pg.stop_server(pg_db_url)
         try:
             t0 = time.monotonic()
@@ -310,21 +321,13 @@ def test_database_down_is_unavailable_and_the_server_reconnects(pg_db_url: str) 
         again = stub.GetCost(pb.GetCostRequest(candidate=cands(1, 60)[0], context=pb.Context(resolution=16)),
                              timeout=60)
         assert again.report.macs > 0 and not again.report.cache_hit
-    finally:
-        channel.close()
-        srv.stop(0)
 
 
 @pytest.mark.slow
 def test_a_request_sent_while_the_database_restarts_is_answered_once_it_is_back(pg_db_url: str) -> None:
     import pg
 
-    srv = start(ServerConfig(db_url=pg_db_url, port=0))  # the default patience (10 s)
-    channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
-    stub = oracle_pb2_grpc.CostOracleStub(channel)
-    try:
-        assert stub.GetCost(pb.GetCostRequest(candidate=cands(1)[0], context=pb.Context(resolution=16)),
-                            timeout=60).report.macs > 0
+    with _warm_server(pg_db_url) as stub:  # the default patience (10 s)
         pg.stop_server(pg_db_url)
         answer: list[Any] = []
 
@@ -343,9 +346,6 @@ def test_a_request_sent_while_the_database_restarts_is_answered_once_it_is_back(
         t.join(timeout=60)
         assert answer and not isinstance(answer[0], grpc.RpcError), answer
         assert answer[0].report.macs > 0 and not answer[0].report.cache_hit
-    finally:
-        channel.close()
-        srv.stop(0)
 
 
 # -- item 5 (part): the Pareto front over distinct points, O(n log n) for two objectives -------------

@@ -35,6 +35,10 @@ from cost_engine.spec.base import Spec
 Progress = Callable[[str, int, int], None]
 #: units timed per worker call: the grain of progress reports and of the time budget
 CHUNK = 50
+#: a fit's defaults: units timed, and networks measured whole (the 90% interval is a rank of their
+#: leave-one-out errors, ceil((n+1) * 0.9): with 18 or fewer it is their largest)
+FIT_MAX_UNITS = 400
+FIT_NETWORKS = 30
 
 
 class MissingKernelModel(LookupError):
@@ -165,7 +169,7 @@ def _neighbours(pool: list[Kernel], x: Any, taken: set[int], worst: list[int], w
 
 
 def fit_kernel_predictor(candidates: list[Spec | str], settings: LatencySettings | None = None, *, cache: Any,
-                         max_units: int = 400, networks: int = 30, budget_s: float | None = None,
+                         max_units: int = FIT_MAX_UNITS, networks: int = FIT_NETWORKS, budget_s: float | None = None,
                          adaptive: float = 0.4, unit_sessions: int = KERNEL_SESSIONS, network_sessions: int = 2,
                          time_cap_s: float | None = 0.5, seed: int = 0, progress: Progress | None = None,
                          ) -> KernelModel:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cost_engine.expand.network import network_blocks
 from cost_engine.expand.registry import expand_block
@@ -38,6 +38,9 @@ from cost_engine.formulas import ACTIVATION_FLOPS, VIEWS, op_cost
 from cost_engine.ops import Op, Shape, conv_type
 from cost_engine.report import DTYPE_BYTES
 from cost_engine.spec.base import Spec
+
+if TYPE_CHECKING:
+    from cost_engine.latency.reference import Nominal
 
 #: ops that start a unit: each runs a library kernel of its own
 LIBRARY_OPS: frozenset[str] = frozenset({
@@ -237,7 +240,7 @@ def network_kernels(spec: Spec, input_shape: Shape, *, dtype: str = "float32", d
     return out
 
 
-def nominal(kernel: Kernel) -> Any:
+def nominal(kernel: Kernel) -> Nominal:
     """The unit's rough time on the reference ladder's nominal CPU and its dense share
     (``reference.Nominal``): only to pick a reference rung of its size and kind, never reported."""
     from cost_engine.latency.reference import nominal_of_ops

@@ -41,7 +41,7 @@ from typing import Any
 
 from cost_engine.expand.network import network_blocks
 from cost_engine.expand.registry import expand_block
-from cost_engine.formulas import VIEWS, op_cost
+from cost_engine.formulas import VIEWS, UnknownOpError, op_cost, unknown_op_cost
 from cost_engine.ops import Op, Shape, conv_type
 from cost_engine.spec.base import Spec
 
@@ -94,10 +94,9 @@ def nominal_of_ops(ops: Iterable[Op], itemsize: int = 4) -> Nominal:
             continue
         try:
             c = op_cost(op)
-        except Exception:  # an op without a formula: one launch, no known work
-            t = nominal_time(0, 0, 1)
-        else:
-            t = nominal_time(c.flops, itemsize * (c.read + c.written), 1)
+        except UnknownOpError:  # what the engine's summaries count for it too: its weights read
+            c = unknown_op_cost(op)
+        t = nominal_time(c.flops, itemsize * (c.read + c.written), 1)
         total += t
         if is_dense_conv(op):
             dense += t
@@ -117,10 +116,6 @@ def nominal(spec: Spec, shape: Shape) -> Nominal:
         total += n.seconds
         dense += n.seconds * n.dense_share
     return Nominal(total, dense / total if total > 0 else 0.0)
-
-
-def nominal_seconds(spec: Spec, shape: Shape) -> float:
-    return nominal(spec, shape).seconds
 
 
 @functools.cache
