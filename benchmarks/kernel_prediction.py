@@ -9,8 +9,10 @@ block table, the roofline and FLOPs alone (the last three corrected by the power
 fitted on the same measured training networks): share within +-10% and +-20%, MAPE, Kendall tau
 overall and per space, and the kernel model's 90% interval coverage. Then the latency filter
 (``--filter`` fresh candidates of the three spaces, limit at their median prediction, decided by
-the kernel model's interval; only the close calls are measured) and an audit that re-measures
-``--audit`` of its prediction-decided candidates and counts verdicts that flip. The load average
+the kernel model's interval; of the close calls a probe is measured and decides the others it
+can, the rest are measured) and an audit that re-measures ``--audit`` of the verdicts decided
+without a measurement, drawn at random, plus calibrated ones up to ``--audit-calibrated``, and
+counts verdicts that flip. The load average
 is printed at the start and the end (a loaded host is a different device). A PNG scatter goes to
 ``--out``.
 
@@ -38,6 +40,7 @@ from cost_engine.latency import LatencySettings, Residual, calibrate, filter_by_
 from cost_engine.latency.budget import decision_band
 from cost_engine.latency.kernel_predict import fit_kernel_predictor, predict_with_kernels
 from cost_engine.latency.predict import raw_estimates
+from cost_engine.latency.probe import PROBE
 
 
 def scores(pred: list[float], meas: list[float]) -> dict[str, float]:
@@ -63,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="leave the block table out (its block measurements take minutes)")
     ap.add_argument("--filter", type=int, default=1000, help="candidates of the latency filter (0: skip it)")
     ap.add_argument("--audit", type=int, default=50, help="prediction-decided filter verdicts re-measured")
+    ap.add_argument("--audit-calibrated", type=int, default=30,
+                    help="verdicts the probe decided (calibrated) re-measured in all, the random audit's included")
+    ap.add_argument("--probe", type=int, default=PROBE, help="close calls the filter measures first (0: no probe)")
     ap.add_argument("--no-filter-measure", dest="filter_measure", action="store_false",
                     help="count the filter's close calls instead of measuring them (the audit still measures)")
     ap.add_argument("--db", default="/tmp/kernel_bench.sqlite")
@@ -199,12 +205,21 @@ def filter_audit(args: argparse.Namespace, train: list[Any], test: list[Any], se
     t0 = time.time()
     if args.filter_measure:
         result = filter_by_latency(pool, limit, settings, cache=cache, sessions=args.sessions,
-                                   time_cap_s=args.time_cap, predictor=lambda cs, s: [by_id[id(c)] for c in cs])
-        print(f"  limit {limit:.2f} ms (the median prediction): decided by prediction {result.predicted}, measured "
-              f"{result.measured} ({result.measured / len(pool):.1%}; {result.measurements} new, "
-              f"{time.time() - t0:.0f} s), feasible {len(result.feasible)}")
+                                   time_cap_s=args.time_cap, predictor=lambda cs, s: [by_id[id(c)] for c in cs],
+                                   probe=args.probe)
+        first = sum(d["reason"] != "predicted" for d in result.decisions)
+        calibrated = sum(d["reason"] == "calibrated" for d in result.decisions)
+        print(f"  limit {limit:.2f} ms (the median prediction): {first} close calls ({first / len(pool):.1%}) of which "
+              f"{calibrated} decided by the probe of {args.probe} (calibrated); measured {result.measured} "
+              f"({result.measured / len(pool):.1%}; {result.measurements} new, {time.time() - t0:.0f} s), "
+              f"feasible {len(result.feasible)}")
         decisions = result.decisions
-    else:  # the filter's own rule (decision_band, z = 2), the close calls counted, not timed
+        names = list(SPACES)
+        for reason in ("calibrated", "measured"):
+            per = {n: sum(d["reason"] == reason and origin[d["index"]] == k for d in decisions)
+                   for k, n in enumerate(names)}
+            print(f"    {reason} per space: {per}")
+    else:  # the filter's first stage (decision_band, z = 2): its close calls counted, not timed
         decisions = []
         for i, p in enumerate(preds):
             low, high = decision_band(p, 2.0)
@@ -212,23 +227,34 @@ def filter_audit(args: argparse.Namespace, train: list[Any], test: list[Any], se
             decisions.append({"index": i, "reason": reason, "feasible": high <= limit})
         close = sum(d["reason"] == "measured" for d in decisions)
         print(f"  limit {limit:.2f} ms (the median prediction): decided by prediction {len(pool) - close}, close "
-              f"calls the filter would measure {close} ({close / len(pool):.1%}; not measured in this run)")
-    decided = [d["index"] for d in decisions if d["reason"] == "predicted"]
-    chosen = random.Random(7).sample(decided, min(args.audit, len(decided)))
+              f"calls {close} ({close / len(pool):.1%}; not measured in this run, so no probe)")
+    decided = [d["index"] for d in decisions if d["reason"] in ("predicted", "calibrated")]
+    calibrated = [d["index"] for d in decisions if d["reason"] == "calibrated"]
+    rng = random.Random(7)
+    chosen = rng.sample(decided, min(args.audit, len(decided)))
+    extra = [i for i in calibrated if i not in chosen]
+    extra = rng.sample(extra, min(max(0, args.audit_calibrated - sum(i in calibrated for i in chosen)), len(extra)))
     t0 = time.time()
-    audit = measure_many([pool[i] for i in chosen], settings, cache=cache, sessions=3, time_cap_s=args.time_cap,
-                         refresh=True)
-    flips = 0
-    for i, m in zip(chosen, audit, strict=True):
+    audit = measure_many([pool[i] for i in chosen + extra], settings, cache=cache, sessions=3,
+                         time_cap_s=args.time_cap, refresh=True)
+    flips = {"random": 0, "calibrated": 0}
+    for n, (i, m) in enumerate(zip(chosen + extra, audit, strict=True)):
         if (m.median_ms <= limit) != decisions[i]["feasible"]:
-            flips += 1
             p = by_id[id(pool[i])]
-            print(f"  flip: predicted {p.median_ms:.2f} ({p.ci_low_ms:.2f}-{p.ci_high_ms:.2f}), measured "
-                  f"{m.median_ms:.2f}, limit {limit:.2f}")
+            if n < len(chosen):
+                flips["random"] += 1
+            if i in calibrated:
+                flips["calibrated"] += 1
+            print(f"  flip ({decisions[i]['reason']}): predicted {p.median_ms:.2f} "
+                  f"({p.ci_low_ms:.2f}-{p.ci_high_ms:.2f}), measured {m.median_ms:.2f}, limit {limit:.2f}")
+    n_cal = sum(i in calibrated for i in chosen + extra)
+    if calibrated:
+        print(f"  audit of the calibrated verdicts: {n_cal} of {len(calibrated)} re-measured "
+              f"({sum(i in calibrated for i in chosen)} in the random audit): {flips['calibrated']} flip(s)")
     closest = min((abs(by_id[id(pool[i])].median_ms / limit - 1) for i in chosen), default=0.0)
-    print(f"  audit: {len(chosen)} prediction-decided verdicts re-measured (3 fresh sessions each, "
-          f"{time.time() - t0:.0f} s): {flips} flip(s); the closest audited prediction was {closest:.1%} "
-          "from the limit")
+    print(f"  audit: {len(chosen)} verdicts decided without a measurement, drawn at random, re-measured (3 fresh "
+          f"sessions each; {len(chosen) + len(extra)} in {time.time() - t0:.0f} s): {flips['random']} flip(s); the "
+          f"closest of them was predicted {closest:.1%} from the limit")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ __all__ = ["OBJECTIVES", "OracleBudget"]
 CONSTRAINTS = "oracle_constraints"
 FEASIBLE = "oracle_feasible"
 FIGURES = "oracle_figures"
-DECIDED_BY = "oracle_decided_by"  # analytic | predicted | measured
+DECIDED_BY = "oracle_decided_by"  # analytic | predicted | calibrated | measured
 CACHE_HIT = "oracle_cache_hit"
 
 

@@ -201,3 +201,30 @@ def test_latency_is_measured_once_then_served_from_the_cache(oracle: InProcessOr
     with pytest.raises(OracleError) as info:
         oracle.cost(block, in_channels=8, resolution=32, latency=True, device="cuda:7")
     assert info.value.code.value in ("FAILED_PRECONDITION", "INVALID_ARGUMENT")
+
+
+def test_a_latency_filter_with_many_close_calls_decides_some_from_a_probe(oracle: InProcessOracle) -> None:
+    """Through the client: FLOPs predictions (a wide interval) leave most candidates close to the
+    limit; the filter measures a probe of them and decides others from it ("calibrated"), and
+    every verdict is the one measuring everything gives, but for a candidate within the probe's
+    error of the limit (a simulated worker times them)."""
+    from cost_engine.latency.probe import PROBE
+    from cost_engine.latency.testing import FakeWorker
+
+    # one in_channels: the server groups a filter's candidates by their settings, in_channels included
+    cands = [BlockCandidate(ConvSpec(c, kernel_size=3), 32) for c in range(8, 408, 2)]
+    ctx = {"resolution": 32, "device": "cpu", "threads": 1, "latency_method": "flops"}
+    with FakeWorker():
+        ms = [next(c.actual for c in r.constraints if c.name == "max_latency_ms")
+              for part in (cands[i:i + 40] for i in range(0, len(cands), 40))  # the queue takes 64 at once
+              for r in oracle.filter(part, Budget(max_latency_ms=1e9, measure_all=True), **ctx).results]
+        limit = sorted(ms)[len(ms) // 2] * 1.002
+        out = oracle.filter(cands, Budget(max_latency_ms=limit), **ctx)
+    reasons = [r.decided_by for r in out.results]
+    assert reasons.count("measured") >= PROBE and "calibrated" in reasons, reasons
+    assert set(reasons) <= {"predicted", "calibrated", "measured"}
+    # the probe's correction errs by well under 1% here: a verdict may differ from measuring
+    # everything only for a candidate that close to the limit (this space has one or two)
+    wrong = [i for i in range(len(cands)) if (i in out.feasible) != (ms[i] <= limit)]
+    assert all(abs(ms[i] / limit - 1) < 0.01 for i in wrong), [(i, ms[i] / limit, reasons[i]) for i in wrong]
+    assert reasons.count("calibrated") > 20

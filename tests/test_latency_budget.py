@@ -96,3 +96,78 @@ def test_filter_on_this_cpu_matches_measuring_everything():
     print("decisions:", [(d["index"], d["reason"], d["feasible"]) for d in result.decisions])
     assert result.feasible == expected == [0, 1]
     assert result.measurements == 0  # whatever it had to measure was already in the cache
+
+
+def _two_make_ups(n: int = 400, seed: int = 1):
+    """Candidates of two make-ups whose predictions are off by a shared factor each (MBConv
+    networks 6% high, dense ones 6% low, +-0.2% apart), within a global interval of +-12%."""
+    import math
+    import random
+
+    from cost_engine.latency.result import LatencyResult, predicted
+
+    rng = random.Random(seed)
+    truth: dict[str, float] = {}
+    preds: dict[str, LatencyResult] = {}
+    for i in range(n):
+        name = f"c{i}"
+        mobile = i % 2 == 0
+        truth[name] = rng.uniform(5.0, 20.0)
+        med = truth[name] * math.exp((0.06 if mobile else -0.06) + rng.gauss(0.0, 0.002))
+        shares = {"dwconv": 0.4, "pwconv": 0.6} if mobile else {"conv": 0.8, "pwconv": 0.2}
+        preds[name] = predicted(med, med * 0.06, "kernel", details={
+            "log_sigma": 0.06, "type_shares": shares, "launches": 200 if mobile else 80})
+    calls: list[list[str]] = []
+
+    def predictor(cs, s):
+        return [preds[c] for c in cs]
+
+    def measurer(cs, s):
+        calls.append(list(cs))
+        return [LatencyResult(median_ms=truth[c], p10_ms=truth[c], p90_ms=truth[c], cv=0.0, runs=10,
+                              source="measured", method="paired", uncertainty_ms=0.0) for c in cs]
+
+    return list(truth), truth, predictor, measurer, calls
+
+
+def test_a_probe_of_the_close_calls_decides_the_others_it_can():
+    """Many close calls whose errors are shared by make-up: a random probe of them is measured
+    first, corrects the others by the errors of their nearest probes, and decides those now
+    clear of the limit ("calibrated"); the rest are measured in rounds. The verdicts are those
+    of measuring everything, with a fraction of the measurements."""
+    from cost_engine.latency.probe import PROBE, ROUND
+
+    names, truth, predictor, measurer, calls = _two_make_ups(800)
+    limit = statistics.median(truth.values())
+    everything = [i for i, c in enumerate(names) if truth[c] <= limit]
+    plain = filter_by_latency(names, limit, S, predictor=predictor, measurer=measurer, probe=0)
+    close = plain.measured
+    assert close > 2 * PROBE and len(calls) == 1  # probe=0: every close call, in one batch
+    calls.clear()
+    out = filter_by_latency(names, limit, S, predictor=predictor, measurer=measurer)
+    assert out.feasible == everything == plain.feasible
+    assert len(calls[0]) == PROBE and all(len(c) <= ROUND for c in calls[1:-1])
+    reasons = [d["reason"] for d in out.decisions]
+    calibrated = reasons.count("calibrated")
+    assert calibrated > close // 2, (calibrated, close)
+    assert out.measured == sum(map(len, calls)) == reasons.count("measured") < close // 2
+    assert out.measured <= PROBE + 2 * ROUND
+    assert out.measured + out.predicted == len(names)
+    d = next(d for d in out.decisions if d["reason"] == "calibrated")
+    cal = d["latency"]["details"]["calibrated"]
+    assert cal["probes"] >= PROBE and cal["log_half_width"] < 0.03
+    assert abs(cal["median_ms"] / truth[names[d["index"]]] - 1) < 0.01  # the shared error corrected
+
+
+def test_few_close_calls_are_all_measured_and_a_bad_probe_names_the_field():
+    from cost_engine.latency.probe import PROBE
+
+    names, truth, predictor, measurer, calls = _two_make_ups(n=60)
+    limit = statistics.median(truth.values())
+    out = filter_by_latency(names, limit, S, predictor=predictor, measurer=measurer)
+    assert out.measured < 2 * PROBE and len(calls) <= 1  # too few for a probe to pay: one batch
+    assert "calibrated" not in {d["reason"] for d in out.decisions}
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(SpecError) as err:
+            filter_by_latency(names, limit, S, predictor=predictor, measurer=measurer, probe=bad)
+        assert err.value.errors[0].path == "probe"

@@ -224,3 +224,42 @@ def test_predictions_follow_the_anchor_as_served_measurements_do() -> None:
         assert am.cached and am.median_ms == pytest.approx(0.8 * bm.median_ms, rel=0.03)
         assert ap.median_ms / am.median_ms == pytest.approx(bp.median_ms / bm.median_ms, rel=0.03)
         assert ap.details["anchor_factor"] == pytest.approx(0.8, rel=0.03)
+
+
+def test_the_interval_is_narrow_where_the_model_is_good_and_wide_where_it_is_not() -> None:
+    """Two make-ups: MBConv networks the unit sum explains exactly, ResNets whose measured time is
+    +-8% off it. With enough measured networks, a network's 90% interval is the largest error
+    of the 9 measured networks nearest to it in make-up (neighbours.py), not one width for all;
+    it is stored as data and survives the round trip, and a malformed table falls back to the
+    one interval over all networks."""
+    from cost_engine.families.sampled import ofa_candidate, resnet_candidate
+    from cost_engine.latency.kernel_model import LOCAL_MIN, fit_kernel_model
+    from cost_engine.latency.kernel_predict import _kernels
+
+    def unit_ms(k) -> float:
+        return 1e-8 * k.features["flops"] + 1e-9 * (k.features["bytes_read"] + k.features["bytes_written"]) + 0.01
+
+    rng = random.Random(21)
+    mb = [ofa_candidate(rng) for _ in range(12)]
+    res = [resnet_candidate(rng) for _ in range(12)]
+    units: dict = {}
+    nets = []
+    for i, c in enumerate(mb + res):
+        ks = _kernels(c, SETTINGS)[0]
+        units.update({k.identity(): (k, unit_ms(k)) for k in ks})
+        off = 0.0 if i < len(mb) else (0.08 if i % 2 else -0.08)
+        nets.append((ks, sum(unit_ms(k) for k in ks) * (1 + off)))
+    assert len(nets) >= LOCAL_MIN
+    model = fit_kernel_model(list(units.values()), nets, rounds=60)
+    fresh_mb = [_kernels(ofa_candidate(rng), SETTINGS)[0] for _ in range(4)]
+    fresh_res = [_kernels(resnet_candidate(rng), SETTINGS)[0] for _ in range(4)]
+    q_mb = [model.predict_network(ks)["log_q90"] for ks in fresh_mb]
+    q_res = [model.predict_network(ks)["log_q90"] for ks in fresh_res]
+    assert max(q_mb) < 0.5 * min(q_res), (q_mb, q_res)
+    assert min(q_res) > 0.08 > max(q_mb)  # the ResNets are 8% off: their interval covers that
+    stored = KernelModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert [stored.predict_network(ks)["log_q90"] for ks in fresh_mb] == pytest.approx(q_mb, rel=1e-9)
+    broken = KernelModel.from_dict({**model.to_dict(), "local": {"types": ["conv"], "x": [[1.0]], "r": "x"}})
+    assert broken.local == {}
+    whole = broken.predict_network(fresh_mb[0])
+    assert whole["log_q90"] >= broken.log_q90 > max(q_mb)

@@ -6,9 +6,12 @@ Order of decisions, cheapest first:
    fails them is out, and is never predicted or timed.
 2. A prediction with its uncertainty: when ``median - z*u > limit`` the candidate is out, when
    ``median + z*u <= limit`` it is in — the prediction decides.
-3. Only candidates whose prediction is within ``z`` uncertainties of the limit — too close to
-   call — are measured (all survivors when ``measure_all``), in one batch of sessions, and the
-   measured median decides.
+3. The close calls — predictions within ``z`` uncertainties of the limit. When there are at
+   least twice ``probe`` of them, a random ``probe`` of them is measured and decides the others
+   it can (``probe.py``: each prediction corrected by the errors of the probes nearest to it in
+   make-up, with an interval from those probes' own errors; verdict ``"calibrated"``); the rest
+   are measured in rounds that join the probe. Fewer close calls (or ``probe=0``): all measured,
+   in one batch of sessions, and the measured median decides (all survivors when ``measure_all``).
 
 With ``z`` = 2 and an honest uncertainty the prediction decides wrongly for ~2% of the
 candidates near the limit at most; the test and the benchmark compare against measuring all.
@@ -21,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cost_engine.latency import probe as probing
 from cost_engine.latency.measure import measure_many
 from cost_engine.latency.predict import predict_many
 from cost_engine.latency.result import LatencyResult
@@ -37,7 +41,7 @@ class LatencyBudgetResult:
     feasible: list[int]
     measurements: int  # new timings run for this decision (not served from the cache)
     measured: int  # candidates decided by a measurement (cached or new)
-    predicted: int  # candidates decided by their prediction alone
+    predicted: int  # candidates decided without a measurement (their prediction, or calibrated by the probe)
     analytic_rejected: int
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -61,13 +65,17 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
                       cache: Any = None, measure_all: bool = False, method: str = "default",
                       analytic: Callable[[Any], bool] | None = None, measurer: Measurer | None = None,
                       predictor: Predictor | None = None, z: float = 2.0,
-                      sessions: int = 3, time_cap_s: float | None = None) -> LatencyBudgetResult:
+                      sessions: int = 3, time_cap_s: float | None = None,
+                      probe: int = probing.PROBE) -> LatencyBudgetResult:
     """Indices (input order) of the candidates whose latency is at most ``limit_ms``.
 
     ``measurer(candidates, settings) -> results`` and ``predictor(candidates, settings) ->
     results`` replace the in-process defaults (e.g. to go through the server's measurement
-    queue); both take and return lists, so a batch is timed in shared sessions.
+    queue); both take and return lists, so a batch is timed in shared sessions. ``probe``: the
+    close calls measured first to decide the others (0: measure every close call).
     """
+    if not isinstance(probe, int) or isinstance(probe, bool) or probe < 0:
+        raise SpecError([FieldError("probe", f"must be a nonnegative integer, got {probe!r}")])
     if not isinstance(limit_ms, (int, float)) or isinstance(limit_ms, bool) or not limit_ms > 0:
         raise SpecError([FieldError("latency_limit_ms", f"must be a positive number, got {limit_ms!r}")])
     settings = settings or LatencySettings()
@@ -86,10 +94,24 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
             decisions[i].update(feasible=False, reason="analytic", latency=None)
         else:
             survivors.append(i)
-    to_measure = list(survivors) if measure_all else []
-    n_predicted = 0
-    if survivors and not measure_all:
+    new = 0
+
+    def measure(indices: list[int]) -> dict[int, LatencyResult]:
+        nonlocal new
+        if not indices:
+            return {}
+        results = measurer([candidates[i] for i in indices], settings)
+        for i, m in zip(indices, results, strict=True):
+            decisions[i].update(feasible=m.median_ms <= limit_ms, reason="measured", latency=m.to_dict())
+            new += 0 if m.cached else 1
+        return dict(zip(indices, results, strict=True))
+
+    n_measured = n_predicted = 0
+    if measure_all:
+        n_measured = len(measure(list(survivors)))
+    elif survivors:
         preds = predictor([candidates[i] for i in survivors], settings)
+        close: list[tuple[int, LatencyResult]] = []
         for i, p in zip(survivors, preds, strict=True):
             low, high = decision_band(p, z)
             if low > limit_ms:
@@ -99,13 +121,48 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
                 decisions[i].update(feasible=True, reason="predicted", latency=p.to_dict())
                 n_predicted += 1
             else:
-                to_measure.append(i)
-    new = 0
-    if to_measure:
-        results = measurer([candidates[i] for i in to_measure], settings)
-        for i, m in zip(to_measure, results, strict=True):
-            decisions[i].update(feasible=m.median_ms <= limit_ms, reason="measured", latency=m.to_dict())
-            new += 0 if m.cached else 1
+                close.append((i, p))
+        if probe and len(close) >= 2 * probe:
+            calibrated, n_measured = _probe_close_calls(close, limit_ms, probe, measure, decisions)
+            n_predicted += calibrated
+        else:
+            n_measured = len(measure([i for i, _ in close]))
     feasible = [d["index"] for d in decisions if d["feasible"]]
-    return LatencyBudgetResult(limit_ms, feasible, new, len(to_measure), n_predicted,
+    return LatencyBudgetResult(limit_ms, feasible, new, n_measured, n_predicted,
                                len(candidates) - len(survivors), decisions)
+
+
+def _probe_close_calls(close: list[tuple[int, LatencyResult]], limit_ms: float, probe: int,
+                       measure: Callable[[list[int]], dict[int, LatencyResult]],
+                       decisions: list[dict[str, Any]]) -> tuple[int, int]:
+    """Measure a random probe of the close calls, decide the others it can, measure the rest in
+    rounds (each joins the probe); returns (calibrated verdicts, close calls measured)."""
+    preds = dict(close)
+    types = probing.make_up_types(list(preds.values()))
+    order = [close[j][0] for j in probing.probe_order(len(close))]
+    measured = measure(order[:probe])
+    pending = order[probe:]
+    while True:
+        probes = list(measured)
+        correction = probing.LocalCorrection.fit([preds[i] for i in probes], [measured[i].median_ms for i in probes],
+                                                 types)
+        verdicts = {i: probing.decide(correction, preds[i], limit_ms) for i in pending}
+        undecided = [i for i in pending if verdicts[i] is None]  # in the random order
+        if len(undecided) <= probing.ROUND:
+            measured |= measure(undecided)
+            break
+        measured |= measure(undecided[:probing.ROUND])
+        pending = [i for i in pending if i not in measured]
+    calibrated = 0
+    for i in pending:
+        v = verdicts[i]
+        if v is None:
+            continue
+        p = preds[i]
+        latency = p.to_dict()
+        latency["details"] = dict(latency.get("details") or {}) | {
+            "calibrated": {"median_ms": v["corrected_ms"], "log_half_width": v["log_half_width"],
+                           "probes": len(probes), "neighbours": correction.k}}
+        decisions[i].update(feasible=v["feasible"], reason="calibrated", latency=latency)
+        calibrated += 1
+    return calibrated, len(measured)

@@ -19,9 +19,13 @@ Why each part:
   shrunk towards the common one (ridge, :data:`TYPE_RIDGE`), all terms nonnegative, least
   squares over the measured networks; with fewer networks than :data:`MIN_NETS_PER_TERM` per
   term, one common scale.
-* **Interval**: the 90% interval is ``median * exp(+-q)``, ``q`` the 90th percentile of the
-  leave-one-out log residuals of the overhead fit (split-conformal style), so coverage is an
-  empirical claim checked on held-out networks by ``benchmarks/latency_prediction.py``.
+* **Interval**: the 90% interval is ``median * exp(+-q)``, ``q`` from the leave-one-out log
+  residuals of the overhead fit (split-conformal style): with at least :data:`LOCAL_MIN`
+  measured networks, the largest residual of the :data:`NEIGHBOURS` nearest to the
+  network in make-up (``neighbours.py``; of 9 exchangeable errors a tenth exceeds the largest,
+  so a 90% interval that is narrow where the model is good — an OFA network is predicted to
+  2%, a ResNet to 7%), else the conformal rank over all of them. Coverage is an empirical claim
+  checked on held-out networks by ``benchmarks/kernel_prediction.py``.
 
 Stored as data: LightGBM's own text model format inside a JSON payload, never a pickle.
 """
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cost_engine.latency.kernels import FEATURES, Kernel, log_features
+from cost_engine.latency.neighbours import NEIGHBOURS, make_up, nearest
 
 MODEL_VERSION = 2
 BAGS = 5
@@ -44,6 +49,8 @@ TYPE_RIDGE = 1.0
 #: a type with fewer timed units than this is predicted by the all-types model
 MIN_TYPE_SAMPLES = 12
 Z90 = 1.6448536269514722
+#: fewer measured networks than this: one interval for all (the conformal rank over all of them)
+LOCAL_MIN = 2 * NEIGHBOURS
 TYPE_CODES: dict[str, int] = {t: i for i, t in enumerate((
     "conv", "pwconv", "dwconv", "gconv", "linear", "se", "pool", "gap", "add", "eltwise", "concat", "copy", "norm",
     "matmul", "softmax"))}
@@ -86,6 +93,9 @@ class KernelModel:
     constant_ms: float = 0.0
     log_q90: float = math.log(1.5)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: the measured networks' make-up (``types``, ``x``) and absolute leave-one-out log errors
+    #: (``r``): a network's interval is the largest error of its nearest (empty: ``log_q90``)
+    local: dict[str, Any] = field(default_factory=dict)
 
     # -- units ---------------------------------------------------------------------------------
     def unit_predictions(self, kernels: list[Kernel]) -> list[tuple[float, float]]:
@@ -121,10 +131,20 @@ class KernelModel:
     def predict_network(self, kernels: list[Kernel]) -> dict[str, Any]:
         by_type, launches, spread = self.network_terms(kernels)
         ms = _overhead_predict((self.scale, self.type_scale, self.per_launch_ms, self.constant_ms), by_type, launches)
-        q = math.hypot(self.log_q90, spread * Z90)
+        total = sum(by_type.values())
+        shares = {t: v / total for t, v in sorted(by_type.items())} if total > 0 else {}
+        q = math.hypot(self.network_q90(shares, launches), spread * Z90)
         return {"median_ms": ms, "low_ms": ms * math.exp(-q), "high_ms": ms * math.exp(q), "log_q90": q,
                 "log_sigma": q / Z90, "unit_sum_ms": sum(by_type.values()), "launches": launches,
-                "units": len(kernels), "bag_spread": spread}
+                "units": len(kernels), "bag_spread": spread, "type_shares": shares}
+
+    def network_q90(self, shares: dict[str, float], launches: int) -> float:
+        """The half-width (log) of a network's 90% interval before its units' own spread."""
+        x, r = self.local.get("x") or [], self.local.get("r") or []
+        if len(r) < LOCAL_MIN:
+            return self.log_q90
+        nn = nearest(x, make_up(shares, launches, list(self.local["types"])), NEIGHBOURS)
+        return max(0.01, max(r[j] for j in nn))
 
     # -- storage ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -132,7 +152,7 @@ class KernelModel:
                 "models": {t: [b.model_to_string() for b in bag] for t, bag in self.models.items()},
                 "scale": self.scale, "type_scale": self.type_scale, "per_launch_ms": self.per_launch_ms,
                 "constant_ms": self.constant_ms,
-                "log_q90": self.log_q90, "stats": self.stats}
+                "log_q90": self.log_q90, "stats": self.stats, "local": self.local}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KernelModel:
@@ -143,7 +163,18 @@ class KernelModel:
             raise ValueError("the stored kernel model was fitted by another version (features differ): refit it")
         models = {t: [lgb.Booster(model_str=s) for s in bag] for t, bag in data["models"].items()}
         return cls(models, data["scale"], dict(data.get("type_scale", {})), data["per_launch_ms"],
-                   data["constant_ms"], data["log_q90"], data.get("stats", {}))
+                   data["constant_ms"], data["log_q90"], data.get("stats", {}), _local(data.get("local")))
+
+
+def _local(data: Any) -> dict[str, Any]:
+    """A stored model's make-up table, checked for shape (a malformed one: the global interval)."""
+    if not isinstance(data, dict):
+        return {}
+    types, x, r = data.get("types"), data.get("x"), data.get("r")
+    if not (isinstance(types, list) and isinstance(x, list) and isinstance(r, list) and len(x) == len(r)
+            and all(isinstance(row, list) and len(row) == len(types) + 1 for row in x)):
+        return {}
+    return {"types": [str(t) for t in types], "x": [[float(v) for v in row] for row in x], "r": [float(v) for v in r]}
 
 
 def _overhead_fit(sums: list[float], launches: list[int], measured: list[float]) -> tuple[float, float, float]:
@@ -242,10 +273,17 @@ def fit_kernel_model(units: list[tuple[Kernel, float]], networks: list[tuple[lis
         pred = _overhead_predict(loo, net_types[i], launches[i])
         residuals.append(abs(math.log(measured[i] / pred)) if pred > 0 else 1.0)
     if residuals:
-        residuals.sort()
+        ranked = sorted(residuals)
         # the ceil((n+1) * 0.9)-th smallest (split-conformal's finite-sample quantile), capped at the largest
-        rank = min(len(residuals), math.ceil((len(residuals) + 1) * 0.9)) - 1
-        model.log_q90 = max(residuals[rank], 0.01)
+        rank = min(len(ranked), math.ceil((len(ranked) + 1) * 0.9)) - 1
+        model.log_q90 = max(ranked[rank], 0.01)
+    if len(residuals) >= LOCAL_MIN:
+        types = sorted({t for d in net_types for t in d})
+        rows = []
+        for d, n in zip(net_types, launches, strict=True):
+            total = sum(d.values())
+            rows.append(make_up({t: v / total for t, v in d.items()} if total > 0 else {}, n, types))
+        model.local = {"types": types, "x": rows, "r": residuals}
     model.stats = {"units": len(units), "networks": len(networks), "types": sorted(models),
                    "unit_counts": {t: len(r) for t, r in sorted(by_type.items())}}
     return model

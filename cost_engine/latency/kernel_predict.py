@@ -321,7 +321,7 @@ def predict_with_kernels(candidates: list[Spec | str], settings: LatencySettings
                       threads=resolved.threads, details={"interval_90": [p["low_ms"], p["high_ms"]],
                                                          "interval_level": 0.9, "log_sigma": sigma, "units": p["units"],
                                                          "launches": p["launches"], "unit_sum_ms": p["unit_sum_ms"],
-                                                         "anchor_factor": factor,
+                                                         "anchor_factor": factor, "type_shares": p["type_shares"],
                                                          "model": {k: model.stats.get(k) for k in (
                                                              "units", "networks", "fitted_at")}})
         r.ci_low_ms, r.ci_high_ms = p["low_ms"], p["high_ms"]
