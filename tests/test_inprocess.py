@@ -228,3 +228,6 @@ def test_a_latency_filter_with_many_close_calls_decides_some_from_a_probe(oracle
     wrong = [i for i in range(len(cands)) if (i in out.feasible) != (ms[i] <= limit)]
     assert all(abs(ms[i] / limit - 1) < 0.01 for i in wrong), [(i, ms[i] / limit, reasons[i]) for i in wrong]
     assert reasons.count("calibrated") > 20
+    for r in out.results:  # the figure a calibrated verdict reports is the corrected one: they agree
+        c = next(c for c in r.constraints if c.name == "max_latency_ms")
+        assert (c.value <= 0) == r.feasible

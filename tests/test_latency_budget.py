@@ -156,7 +156,11 @@ def test_a_probe_of_the_close_calls_decides_the_others_it_can():
     d = next(d for d in out.decisions if d["reason"] == "calibrated")
     cal = d["latency"]["details"]["calibrated"]
     assert cal["probes"] >= PROBE and cal["log_half_width"] < 0.03
-    assert abs(cal["median_ms"] / truth[names[d["index"]]] - 1) < 0.01  # the shared error corrected
+    true_ms = truth[names[d["index"]]]
+    assert abs(cal["predicted_ms"] / true_ms - 1) > 0.05  # the prediction was 6% off ...
+    assert abs(d["latency"]["median_ms"] / true_ms - 1) < 0.01  # ... the shared error is corrected
+    assert d["latency"]["ci_low_ms"] < d["latency"]["median_ms"] < d["latency"]["ci_high_ms"]
+    assert (d["latency"]["median_ms"] <= limit) == d["feasible"]
 
 
 def test_few_close_calls_are_all_measured_and_a_bad_probe_names_the_field():

@@ -159,10 +159,15 @@ def _probe_close_calls(close: list[tuple[int, LatencyResult]], limit_ms: float, 
         if v is None:
             continue
         p = preds[i]
-        latency = p.to_dict()
-        latency["details"] = dict(latency.get("details") or {}) | {
-            "calibrated": {"median_ms": v["corrected_ms"], "log_half_width": v["log_half_width"],
-                           "probes": len(probes), "neighbours": correction.k}}
+        med, q = v["corrected_ms"], v["log_half_width"]
+        factor = med / p.median_ms
+        # the figure reported is the corrected one (the verdict's), its interval the probe's
+        latency = p.to_dict() | {"median_ms": med, "p10_ms": p.p10_ms * factor, "p90_ms": p.p90_ms * factor,
+                                 "ci_low_ms": med * math.exp(-q), "ci_high_ms": med * math.exp(q),
+                                 "uncertainty_ms": med * (math.exp(q) - 1.0)}
+        latency["details"] = dict(p.details or {}) | {
+            "calibrated": {"predicted_ms": p.median_ms, "log_half_width": q, "probes": len(probes),
+                           "neighbours": correction.k}}
         decisions[i].update(feasible=v["feasible"], reason="calibrated", latency=latency)
         calibrated += 1
     return calibrated, len(measured)
