@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audit", type=int, default=50, help="prediction-decided filter verdicts re-measured")
     ap.add_argument("--audit-calibrated", type=int, default=30,
                     help="verdicts the probe decided (calibrated) re-measured in all, the random audit's included")
+    ap.add_argument("--z", type=float, default=None,
+                    help="the filter's first-stage band in uncertainties (default: the interval a prediction states)")
     ap.add_argument("--probe", type=int, default=PROBE, help="close calls the filter measures first (0: no probe)")
     ap.add_argument("--no-filter-measure", dest="filter_measure", action="store_false",
                     help="count the filter's close calls instead of measuring them (the audit still measures)")
@@ -206,7 +208,7 @@ def filter_audit(args: argparse.Namespace, train: list[Any], test: list[Any], se
     if args.filter_measure:
         result = filter_by_latency(pool, limit, settings, cache=cache, sessions=args.sessions,
                                    time_cap_s=args.time_cap, predictor=lambda cs, s: [by_id[id(c)] for c in cs],
-                                   probe=args.probe)
+                                   probe=args.probe, **({"z": args.z} if args.z is not None else {}))
         first = sum(d["reason"] != "predicted" for d in result.decisions)
         calibrated = sum(d["reason"] == "calibrated" for d in result.decisions)
         print(f"  limit {limit:.2f} ms (the median prediction): {first} close calls ({first / len(pool):.1%}) of which "
@@ -219,10 +221,10 @@ def filter_audit(args: argparse.Namespace, train: list[Any], test: list[Any], se
             per = {n: sum(d["reason"] == reason and origin[d["index"]] == k for d in decisions)
                    for k, n in enumerate(names)}
             print(f"    {reason} per space: {per}")
-    else:  # the filter's first stage (decision_band, z = 2): its close calls counted, not timed
+    else:  # the filter's first stage (decision_band): its close calls counted, not timed
         decisions = []
         for i, p in enumerate(preds):
-            low, high = decision_band(p, 2.0)
+            low, high = decision_band(p, args.z)
             reason = "measured" if low <= limit < high else "predicted"
             decisions.append({"index": i, "reason": reason, "feasible": high <= limit})
         close = sum(d["reason"] == "measured" for d in decisions)

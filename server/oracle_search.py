@@ -49,6 +49,9 @@ from cost_oracle.server.candidates import Prepared
 from cost_oracle.server.latency_groups import settings_id
 from cost_oracle.server.oracle_latency import Latency, latency_dict, latency_error
 
+#: predictions a latency filter submits to the measurement queue before waiting on them
+PREDICT_CHUNK = 16
+
 __all__ = ["CostPath", "Search"]
 
 
@@ -243,14 +246,21 @@ class Search:
                     return [f.result(timeout=timeout) for f in futures]
 
             def measurer(cs: list[Any], st: Any) -> list[Any]:
-                # every measurement goes through the device's queue (one at a time, coalesced); the
-                # close calls are timed together, in shared worker sessions
+                # every measurement goes through the device's queue (one at a time, coalesced); each
+                # batch of close calls (all of them when fewer than 2 x probe.PROBE, else the probe
+                # and then its rounds: within the queue's default bound) is timed in shared sessions
                 return wait(q.submit_many(cs, st, deadline=deadline, is_active=is_active))
 
             def predictor(cs: list[Any], st: Any) -> list[Any]:
-                return wait([q.submit_prediction(c, st, method=ctx.latency_method, deadline=deadline,
-                                                 is_active=is_active, measure=not ctx.never_measure)
-                             for c in cs])
+                # a chunk at a time: a prediction that needs something timed first (the device's
+                # calibration, a block) queues a job, and 200 of them would overrun the queue's
+                # bound although the first one's measurement serves them all
+                out: list[Any] = []
+                for start in range(0, len(cs), PREDICT_CHUNK):
+                    out += wait([q.submit_prediction(c, st, method=ctx.latency_method, deadline=deadline,
+                                                     is_active=is_active, measure=not ctx.never_measure)
+                                 for c in cs[start:start + PREDICT_CHUNK]])
+                return out
 
             try:
                 res = filter_by_latency(cands, float(budget.max_latency_ms), s, cache=self.latency.cache,

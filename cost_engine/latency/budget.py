@@ -4,17 +4,20 @@ Order of decisions, cheapest first:
 
 1. ``analytic(candidate)`` — the caller's static limits (FLOPs, params, memory): a candidate that
    fails them is out, and is never predicted or timed.
-2. A prediction with its uncertainty: when ``median - z*u > limit`` the candidate is out, when
-   ``median + z*u <= limit`` it is in — the prediction decides.
-3. The close calls — predictions within ``z`` uncertainties of the limit. When there are at
+2. A prediction with its interval: when its low end is above the limit the candidate is out,
+   when its high end is at most the limit it is in — the prediction decides. The interval is the
+   one the prediction states (the kernel model's 90% interval), else ``median +- z*u`` with
+   ``z`` = :data:`DEFAULT_Z` (``z`` given: that many uncertainties, for every prediction).
+3. The close calls — predictions whose interval straddles the limit. When there are at
    least twice ``probe`` of them, a random ``probe`` of them is measured and decides the others
    it can (``probe.py``: each prediction corrected by the errors of the probes nearest to it in
    make-up, with an interval from those probes' own errors; verdict ``"calibrated"``); the rest
    are measured in rounds that join the probe. Fewer close calls (or ``probe=0``): all measured,
    in one batch of sessions, and the measured median decides (all survivors when ``measure_all``).
 
-With ``z`` = 2 and an honest uncertainty the prediction decides wrongly for ~2% of the
-candidates near the limit at most; the test and the benchmark compare against measuring all.
+With an honest 90% interval a prediction decides wrongly for at most 5% of the candidates at
+its edge (the error must also point across the limit), far fewer of those further away; the
+tests compare against measuring all, the benchmark audits verdicts by re-measuring them.
 """
 
 from __future__ import annotations
@@ -51,10 +54,21 @@ class LatencyBudgetResult:
                 "decisions": self.decisions}
 
 
-def decision_band(p: LatencyResult, z: float) -> tuple[float, float]:
+#: the band of a prediction that states no interval of its own, in uncertainties
+DEFAULT_Z = 2.0
+
+
+def decision_band(p: LatencyResult, z: float | None = None) -> tuple[float, float]:
     """The prediction's interval at ``z``: multiplicative when the model states a log-scale
-    spread (the kernel model: its errors are relative), else ``median +- z * uncertainty``."""
+    spread (the kernel model: its errors are relative), else ``median +- z * uncertainty``.
+    ``z`` None: the interval the prediction states (the kernel model's 90% interval, a
+    conformal claim the benchmark checks on held-out networks), else :data:`DEFAULT_Z`."""
     sigma = p.details.get("log_sigma") if p.details else None
+    if z is None:
+        stated = p.details.get("interval_90") if p.details else None
+        if stated is not None and len(stated) == 2 and 0 < stated[0] <= p.median_ms <= stated[1]:
+            return float(stated[0]), float(stated[1])
+        z = DEFAULT_Z
     if sigma is not None:
         return p.median_ms * math.exp(-z * sigma), p.median_ms * math.exp(z * sigma)
     band = z * p.uncertainty_ms
@@ -64,7 +78,7 @@ def decision_band(p: LatencyResult, z: float) -> tuple[float, float]:
 def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, settings: LatencySettings | None = None, *,
                       cache: Any = None, measure_all: bool = False, method: str = "default",
                       analytic: Callable[[Any], bool] | None = None, measurer: Measurer | None = None,
-                      predictor: Predictor | None = None, z: float = 2.0,
+                      predictor: Predictor | None = None, z: float | None = None,
                       sessions: int = 3, time_cap_s: float | None = None,
                       probe: int = probing.PROBE) -> LatencyBudgetResult:
     """Indices (input order) of the candidates whose latency is at most ``limit_ms``.
