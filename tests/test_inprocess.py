@@ -207,7 +207,8 @@ def test_a_latency_filter_with_many_close_calls_decides_some_from_a_probe(oracle
     """Through the client: FLOPs predictions (a wide interval) leave most candidates close to the
     limit; the filter measures a probe of them and decides others from it ("calibrated"), and
     every verdict is the one measuring everything gives, but for a candidate within the probe's
-    error of the limit (a simulated worker times them)."""
+    error of the limit (a simulated worker times them). Its 200 FLOPs predictions each need the
+    device's calibration first: submitted all at once they overran the queue's bound of 64."""
     from cost_engine.latency.probe import PROBE
     from cost_engine.latency.testing import FakeWorker
 
