@@ -208,7 +208,7 @@ def filter_audit(args: argparse.Namespace, train: list[Any], test: list[Any], se
     if args.filter_measure:
         result = filter_by_latency(pool, limit, settings, cache=cache, sessions=args.sessions,
                                    time_cap_s=args.time_cap, predictor=lambda cs, s: [by_id[id(c)] for c in cs],
-                                   probe=args.probe, **({"z": args.z} if args.z is not None else {}))
+                                   probe=args.probe, z=args.z)
         first = sum(d["reason"] != "predicted" for d in result.decisions)
         calibrated = sum(d["reason"] == "calibrated" for d in result.decisions)
         print(f"  limit {limit:.2f} ms (the median prediction): {first} close calls ({first / len(pool):.1%}) of which "

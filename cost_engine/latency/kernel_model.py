@@ -131,8 +131,7 @@ class KernelModel:
     def predict_network(self, kernels: list[Kernel]) -> dict[str, Any]:
         by_type, launches, spread = self.network_terms(kernels)
         ms = _overhead_predict((self.scale, self.type_scale, self.per_launch_ms, self.constant_ms), by_type, launches)
-        total = sum(by_type.values())
-        shares = {t: v / total for t, v in sorted(by_type.items())} if total > 0 else {}
+        shares = _shares(by_type)
         q = math.hypot(self.network_q90(shares, launches), spread * Z90)
         return {"median_ms": ms, "low_ms": ms * math.exp(-q), "high_ms": ms * math.exp(q), "log_q90": q,
                 "log_sigma": q / Z90, "unit_sum_ms": sum(by_type.values()), "launches": launches,
@@ -164,6 +163,12 @@ class KernelModel:
         models = {t: [lgb.Booster(model_str=s) for s in bag] for t, bag in data["models"].items()}
         return cls(models, data["scale"], dict(data.get("type_scale", {})), data["per_launch_ms"],
                    data["constant_ms"], data["log_q90"], data.get("stats", {}), _local(data.get("local")))
+
+
+def _shares(by_type: dict[str, float]) -> dict[str, float]:
+    """Each type group's share of a network's unit sum (its make-up)."""
+    total = sum(by_type.values())
+    return {t: v / total for t, v in sorted(by_type.items())} if total > 0 else {}
 
 
 def _local(data: Any) -> dict[str, Any]:
@@ -279,10 +284,7 @@ def fit_kernel_model(units: list[tuple[Kernel, float]], networks: list[tuple[lis
         model.log_q90 = max(ranked[rank], 0.01)
     if len(residuals) >= LOCAL_MIN:
         types = sorted({t for d in net_types for t in d})
-        rows = []
-        for d, n in zip(net_types, launches, strict=True):
-            total = sum(d.values())
-            rows.append(make_up({t: v / total for t, v in d.items()} if total > 0 else {}, n, types))
+        rows = [make_up(_shares(d), n, types) for d, n in zip(net_types, launches, strict=True)]
         model.local = {"types": types, "x": rows, "r": residuals}
     model.stats = {"units": len(units), "networks": len(networks), "types": sorted(models),
                    "unit_counts": {t: len(r) for t, r in sorted(by_type.items())}}

@@ -6,13 +6,13 @@ Their errors are not independent: networks of the same make-up share most of the
 predicted 2% high, another 5% low, the device a little slower than when the model was fitted).
 So the filter measures a random probe of its close calls and, for each of the others, corrects
 its prediction by the mean error of the :data:`NEIGHBOURS` probes nearest to it in make-up
-(``neighbours.py``: the share of its predicted time per unit type, and its launches), with an interval that is the
-largest error the same neighbours made when each was predicted from its own nearest probes:
-for exchangeable errors a new one exceeds the largest of ``k`` with probability ``1/(k+1)``
-(a 90% interval for ``k`` = 9), and a verdict flips only when the error also points across the
-limit. What the probe cannot
-decide is measured in rounds of :data:`ROUND`, each round joining the probe, until what is left
-fits in one round. The benchmark (``benchmarks/kernel_prediction.py``) audits these verdicts.
+(``neighbours.py``: the share of its predicted time per unit type, and its launches), with an
+interval that is the largest error the same neighbours made when each was predicted from its
+own nearest probes: for exchangeable errors a new one exceeds the largest of ``k`` with
+probability ``1/(k+1)`` (a 90% interval for ``k`` = 9), and a verdict flips only when the error
+also points across the limit. What the probe cannot decide is measured in rounds of
+:data:`ROUND`, each round joining the probe, until what is left fits in one round. The
+benchmark (``benchmarks/kernel_prediction.py``) audits these verdicts.
 
 Only when the predictions state their make-up (``details["type_shares"]``, the kernel model's)
 is the correction local; otherwise it is one shared correction, with the largest probe error.
