@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="verdicts the probe decided (calibrated) re-measured in all, the random audit's included")
     ap.add_argument("--z", type=float, default=None,
                     help="the filter's first-stage band in uncertainties (default: the interval a prediction states)")
+    ap.add_argument("--filter-sessions", type=int, default=3,
+                    help="sessions per close call the filter measures (the filter's own default)")
     ap.add_argument("--probe", type=int, default=PROBE, help="close calls the filter measures first (0: no probe)")
     ap.add_argument("--no-filter-measure", dest="filter_measure", action="store_false",
                     help="count the filter's close calls instead of measuring them (the audit still measures)")
@@ -206,7 +208,7 @@ def filter_audit(args: argparse.Namespace, train: list[Any], test: list[Any], se
     by_id = {id(c): p for c, p in zip(pool, preds, strict=True)}
     t0 = time.time()
     if args.filter_measure:
-        result = filter_by_latency(pool, limit, settings, cache=cache, sessions=args.sessions,
+        result = filter_by_latency(pool, limit, settings, cache=cache, sessions=args.filter_sessions,
                                    time_cap_s=args.time_cap, predictor=lambda cs, s: [by_id[id(c)] for c in cs],
                                    probe=args.probe, z=args.z)
         first = sum(d["reason"] != "predicted" for d in result.decisions)

@@ -3,6 +3,7 @@ measuring only the candidates too close to the limit to decide."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from unittest import mock
 
@@ -131,10 +132,10 @@ def _two_make_ups(n: int = 400, seed: int = 1):
 
 
 def test_a_probe_of_the_close_calls_decides_the_others_it_can():
-    """Many close calls whose errors are shared by make-up: a random probe of them is measured
-    first, corrects the others by the errors of their nearest probes, and decides those now
-    clear of the limit ("calibrated"); the rest are measured in rounds. The verdicts are those
-    of measuring everything, with a fraction of the measurements."""
+    """Many close calls whose errors are shared by make-up: a probe of them (the closest to the
+    limit) is measured first, corrects the others by the errors of their nearest probes, and
+    decides those now clear of the limit ("calibrated"); the rest are measured in rounds. The
+    verdicts are those of measuring everything, with a fraction of the measurements."""
     from cost_engine.latency.probe import PROBE, ROUND
 
     names, truth, predictor, measurer, calls = _two_make_ups(800)
@@ -143,10 +144,15 @@ def test_a_probe_of_the_close_calls_decides_the_others_it_can():
     plain = filter_by_latency(names, limit, S, predictor=predictor, measurer=measurer, probe=0)
     close = plain.measured
     assert close > 2 * PROBE and len(calls) == 1  # probe=0: every close call, in one batch
+    plain_close = calls[0]
     calls.clear()
     out = filter_by_latency(names, limit, S, predictor=predictor, measurer=measurer)
     assert out.feasible == everything == plain.feasible
     assert len(calls[0]) == PROBE and all(len(c) <= ROUND for c in calls[1:-1])
+    # the probe is the close calls nearest the limit (in units of their interval): measured anyway
+    first = set(calls[0])
+    gap = {c: abs(math.log(predictor([c], S)[0].median_ms / limit)) for c in plain_close}
+    assert max(gap[c] for c in first) <= min(gap[c] for c in plain_close if c not in first)
     reasons = [d["reason"] for d in out.decisions]
     calibrated = reasons.count("calibrated")
     assert calibrated > close // 2, (calibrated, close)
@@ -175,3 +181,15 @@ def test_few_close_calls_are_all_measured_and_a_bad_probe_names_the_field():
         with pytest.raises(SpecError) as err:
             filter_by_latency(names, limit, S, predictor=predictor, measurer=measurer, probe=bad)
         assert err.value.errors[0].path == "probe"
+
+
+def test_the_probe_interval_is_the_conformal_quantile_of_its_judges_errors():
+    """The 90% claim is the ceil((n + 1) * 0.9)-th smallest of n exchangeable errors: the 18th of
+    19, the 9th (largest) of 9; fewer than 9 cannot support it, so the largest stands."""
+    from cost_engine.latency.probe import conformal_quantile
+
+    errors = [i / 100 for i in range(1, 20)]  # 0.01 .. 0.19
+    assert conformal_quantile(errors) == 0.18
+    assert conformal_quantile(errors[:9]) == 0.09
+    assert conformal_quantile(errors[:4]) == 0.04
+    assert conformal_quantile([]) == math.inf

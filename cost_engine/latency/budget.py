@@ -9,11 +9,12 @@ Order of decisions, cheapest first:
    one the prediction states (the kernel model's 90% interval), else ``median +- z*u`` with
    ``z`` = :data:`DEFAULT_Z` (``z`` given: that many uncertainties, for every prediction).
 3. The close calls — predictions whose interval straddles the limit. When there are at
-   least twice ``probe`` of them, a random ``probe`` of them is measured and decides the others
-   it can (``probe.py``: each prediction corrected by the errors of the probes nearest to it in
-   make-up, with an interval from those probes' own errors; verdict ``"calibrated"``); the rest
-   are measured in rounds that join the probe. Fewer close calls (or ``probe=0``): all measured,
-   in one batch of sessions, and the measured median decides (all survivors when ``measure_all``).
+   least twice ``probe`` of them, the ``probe`` closest to the limit are measured and decide the
+   others they can (``probe.py``: each prediction corrected by the errors of the probes nearest
+   to it in make-up, with an interval from those probes' own errors; verdict ``"calibrated"``);
+   the rest are measured in rounds, closest first, that join the probe. Fewer close calls (or
+   ``probe=0``): all measured, in one batch of sessions, and the measured median decides (all
+   survivors when ``measure_all``).
 
 With an honest 90% interval a prediction decides wrongly for at most 5% of the candidates at
 its edge (the error must also point across the limit), far fewer of those further away; the
@@ -137,7 +138,7 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
             else:
                 close.append((i, p))
         if probe and len(close) >= 2 * probe:
-            calibrated, n_measured = _probe_close_calls(close, limit_ms, probe, measure, decisions)
+            calibrated, n_measured = _probe_close_calls(close, limit_ms, probe, measure, decisions, z)
             n_predicted += calibrated
         else:
             n_measured = len(measure([i for i, _ in close]))
@@ -148,12 +149,14 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
 
 def _probe_close_calls(close: list[tuple[int, LatencyResult]], limit_ms: float, probe: int,
                        measure: Callable[[list[int]], dict[int, LatencyResult]],
-                       decisions: list[dict[str, Any]]) -> tuple[int, int]:
-    """Measure a random probe of the close calls, decide the others it can, measure the rest in
-    rounds (each joins the probe); returns (calibrated verdicts, close calls measured)."""
+                       decisions: list[dict[str, Any]], z: float | None) -> tuple[int, int]:
+    """Measure a probe of the close calls (the closest to the limit), decide the others it can,
+    measure the rest in rounds, closest first (each joins the probe); returns (calibrated
+    verdicts, close calls measured)."""
     preds = dict(close)
     types = probing.make_up_types(list(preds.values()))
-    order = [close[j][0] for j in probing.probe_order(len(close))]
+    bands = [(p.median_ms, *decision_band(p, z)) for _, p in close]
+    order = [close[j][0] for j in probing.probe_order(bands, limit_ms)]
     measured = measure(order[:probe])
     pending = order[probe:]
     while True:
@@ -181,7 +184,7 @@ def _probe_close_calls(close: list[tuple[int, LatencyResult]], limit_ms: float, 
                                  "uncertainty_ms": med * (math.exp(q) - 1.0)}
         latency["details"] = dict(p.details or {}) | {
             "calibrated": {"predicted_ms": p.median_ms, "log_half_width": q, "probes": len(probes),
-                           "neighbours": correction.k}}
+                           "neighbours": correction.k, "judges": correction.k_interval}}
         decisions[i].update(feasible=v["feasible"], reason="calibrated", latency=latency)
         calibrated += 1
     return calibrated, len(measured)
