@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train", type=int, default=16, help="training candidates per space")
     ap.add_argument("--test", type=int, default=12, help="held-out candidates per space")
+    ap.add_argument("--unit-pool", type=int, default=0,
+                    help="more candidates per space whose units join the sampling (never measured whole, never "
+                         "held out): what `cost-oracle latency fit --space resnet:N` with a larger N does")
     ap.add_argument("--max-units", type=int, default=360, help="unit measurement budget")
     ap.add_argument("--networks", type=int, default=30, help="training networks measured whole (all spaces)")
     ap.add_argument("--sessions", type=int, default=2, help="sessions per network measurement")
@@ -83,10 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     train: list[Any] = []
     test: dict[str, list[Any]] = {}
+    unit_pool: list[Any] = []
     for name, fn in SPACES.items():
-        cands = sample(fn, args.train + args.test, rng)
+        cands = sample(fn, args.train + args.test + args.unit_pool, rng)
         train.extend(cands[:args.train])
-        test[name] = cands[args.train:]
+        test[name] = cands[args.train:args.train + args.test]
+        unit_pool.extend(cands[args.train + args.test:])
     # the networks measured whole: interleaved across spaces so each space contributes
     per = [train[i::args.train] for i in range(args.train)]
     train = [c for group in per for c in group]
@@ -97,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     def progress(stage: str, done: int, total: int) -> None:
         print(f"  fit: {stage} {done}/{total} ({time.time() - t0:.0f} s)", flush=True)
 
-    model = fit_kernel_predictor(train, settings, cache=cache, max_units=args.max_units, networks=args.networks,
-                                 network_sessions=args.sessions, time_cap_s=args.time_cap, progress=progress,
-                                 adaptive=args.adaptive,
+    model = fit_kernel_predictor(train + unit_pool, settings, cache=cache, max_units=args.max_units,
+                                 networks=args.networks, network_sessions=args.sessions, time_cap_s=args.time_cap,
+                                 progress=progress, adaptive=args.adaptive,
                                  budget_s=args.budget_min * 60 if args.budget_min else None)
     st = model.stats
     print(f"fit: {st['unit_measurements']} new unit measurements, {st['units']} units timed of "
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("scatter: skipped (matplotlib missing)")
     if args.filter:
-        filter_audit(args, train, everything, settings, cache)
+        filter_audit(args, train + unit_pool, everything, settings, cache)
     print(f"load average at end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"total {time.time() - t0:.0f} s")
     return 0
