@@ -4,19 +4,20 @@ Three spaces (``cost_engine/families/sampled.py``): OFA-like MBConv, FasterNet a
 space. Per space, ``--train`` candidates make the training space (their units are sampled up to
 ``--max-units``, a share re-sampled near the worst-predicted units, ``--networks`` of them in all
 measured whole for the overhead term and interval) and ``--test`` other candidates, none of which
-is in the training set, are measured and predicted. Scored in the same run: the kernel model, the
-block table, the roofline and FLOPs alone (the last three corrected by the power-law residual
-fitted on the same measured training networks): share within +-10% and +-20%, MAPE, Kendall tau
-overall and per space, and the kernel model's 90% interval coverage. Then the latency filter
-(``--filter`` fresh candidates of the three spaces, limit at their median prediction, decided by
-the kernel model's interval; of the close calls a probe is measured and decides the others it
-can, the rest are measured) and an audit that re-measures ``--audit`` of the verdicts decided
-without a measurement, drawn at random, plus calibrated ones up to ``--audit-calibrated``, and
-counts verdicts that flip. The load average
-is printed at the start and the end (a loaded host is a different device). A PNG scatter goes to
-``--out``.
+is in the training set, are measured and predicted; ``--unit-pool`` more candidates per space add
+their units to the sampling only (neither measured whole nor held out nor in the filter). Scored in
+the same run: the kernel model, the block table, the roofline and FLOPs alone (the last three
+corrected by the power-law residual fitted on the same measured training networks): share within
++-10% and +-20%, MAPE, Kendall tau overall and per space, and the kernel model's 90% interval
+coverage. Then the latency filter (``--filter`` fresh candidates of the three spaces, limit at
+their median prediction, decided by the kernel model's interval; of the close calls a probe is
+measured and decides the others it can, the rest are measured) and an audit that re-measures
+``--audit`` of the verdicts decided without a measurement, drawn at random, plus calibrated ones up
+to ``--audit-calibrated``, and counts verdicts that flip. The load average is printed at the start
+and the end (a loaded host is a different device). A PNG scatter goes to ``--out``.
 
-    python benchmarks/kernel_prediction.py --db /tmp/kernel_bench.sqlite --out /tmp
+    python benchmarks/kernel_prediction.py --train 12 --test 10 --unit-pool 40 --max-units 1200 \
+        --networks 30 --db /tmp/kernel_bench.sqlite --out /tmp
 """
 
 from __future__ import annotations
