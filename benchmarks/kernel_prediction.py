@@ -38,7 +38,7 @@ from latency_prediction import kendall_tau, open_cache
 
 from cost_engine.families.sampled import SPACES, sample
 from cost_engine.latency import LatencySettings, Residual, calibrate, filter_by_latency, measure_many
-from cost_engine.latency.budget import decision_band
+from cost_engine.latency.budget import FILTER_SESSIONS, decision_band
 from cost_engine.latency.kernel_predict import fit_kernel_predictor, predict_with_kernels
 from cost_engine.latency.predict import raw_estimates
 from cost_engine.latency.probe import PROBE
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="verdicts the probe decided (calibrated) re-measured in all, the random audit's included")
     ap.add_argument("--z", type=float, default=None,
                     help="the filter's first-stage band in uncertainties (default: the interval a prediction states)")
-    ap.add_argument("--filter-sessions", type=int, default=3,
+    ap.add_argument("--filter-sessions", type=int, default=FILTER_SESSIONS,
                     help="sessions per close call the filter measures (the filter's own default)")
     ap.add_argument("--probe", type=int, default=PROBE, help="close calls the filter measures first (0: no probe)")
     ap.add_argument("--no-filter-measure", dest="filter_measure", action="store_false",

@@ -57,6 +57,8 @@ class LatencyBudgetResult:
 
 #: the band of a prediction that states no interval of its own, in uncertainties
 DEFAULT_Z = 2.0
+#: sessions per close call measured
+FILTER_SESSIONS = 3
 
 
 def decision_band(p: LatencyResult, z: float | None = None) -> tuple[float, float]:
@@ -80,7 +82,7 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
                       cache: Any = None, measure_all: bool = False, method: str = "default",
                       analytic: Callable[[Any], bool] | None = None, measurer: Measurer | None = None,
                       predictor: Predictor | None = None, z: float | None = None,
-                      sessions: int = 3, time_cap_s: float | None = None,
+                      sessions: int = FILTER_SESSIONS, time_cap_s: float | None = None,
                       probe: int = probing.PROBE) -> LatencyBudgetResult:
     """Indices (input order) of the candidates whose latency is at most ``limit_ms``.
 
@@ -127,6 +129,7 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
     elif survivors:
         preds = predictor([candidates[i] for i in survivors], settings)
         close: list[tuple[int, LatencyResult]] = []
+        bands: list[tuple[float, float, float]] = []  # the close calls' (median, low, high), as judged
         for i, p in zip(survivors, preds, strict=True):
             low, high = decision_band(p, z)
             if low > limit_ms:
@@ -137,8 +140,9 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
                 n_predicted += 1
             else:
                 close.append((i, p))
+                bands.append((p.median_ms, low, high))
         if probe and len(close) >= 2 * probe:
-            calibrated, n_measured = _probe_close_calls(close, limit_ms, probe, measure, decisions, z)
+            calibrated, n_measured = _probe_close_calls(close, bands, limit_ms, probe, measure, decisions)
             n_predicted += calibrated
         else:
             n_measured = len(measure([i for i, _ in close]))
@@ -147,15 +151,14 @@ def filter_by_latency(candidates: Sequence[Spec | str], limit_ms: float, setting
                                len(candidates) - len(survivors), decisions)
 
 
-def _probe_close_calls(close: list[tuple[int, LatencyResult]], limit_ms: float, probe: int,
-                       measure: Callable[[list[int]], dict[int, LatencyResult]],
-                       decisions: list[dict[str, Any]], z: float | None) -> tuple[int, int]:
+def _probe_close_calls(close: list[tuple[int, LatencyResult]], bands: list[tuple[float, float, float]],
+                       limit_ms: float, probe: int, measure: Callable[[list[int]], dict[int, LatencyResult]],
+                       decisions: list[dict[str, Any]]) -> tuple[int, int]:
     """Measure a probe of the close calls (the closest to the limit), decide the others it can,
     measure the rest in rounds, closest first (each joins the probe); returns (calibrated
     verdicts, close calls measured)."""
     preds = dict(close)
     types = probing.make_up_types(list(preds.values()))
-    bands = [(p.median_ms, *decision_band(p, z)) for _, p in close]
     order = [close[j][0] for j in probing.probe_order(bands, limit_ms)]
     measured = measure(order[:probe])
     pending = order[probe:]
